@@ -1,0 +1,374 @@
+//! REST handlers: parse, call one application method, render. Paths are
+//! relative to `/api/public`.
+
+use super::error::ApiErrorBody;
+use super::extract::{JsonBody, PathParams, QueryParams, flag};
+use crate::app::App;
+use crate::error::Result;
+use crate::model::account::CloudAccount;
+use crate::model::image::Image;
+use crate::model::instance::Instance;
+use crate::model::network::VirtualNetwork;
+use crate::model::operation::FutureState;
+use crate::model::template::InstanceTemplate;
+use crate::model::tenant::{CloudCredentials, CloudTagsEnvelope};
+use axum::Json;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use utoipa::IntoParams;
+
+/// A response whose body is JSON already serialized (stored documents).
+pub struct RawJson(pub String);
+
+impl IntoResponse for RawJson {
+    fn into_response(self) -> Response {
+        ([(CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
+}
+
+type Tenant = PathParams<String>;
+type TenantAnd = PathParams<(String, String)>;
+
+// ---------------------------------------------------------------- tenant
+
+/// The tenant's cloud credentials (secrets are never returned).
+#[utoipa::path(get, path = "/tenants/{tenantId}/cloud-credentials", tag = "tenant",
+    params(("tenantId" = String, Path)),
+    responses((status = 200, body = CloudCredentials)))]
+pub async fn cloud_credentials_get(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+) -> Result<Json<CloudCredentials>> {
+    Ok(Json(app.cloud_credentials_get(&t).await?))
+}
+
+/// Replaces the tenant's cloud credentials; secrets left out are kept.
+#[utoipa::path(put, path = "/tenants/{tenantId}/cloud-credentials", tag = "tenant",
+    params(("tenantId" = String, Path)), request_body = CloudCredentials,
+    responses((status = 200, body = CloudCredentials)))]
+pub async fn cloud_credentials_put(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+    JsonBody(body): JsonBody<CloudCredentials>,
+) -> Result<Json<CloudCredentials>> {
+    Ok(Json(app.cloud_credentials_put(&t, body).await?))
+}
+
+/// The tenant's cloud tags, as `{"msg": "<JSON object as a string>"}`.
+#[utoipa::path(get, path = "/tenants/{tenantId}/cloud-tags", tag = "tenant",
+    params(("tenantId" = String, Path)),
+    responses((status = 200, body = CloudTagsEnvelope)))]
+pub async fn cloud_tags_get(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+) -> Result<Json<CloudTagsEnvelope>> {
+    let tags = app.cloud_tags_get(&t).await?;
+    let msg = serde_json::to_string(&tags).map_err(crate::error::Error::internal)?;
+    Ok(Json(CloudTagsEnvelope { msg }))
+}
+
+/// Replaces the tenant's cloud tags with the JSON object given.
+#[utoipa::path(put, path = "/tenants/{tenantId}/cloud-tags", tag = "tenant",
+    params(("tenantId" = String, Path)), request_body = BTreeMap<String, String>,
+    responses((status = 200, body = BTreeMap<String, String>)))]
+pub async fn cloud_tags_put(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+    JsonBody(body): JsonBody<BTreeMap<String, String>>,
+) -> Result<Json<BTreeMap<String, String>>> {
+    Ok(Json(app.cloud_tags_put(&t, body).await?))
+}
+
+// ---------------------------------------------------------------- cloud accounts
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/cloud-accounts", tag = "cloud accounts",
+    params(("tenantId" = String, Path)),
+    responses((status = 200, body = Vec<CloudAccount>)))]
+pub async fn account_list(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+) -> Result<Json<Vec<CloudAccount>>> {
+    Ok(Json(app.account_list(&t).await?))
+}
+
+#[utoipa::path(post, path = "/tenants/{tenantId}/cloud-accounts", tag = "cloud accounts",
+    params(("tenantId" = String, Path)), request_body = CloudAccount,
+    responses((status = 200, body = CloudAccount)))]
+pub async fn account_create(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+    JsonBody(body): JsonBody<CloudAccount>,
+) -> Result<Json<CloudAccount>> {
+    Ok(Json(app.account_create(&t, body).await?))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/cloud-accounts/{accountId}", tag = "cloud accounts",
+    params(("tenantId" = String, Path), ("accountId" = String, Path)),
+    responses((status = 200, body = CloudAccount)))]
+pub async fn account_get(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<CloudAccount>> {
+    Ok(Json(app.account_get(&t, &id).await?))
+}
+
+#[utoipa::path(put, path = "/tenants/{tenantId}/cloud-accounts/{accountId}", tag = "cloud accounts",
+    params(("tenantId" = String, Path), ("accountId" = String, Path)), request_body = CloudAccount,
+    responses((status = 200, body = CloudAccount)))]
+pub async fn account_update(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+    JsonBody(body): JsonBody<CloudAccount>,
+) -> Result<Json<CloudAccount>> {
+    Ok(Json(app.account_update(&t, &id, body).await?))
+}
+
+/// Starts deleting the account; 409 while virtual networks use it.
+#[utoipa::path(delete, path = "/tenants/{tenantId}/cloud-accounts/{accountId}", tag = "cloud accounts",
+    params(("tenantId" = String, Path), ("accountId" = String, Path)),
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+pub async fn account_delete(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.account_delete(&t, &id).await?))
+}
+
+// ---------------------------------------------------------------- virtual networks
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct NetworkCreateQuery {
+    /// Use FM's own region, VPC and subnet for the fields left out.
+    use_default_values: Option<String>,
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/virtual-networks", tag = "virtual networks",
+    params(("tenantId" = String, Path)),
+    responses((status = 200, body = Vec<VirtualNetwork>)))]
+pub async fn network_list(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+) -> Result<Json<Vec<VirtualNetwork>>> {
+    Ok(Json(app.network_list(&t).await?))
+}
+
+#[utoipa::path(post, path = "/tenants/{tenantId}/virtual-networks", tag = "virtual networks",
+    params(("tenantId" = String, Path), NetworkCreateQuery), request_body = VirtualNetwork,
+    responses((status = 200, body = VirtualNetwork)))]
+pub async fn network_create(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+    QueryParams(q): QueryParams<NetworkCreateQuery>,
+    JsonBody(body): JsonBody<VirtualNetwork>,
+) -> Result<Json<VirtualNetwork>> {
+    let defaults = flag("useDefaultValues", q.use_default_values.as_deref())?;
+    Ok(Json(app.network_create(&t, body, defaults).await?))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/virtual-networks/{networkId}", tag = "virtual networks",
+    params(("tenantId" = String, Path), ("networkId" = String, Path)),
+    responses((status = 200, body = VirtualNetwork)))]
+pub async fn network_get(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<VirtualNetwork>> {
+    Ok(Json(app.network_get(&t, &id).await?))
+}
+
+#[utoipa::path(put, path = "/tenants/{tenantId}/virtual-networks/{networkId}", tag = "virtual networks",
+    params(("tenantId" = String, Path), ("networkId" = String, Path)), request_body = VirtualNetwork,
+    responses((status = 200, body = VirtualNetwork)))]
+pub async fn network_update(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+    JsonBody(body): JsonBody<VirtualNetwork>,
+) -> Result<Json<VirtualNetwork>> {
+    Ok(Json(app.network_update(&t, &id, body).await?))
+}
+
+/// Starts deleting the network; 409 while instances use it.
+#[utoipa::path(delete, path = "/tenants/{tenantId}/virtual-networks/{networkId}", tag = "virtual networks",
+    params(("tenantId" = String, Path), ("networkId" = String, Path)),
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+pub async fn network_delete(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.network_delete(&t, &id).await?))
+}
+
+// ---------------------------------------------------------------- instance templates
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instance-settings-templates", tag = "instance templates",
+    params(("tenantId" = String, Path)),
+    responses((status = 200, body = Vec<InstanceTemplate>)))]
+pub async fn template_list(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+) -> Result<Json<Vec<InstanceTemplate>>> {
+    Ok(Json(app.template_list(&t).await?))
+}
+
+#[utoipa::path(post, path = "/tenants/{tenantId}/instance-settings-templates", tag = "instance templates",
+    params(("tenantId" = String, Path)), request_body = InstanceTemplate,
+    responses((status = 200, body = InstanceTemplate)))]
+pub async fn template_create(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+    JsonBody(body): JsonBody<InstanceTemplate>,
+) -> Result<Json<InstanceTemplate>> {
+    Ok(Json(app.template_create(&t, body).await?))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instance-settings-templates/{templateId}", tag = "instance templates",
+    params(("tenantId" = String, Path), ("templateId" = String, Path)),
+    responses((status = 200, body = InstanceTemplate)))]
+pub async fn template_get(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<InstanceTemplate>> {
+    Ok(Json(app.template_get(&t, &id).await?))
+}
+
+#[utoipa::path(put, path = "/tenants/{tenantId}/instance-settings-templates/{templateId}", tag = "instance templates",
+    params(("tenantId" = String, Path), ("templateId" = String, Path)), request_body = InstanceTemplate,
+    responses((status = 200, body = InstanceTemplate)))]
+pub async fn template_update(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+    JsonBody(body): JsonBody<InstanceTemplate>,
+) -> Result<Json<InstanceTemplate>> {
+    Ok(Json(app.template_update(&t, &id, body).await?))
+}
+
+/// Starts deleting the template; 409 while instances use it.
+#[utoipa::path(delete, path = "/tenants/{tenantId}/instance-settings-templates/{templateId}", tag = "instance templates",
+    params(("tenantId" = String, Path), ("templateId" = String, Path)),
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+pub async fn template_delete(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.template_delete(&t, &id).await?))
+}
+
+// ---------------------------------------------------------------- instances
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances", tag = "instances",
+    params(("tenantId" = String, Path)),
+    responses((status = 200, body = Vec<Instance>)))]
+pub async fn instance_list(State(app): State<App>, PathParams(t): Tenant) -> Result<RawJson> {
+    Ok(RawJson(app.instance_list_json(&t).await?))
+}
+
+/// Creates the instance record; no cloud resource is made until it is provisioned.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances", tag = "instances",
+    params(("tenantId" = String, Path)), request_body = Instance,
+    responses((status = 200, body = Instance)))]
+pub async fn instance_create(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+    JsonBody(body): JsonBody<Instance>,
+) -> Result<RawJson> {
+    Ok(RawJson(app.instance_create(&t, body).await?))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}", tag = "instances",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path)),
+    responses((status = 200, body = Instance)))]
+pub async fn instance_get(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<RawJson> {
+    Ok(RawJson(app.instance_get_json(&t, &id).await?))
+}
+
+/// Replaces the instance's settings with the whole JSON given.
+#[utoipa::path(put, path = "/tenants/{tenantId}/instances/{instanceId}", tag = "instances",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path)), request_body = Instance,
+    responses((status = 200, body = Instance)))]
+pub async fn instance_update(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+    JsonBody(body): JsonBody<Instance>,
+) -> Result<RawJson> {
+    Ok(RawJson(app.instance_update(&t, &id, body).await?))
+}
+
+/// Starts deleting the instance (a side-effecting GET, as the public API has it).
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/actions/delete", tag = "instances",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path)),
+    responses((status = 200, body = FutureState)))]
+pub async fn instance_delete(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.instance_delete(&t, &id).await?))
+}
+
+// ---------------------------------------------------------------- images
+
+/// The node versions FM can deploy.
+#[utoipa::path(get, path = "/tenants/{tenantId}/images", tag = "images",
+    params(("tenantId" = String, Path)),
+    responses((status = 200, body = Vec<Image>)))]
+pub async fn image_list(State(app): State<App>, PathParams(t): Tenant) -> Result<Json<Vec<Image>>> {
+    Ok(Json(app.image_list(&t).await?))
+}
+
+// ---------------------------------------------------------------- futures
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FutureQuery {
+    /// `true`: return the state whatever it is. `false` (default): a failed
+    /// or aborted future answers with its error (409).
+    peek: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FutureListQuery {
+    /// At most this many futures (1 to 500, default 50).
+    limit: Option<u64>,
+}
+
+/// The most recent futures, newest first.
+#[utoipa::path(get, path = "/tenants/{tenantId}/futures", tag = "futures",
+    params(("tenantId" = String, Path), FutureListQuery),
+    responses((status = 200, body = Vec<FutureState>)))]
+pub async fn future_list(
+    State(app): State<App>,
+    PathParams(t): Tenant,
+    QueryParams(q): QueryParams<FutureListQuery>,
+) -> Result<Json<Vec<FutureState>>> {
+    Ok(Json(app.future_list(&t, q.limit.unwrap_or(50)).await?))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/futures/{jobId}", tag = "futures",
+    params(("tenantId" = String, Path), ("jobId" = String, Path), FutureQuery),
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody, description = "the future failed or was aborted (without peek)")))]
+pub async fn future_get(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+    QueryParams(q): QueryParams<FutureQuery>,
+) -> Result<Json<FutureState>> {
+    let peek = flag("peek", q.peek.as_deref())?;
+    Ok(Json(app.future_get(&t, &id, peek).await?))
+}
+
+/// Aborts the future: at once if not started, between steps otherwise.
+#[utoipa::path(delete, path = "/tenants/{tenantId}/futures/{jobId}", tag = "futures",
+    params(("tenantId" = String, Path), ("jobId" = String, Path)),
+    responses((status = 200, body = FutureState)))]
+pub async fn future_abort(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.future_abort(&t, &id).await?))
+}

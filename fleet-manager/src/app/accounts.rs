@@ -1,0 +1,123 @@
+//! Cloud accounts.
+
+use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
+use crate::error::{Error, Result};
+use crate::model::account::{AwsAccountAuthMode, CloudAccount};
+use crate::model::{check_id, new_id, now_ms};
+use crate::ops::sagas::DELETE_CLOUD_ACCOUNT;
+use crate::store::entities::cloud_account;
+use crate::store::resources as q;
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+
+impl App {
+    fn account_view(&self, m: &cloud_account::Model, nb_networks: u64) -> Result<CloudAccount> {
+        let mut a: CloudAccount = from_doc(&m.doc)?;
+        a.id = Some(m.id.clone());
+        a.has_aws_secret_access_key = m.secret.is_some();
+        a.nb_networks = nb_networks;
+        Ok(a)
+    }
+
+    async fn account_row(&self, tenant: &str, id: &str) -> Result<cloud_account::Model> {
+        check_id("cloud account", id)?;
+        match q::account_get(&self.store.db, tenant, id).await? {
+            Some(m) => Ok(m),
+            None => Err(self.missing(tenant, "cloud account", id).await),
+        }
+    }
+
+    pub async fn account_list(&self, tenant: &str) -> Result<Vec<CloudAccount>> {
+        self.tenant(tenant).await?;
+        let counts = q::network_counts_by_account(&self.store.db, tenant).await?;
+        q::account_list(&self.store.db, tenant)
+            .await?
+            .iter()
+            .map(|m| self.account_view(m, counts.get(&m.id).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    pub async fn account_get(&self, tenant: &str, id: &str) -> Result<CloudAccount> {
+        let m = self.account_row(tenant, id).await?;
+        let n = q::networks_using_account(&self.store.db, id).await?;
+        self.account_view(&m, n)
+    }
+
+    /// The sealed secret to store: the new one if given, else the old one
+    /// while the mode still needs it.
+    fn account_secret(
+        &self,
+        input: &mut CloudAccount,
+        old: Option<String>,
+    ) -> Result<Option<String>> {
+        if input.aws_authentication_mode != AwsAccountAuthMode::Keypair {
+            return Ok(None);
+        }
+        match input.aws_secret_access_key.take() {
+            Some(s) => Ok(Some(self.secrets.seal(&s)?)),
+            None => old.map(Some).ok_or_else(|| {
+                Error::invalid(
+                    "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR",
+                )
+            }),
+        }
+    }
+
+    pub async fn account_create(
+        &self,
+        tenant: &str,
+        mut input: CloudAccount,
+    ) -> Result<CloudAccount> {
+        self.tenant(tenant).await?;
+        input.validate()?;
+        let secret = self.account_secret(&mut input, None)?;
+        let now = now_ms();
+        let id = new_id("ca");
+        input.id = None;
+        let m = cloud_account::ActiveModel {
+            id: Set(id.clone()),
+            tenant_id: Set(tenant.to_string()),
+            label: Set(input.label.clone()),
+            doc: Set(to_doc(&input)?),
+            secret: Set(secret),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.store.db)
+        .await?;
+        self.account_view(&m, 0)
+    }
+
+    pub async fn account_update(
+        &self,
+        tenant: &str,
+        id: &str,
+        mut input: CloudAccount,
+    ) -> Result<CloudAccount> {
+        let m = self.account_row(tenant, id).await?;
+        check_body_id(id, input.id.as_deref())?;
+        input.validate()?;
+        let secret = self.account_secret(&mut input, m.secret.clone())?;
+        input.id = None;
+        let mut am = m.into_active_model();
+        am.label = Set(input.label.clone());
+        am.doc = Set(to_doc(&input)?);
+        am.secret = Set(secret);
+        am.updated_at = Set(now_ms());
+        let m = am.update(&self.store.db).await?;
+        let n = q::networks_using_account(&self.store.db, id).await?;
+        self.account_view(&m, n)
+    }
+
+    /// Starts the deletion; refused at once while networks use the account.
+    pub async fn account_delete(&self, tenant: &str, id: &str) -> Result<StartedFuture> {
+        self.account_row(tenant, id).await?;
+        let n = q::networks_using_account(&self.store.db, id).await?;
+        if n > 0 {
+            return Err(Error::conflict(format!(
+                "cloud account '{id}' is used by {n} virtual network(s); delete them first"
+            )));
+        }
+        self.start_operation(tenant, DELETE_CLOUD_ACCOUNT, id, serde_json::json!({}))
+            .await
+    }
+}

@@ -1,0 +1,130 @@
+//! Futures: starting operations and reading or aborting them.
+
+use super::App;
+use crate::error::{Error, Result};
+use crate::model::check_id;
+use crate::model::operation::{FutureError, FutureProgress, FutureState, OpState};
+use crate::store::entities::operation;
+use crate::store::operations::{op_get, op_list};
+
+/// The state of a future just started.
+pub type StartedFuture = FutureState;
+
+const LOG_TAIL: u64 = 200;
+
+impl App {
+    /// Persists an operation, wakes a worker, and waits up to the configured
+    /// time for it to finish, so quick operations answer with their result.
+    pub async fn start_operation(
+        &self,
+        tenant: &str,
+        kind: &'static str,
+        target: &str,
+        params: serde_json::Value,
+    ) -> Result<StartedFuture> {
+        let op = self
+            .engine
+            .submit(&self.store.db, tenant, kind, target, params)
+            .await?;
+        self.engine.kick();
+        let op = self
+            .engine
+            .wait(tenant, &op.id, self.cfg.future_wait)
+            .await?;
+        self.future_view(op).await
+    }
+
+    async fn future_view(&self, op: operation::Model) -> Result<FutureState> {
+        let state = OpState::parse(&op.state).unwrap_or(OpState::Failed);
+        let log = self.store.op_log_tail(&op.id, LOG_TAIL).await?;
+        let done_steps = op.next_step.min(op.total_steps);
+        let percent = match (state, op.total_steps) {
+            (OpState::Done, _) => 100,
+            (_, 0) => 0,
+            (_, total) => (done_steps * 100 / total) as u8,
+        };
+        let start = op.started_at.unwrap_or(op.created_at);
+        let end = op.finished_at.unwrap_or_else(crate::model::now_ms);
+        Ok(FutureState {
+            job_id: op.id,
+            kind: op.kind,
+            target_id: op.target_id,
+            state: state.as_str().to_string(),
+            alive: !state.is_final(),
+            has_result: state == OpState::Done,
+            result: op
+                .result
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok()),
+            aborted: state == OpState::Aborted,
+            failed: state == OpState::Failed,
+            error: match (op.error_type, op.error_message) {
+                (Some(error_type), Some(message)) if state != OpState::Done => Some(FutureError {
+                    error_type,
+                    message,
+                }),
+                _ => None,
+            },
+            progress: FutureProgress {
+                done_steps,
+                total_steps: op.total_steps,
+                current_step: op.current_step,
+                percent,
+            },
+            start_time: op.created_at,
+            running_time: (end - start).max(0),
+            log,
+        })
+    }
+
+    async fn op_row(&self, tenant: &str, id: &str) -> Result<operation::Model> {
+        check_id("future", id)?;
+        match op_get(&self.store.db, tenant, id).await? {
+            Some(op) => Ok(op),
+            None => Err(self.missing(tenant, "future", id).await),
+        }
+    }
+
+    /// A future's state. With `peek`, always the state; without it, a future
+    /// that failed or was aborted answers with its error, so a client waiting
+    /// for the result learns of the failure.
+    pub async fn future_get(&self, tenant: &str, id: &str, peek: bool) -> Result<FutureState> {
+        let view = self.future_view(self.op_row(tenant, id).await?).await?;
+        if !peek {
+            if let Some(e) = &view.error {
+                return Err(if view.aborted {
+                    Error::OperationAborted
+                } else {
+                    Error::OperationFailed {
+                        error_type: e.error_type.clone(),
+                        message: e.message.clone(),
+                    }
+                });
+            }
+        }
+        Ok(view)
+    }
+
+    /// The most recent futures of the tenant, newest first.
+    pub async fn future_list(&self, tenant: &str, limit: u64) -> Result<Vec<FutureState>> {
+        self.tenant(tenant).await?;
+        let mut out = Vec::new();
+        for op in op_list(&self.store.db, tenant, limit.clamp(1, 500)).await? {
+            out.push(self.future_view(op).await?);
+        }
+        Ok(out)
+    }
+
+    /// Aborts a future: at once if it has not started, between steps (with
+    /// the finished steps undone) if it is running. Finished futures are
+    /// left as they are.
+    pub async fn future_abort(&self, tenant: &str, id: &str) -> Result<FutureState> {
+        self.op_row(tenant, id).await?;
+        let op = self
+            .store
+            .op_request_abort(tenant, id)
+            .await?
+            .ok_or_else(|| Error::not_found("future", id))?;
+        self.future_view(op).await
+    }
+}

@@ -1,0 +1,147 @@
+//! Instances: the records; their lifecycle actions are operations.
+//!
+//! An instance's stored document is its complete public JSON, so reads
+//! return it as it is, without decoding (listing 10,000 instances is a
+//! concatenation).
+
+use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
+use crate::error::{Error, Result};
+use crate::model::instance::Instance;
+use crate::model::{check_id, new_id, now_ms};
+use crate::ops::sagas::DELETE_INSTANCE;
+use crate::store::entities::instance;
+use crate::store::resources as q;
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+
+impl App {
+    async fn instance_row(&self, tenant: &str, id: &str) -> Result<instance::Model> {
+        check_id("instance", id)?;
+        match q::instance_get(&self.store.db, tenant, id).await? {
+            Some(m) => Ok(m),
+            None => Err(self.missing(tenant, "instance", id).await),
+        }
+    }
+
+    /// The instance's public JSON.
+    pub async fn instance_get_json(&self, tenant: &str, id: &str) -> Result<String> {
+        Ok(self.instance_row(tenant, id).await?.doc)
+    }
+
+    pub async fn instance_get(&self, tenant: &str, id: &str) -> Result<Instance> {
+        from_doc(&self.instance_row(tenant, id).await?.doc)
+    }
+
+    /// All instances of the tenant as one JSON array, oldest first.
+    pub async fn instance_list_json(&self, tenant: &str) -> Result<String> {
+        self.tenant(tenant).await?;
+        let docs = q::instance_list_docs(&self.store.db, tenant).await?;
+        let mut out = String::with_capacity(docs.iter().map(|d| d.len() + 1).sum::<usize>() + 2);
+        out.push('[');
+        for (i, d) in docs.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(d);
+        }
+        out.push(']');
+        Ok(out)
+    }
+
+    /// The template, network and image an instance names must exist.
+    async fn check_instance_refs(&self, tenant: &str, i: &Instance) -> Result<()> {
+        if q::template_get(&self.store.db, tenant, &i.instance_settings_template_id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::invalid(format!(
+                "instanceSettingsTemplateId: instance template '{}' does not exist",
+                i.instance_settings_template_id
+            )));
+        }
+        if q::network_get(&self.store.db, tenant, &i.virtual_network_id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::invalid(format!(
+                "virtualNetworkId: virtual network '{}' does not exist",
+                i.virtual_network_id
+            )));
+        }
+        if q::image_get(&self.store.db, &i.image_id).await?.is_none() {
+            return Err(Error::invalid(format!(
+                "imageId: image '{}' does not exist (see GET /images)",
+                i.image_id
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn instance_create(&self, tenant: &str, mut input: Instance) -> Result<String> {
+        self.tenant(tenant).await?;
+        input.validate()?;
+        self.check_instance_refs(tenant, &input).await?;
+        let now = now_ms();
+        let id = new_id("inst");
+        input.id = Some(id.clone());
+        input.created_at = now;
+        input.updated_at = now;
+        let doc = to_doc(&input)?;
+        instance::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(tenant.to_string()),
+            label: Set(input.label.clone()),
+            template_id: Set(input.instance_settings_template_id.clone()),
+            network_id: Set(input.virtual_network_id.clone()),
+            image_id: Set(input.image_id.clone()),
+            doc: Set(doc.clone()),
+            generation: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.store.db)
+        .await?;
+        Ok(doc)
+    }
+
+    /// Replaces the instance's settings with the whole JSON given. The
+    /// network can't change: an instance stays in the network it was
+    /// created in.
+    pub async fn instance_update(
+        &self,
+        tenant: &str,
+        id: &str,
+        mut input: Instance,
+    ) -> Result<String> {
+        let m = self.instance_row(tenant, id).await?;
+        check_body_id(id, input.id.as_deref())?;
+        input.validate()?;
+        if input.virtual_network_id != m.network_id {
+            return Err(Error::invalid(
+                "virtualNetworkId can't be changed after creation",
+            ));
+        }
+        self.check_instance_refs(tenant, &input).await?;
+        let now = now_ms();
+        input.id = Some(id.to_string());
+        input.created_at = m.created_at;
+        input.updated_at = now;
+        let doc = to_doc(&input)?;
+        let generation = m.generation + 1;
+        let mut am = m.into_active_model();
+        am.label = Set(input.label.clone());
+        am.template_id = Set(input.instance_settings_template_id.clone());
+        am.image_id = Set(input.image_id.clone());
+        am.doc = Set(doc.clone());
+        am.generation = Set(generation);
+        am.updated_at = Set(now);
+        am.update(&self.store.db).await?;
+        Ok(doc)
+    }
+
+    /// Starts the deletion of an instance and everything it owns.
+    pub async fn instance_delete(&self, tenant: &str, id: &str) -> Result<StartedFuture> {
+        self.instance_row(tenant, id).await?;
+        self.start_operation(tenant, DELETE_INSTANCE, id, serde_json::json!({}))
+            .await
+    }
+}

@@ -1,0 +1,126 @@
+//! Virtual networks.
+
+use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
+use crate::error::{Error, Result};
+use crate::model::network::VirtualNetwork;
+use crate::model::{check_id, new_id, now_ms};
+use crate::ops::sagas::DELETE_VIRTUAL_NETWORK;
+use crate::store::entities::{instance, virtual_network};
+use crate::store::resources as q;
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+
+impl App {
+    fn network_view(
+        &self,
+        m: &virtual_network::Model,
+        nb_instances: u64,
+    ) -> Result<VirtualNetwork> {
+        let mut n: VirtualNetwork = from_doc(&m.doc)?;
+        n.id = Some(m.id.clone());
+        n.nb_instances = nb_instances;
+        Ok(n)
+    }
+
+    async fn network_row(&self, tenant: &str, id: &str) -> Result<virtual_network::Model> {
+        check_id("virtual network", id)?;
+        match q::network_get(&self.store.db, tenant, id).await? {
+            Some(m) => Ok(m),
+            None => Err(self.missing(tenant, "virtual network", id).await),
+        }
+    }
+
+    /// A referenced account must exist in the same tenant.
+    async fn check_account_ref(&self, tenant: &str, account: Option<&str>) -> Result<()> {
+        if let Some(a) = account {
+            if q::account_get(&self.store.db, tenant, a).await?.is_none() {
+                return Err(Error::invalid(format!(
+                    "accountId: cloud account '{a}' does not exist"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn network_list(&self, tenant: &str) -> Result<Vec<VirtualNetwork>> {
+        self.tenant(tenant).await?;
+        let counts =
+            q::instance_counts_by(&self.store.db, tenant, instance::Column::NetworkId).await?;
+        q::network_list(&self.store.db, tenant)
+            .await?
+            .iter()
+            .map(|m| self.network_view(m, counts.get(&m.id).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    pub async fn network_get(&self, tenant: &str, id: &str) -> Result<VirtualNetwork> {
+        let m = self.network_row(tenant, id).await?;
+        let n = q::instances_using_network(&self.store.db, id).await?;
+        self.network_view(&m, n)
+    }
+
+    pub async fn network_create(
+        &self,
+        tenant: &str,
+        mut input: VirtualNetwork,
+        use_defaults: bool,
+    ) -> Result<VirtualNetwork> {
+        self.tenant(tenant).await?;
+        if use_defaults {
+            input.apply_defaults(&self.cfg.network_defaults);
+        }
+        input.validate()?;
+        self.check_account_ref(tenant, input.account_id.as_deref())
+            .await?;
+        let now = now_ms();
+        input.id = None;
+        let m = virtual_network::ActiveModel {
+            id: Set(new_id("vn")),
+            tenant_id: Set(tenant.to_string()),
+            account_id: Set(input.account_id.clone()),
+            label: Set(input.label.clone()),
+            doc: Set(to_doc(&input)?),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.store.db)
+        .await?;
+        self.network_view(&m, 0)
+    }
+
+    pub async fn network_update(
+        &self,
+        tenant: &str,
+        id: &str,
+        mut input: VirtualNetwork,
+    ) -> Result<VirtualNetwork> {
+        let m = self.network_row(tenant, id).await?;
+        check_body_id(id, input.id.as_deref())?;
+        input.validate()?;
+        let before: VirtualNetwork = from_doc(&m.doc)?;
+        input.check_immutable(&before)?;
+        self.check_account_ref(tenant, input.account_id.as_deref())
+            .await?;
+        input.id = None;
+        let mut am = m.into_active_model();
+        am.account_id = Set(input.account_id.clone());
+        am.label = Set(input.label.clone());
+        am.doc = Set(to_doc(&input)?);
+        am.updated_at = Set(now_ms());
+        let m = am.update(&self.store.db).await?;
+        let n = q::instances_using_network(&self.store.db, id).await?;
+        self.network_view(&m, n)
+    }
+
+    /// Starts the deletion; refused at once while instances use the network.
+    pub async fn network_delete(&self, tenant: &str, id: &str) -> Result<StartedFuture> {
+        self.network_row(tenant, id).await?;
+        let n = q::instances_using_network(&self.store.db, id).await?;
+        if n > 0 {
+            return Err(Error::conflict(format!(
+                "virtual network '{id}' is used by {n} instance(s); delete them first"
+            )));
+        }
+        self.start_operation(tenant, DELETE_VIRTUAL_NETWORK, id, serde_json::json!({}))
+            .await
+    }
+}

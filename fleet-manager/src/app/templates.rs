@@ -1,0 +1,125 @@
+//! Instance templates.
+
+use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
+use crate::error::{Error, Result};
+use crate::model::template::InstanceTemplate;
+use crate::model::{check_id, new_id, now_ms};
+use crate::ops::sagas::DELETE_INSTANCE_TEMPLATE;
+use crate::store::entities::{instance, instance_template};
+use crate::store::resources as q;
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+
+impl App {
+    fn template_view(
+        &self,
+        m: &instance_template::Model,
+        nb_instances: u64,
+    ) -> Result<InstanceTemplate> {
+        let mut t: InstanceTemplate = from_doc(&m.doc)?;
+        t.id = Some(m.id.clone());
+        t.has_dataiku_aws_secret_access_key = m.secret.is_some();
+        t.nb_instances = nb_instances;
+        Ok(t)
+    }
+
+    async fn template_row(&self, tenant: &str, id: &str) -> Result<instance_template::Model> {
+        check_id("instance template", id)?;
+        match q::template_get(&self.store.db, tenant, id).await? {
+            Some(m) => Ok(m),
+            None => Err(self.missing(tenant, "instance template", id).await),
+        }
+    }
+
+    fn template_secret(
+        &self,
+        input: &mut InstanceTemplate,
+        old: Option<String>,
+    ) -> Result<Option<String>> {
+        if !input.needs_inline_secret() {
+            return Ok(None);
+        }
+        match input.dataiku_aws_secret_access_key.take() {
+            Some(s) => Ok(Some(self.secrets.seal(&s)?)),
+            None => old.map(Some).ok_or_else(|| {
+                Error::invalid(
+                    "dataikuAwsSecretAccessKey is required with INLINE_ENCRYPTED storage",
+                )
+            }),
+        }
+    }
+
+    pub async fn template_list(&self, tenant: &str) -> Result<Vec<InstanceTemplate>> {
+        self.tenant(tenant).await?;
+        let counts =
+            q::instance_counts_by(&self.store.db, tenant, instance::Column::TemplateId).await?;
+        q::template_list(&self.store.db, tenant)
+            .await?
+            .iter()
+            .map(|m| self.template_view(m, counts.get(&m.id).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    pub async fn template_get(&self, tenant: &str, id: &str) -> Result<InstanceTemplate> {
+        let m = self.template_row(tenant, id).await?;
+        let n = q::instances_using_template(&self.store.db, id).await?;
+        self.template_view(&m, n)
+    }
+
+    pub async fn template_create(
+        &self,
+        tenant: &str,
+        mut input: InstanceTemplate,
+    ) -> Result<InstanceTemplate> {
+        self.tenant(tenant).await?;
+        input.validate()?;
+        let secret = self.template_secret(&mut input, None)?;
+        let now = now_ms();
+        input.id = None;
+        let m = instance_template::ActiveModel {
+            id: Set(new_id("ist")),
+            tenant_id: Set(tenant.to_string()),
+            label: Set(input.label.clone()),
+            doc: Set(to_doc(&input)?),
+            secret: Set(secret),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.store.db)
+        .await?;
+        self.template_view(&m, 0)
+    }
+
+    pub async fn template_update(
+        &self,
+        tenant: &str,
+        id: &str,
+        mut input: InstanceTemplate,
+    ) -> Result<InstanceTemplate> {
+        let m = self.template_row(tenant, id).await?;
+        check_body_id(id, input.id.as_deref())?;
+        input.validate()?;
+        let secret = self.template_secret(&mut input, m.secret.clone())?;
+        input.id = None;
+        let mut am = m.into_active_model();
+        am.label = Set(input.label.clone());
+        am.doc = Set(to_doc(&input)?);
+        am.secret = Set(secret);
+        am.updated_at = Set(now_ms());
+        let m = am.update(&self.store.db).await?;
+        let n = q::instances_using_template(&self.store.db, id).await?;
+        self.template_view(&m, n)
+    }
+
+    /// Starts the deletion; refused at once while instances use the template.
+    pub async fn template_delete(&self, tenant: &str, id: &str) -> Result<StartedFuture> {
+        self.template_row(tenant, id).await?;
+        let n = q::instances_using_template(&self.store.db, id).await?;
+        if n > 0 {
+            return Err(Error::conflict(format!(
+                "instance template '{id}' is used by {n} instance(s); delete them first"
+            )));
+        }
+        self.start_operation(tenant, DELETE_INSTANCE_TEMPLATE, id, serde_json::json!({}))
+            .await
+    }
+}

@@ -1,0 +1,151 @@
+//! Configuration: command-line flags, then `FM_*` environment variables,
+//! then a TOML file (`--config`), then defaults.
+
+use crate::error::{Error, Result};
+use crate::model::network::NetworkDefaults;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where FM keeps its state; shared by `serve` and the admin commands.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArgs {
+    /// Directory for FM's own files (SQLite database, secrets key).
+    #[arg(long, env = "FM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: SQLite in the data dir.
+    #[arg(long, env = "FM_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// A TOML file with any of: data_dir, listen, database_url, max_body_bytes,
+    /// future_wait_ms, [operations], [network_defaults].
+    #[arg(long, env = "FM_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub future_wait_ms: Option<u64>,
+    #[serde(default)]
+    pub operations: OperationsConfig,
+    #[serde(default)]
+    pub network_defaults: NetworkDefaultsConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationsConfig {
+    pub workers: Option<usize>,
+    pub lease_secs: Option<u64>,
+    pub step_delay_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDefaultsConfig {
+    pub region: Option<String>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+}
+
+/// Everything FM runs with, resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub future_wait: Duration,
+    pub engine: crate::ops::EngineConfig,
+    pub network_defaults: NetworkDefaults,
+    /// Base64 of 32 bytes; overrides `DATA_DIR/secrets.key`.
+    pub secrets_key: Option<String>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10000";
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::invalid(format!("{name}='{v}' is not valid"))),
+        Err(_) => Ok(None),
+    }
+}
+
+impl Config {
+    pub fn resolve(store: &StoreArgs, listen: Option<&str>) -> Result<Config> {
+        let file = match &store.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = store
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("fm-data"));
+        let database_url = store
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| crate::store::Store::sqlite_url(&data_dir));
+        let listen_s = listen
+            .map(str::to_string)
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = listen_s
+            .parse()
+            .map_err(|_| Error::invalid(format!("listen address '{listen_s}' is not HOST:PORT")))?;
+        let ops = file.operations;
+        let defaults = crate::ops::EngineConfig::default();
+        let engine = crate::ops::EngineConfig {
+            workers: env_parse("FM_OPS_WORKERS")?
+                .or(ops.workers)
+                .unwrap_or(defaults.workers)
+                .max(1),
+            lease: env_parse("FM_OPS_LEASE_SECS")?
+                .or(ops.lease_secs)
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.lease),
+            step_delay: env_parse("FM_OPS_STEP_DELAY_MS")?
+                .or(ops.step_delay_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.step_delay),
+            ..defaults
+        };
+        let nd = file.network_defaults;
+        Ok(Config {
+            data_dir,
+            database_url,
+            listen,
+            max_body_bytes: env_parse("FM_MAX_BODY_BYTES")?
+                .or(file.max_body_bytes)
+                .unwrap_or(1 << 20),
+            future_wait: Duration::from_millis(
+                env_parse("FM_FUTURE_WAIT_MS")?
+                    .or(file.future_wait_ms)
+                    .unwrap_or(2000),
+            ),
+            engine,
+            network_defaults: NetworkDefaults {
+                region: nd.region.unwrap_or_else(|| "us-east-1".into()),
+                vpc_id: nd.vpc_id.unwrap_or_else(|| "vpc-local".into()),
+                subnet_id: nd.subnet_id.unwrap_or_else(|| "subnet-local".into()),
+            },
+            secrets_key: std::env::var("FM_SECRETS_KEY").ok(),
+        })
+    }
+}
+
+fn read_file(p: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| Error::invalid(format!("can't read config file {}: {e}", p.display())))?;
+    toml::from_str(&text).map_err(|e| Error::invalid(format!("config file {}: {e}", p.display())))
+}

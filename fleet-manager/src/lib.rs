@@ -1,0 +1,18 @@
+//! Fleet Manager: the control plane that deploys, upgrades, backs up and
+//! restores data-science platform nodes.
+//!
+//! Layers, outside in: [`api`] (REST surface) → [`app`] (the operations on
+//! every object, with validation) → [`ops`] (the operations engine: sagas
+//! run by leased workers) → [`store`] (sea-orm over PostgreSQL or SQLite).
+//! [`model`] holds the domain types and their rules; [`error`] the one error
+//! type every surface maps.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod model;
+pub mod ops;
+pub mod server;
+pub mod store;

@@ -1,0 +1,153 @@
+//! `fleet-manager`: the server and its admin commands.
+
+use clap::{Parser, Subcommand};
+use fleet_manager::config::{Config, StoreArgs};
+use fleet_manager::server;
+use std::io::Write;
+
+#[derive(Parser)]
+#[command(
+    name = "fleet-manager",
+    version,
+    about = "Fleet Manager: deploy, upgrade, back up and restore platform nodes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (SQLite under ./fm-data and 127.0.0.1:10000 by default).
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address to listen on.
+        #[arg(long, env = "FM_LISTEN")]
+        listen: Option<String>,
+    },
+    /// Administration of the store.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an API key; prints {"id": ..., "secret": ...} once.
+    CreateApiKey {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// A note on what the key is for.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List API keys (never their secrets).
+    ListApiKeys {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke an API key.
+    DeleteApiKey {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+    },
+    /// Print the OpenAPI document of the public API.
+    Openapi,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FM_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fleet-manager: can't start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fleet-manager: {}", e.message());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> fleet_manager::error::Result<()> {
+    let s = serde_json::to_string(v).map_err(fleet_manager::error::Error::internal)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}").map_err(fleet_manager::error::Error::internal)
+}
+
+async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
+    match cmd {
+        Command::Serve { store, listen } => {
+            let cfg = Config::resolve(&store, listen.as_deref())?;
+            let app = server::open_app(&cfg).await?;
+            let running = server::start(app, cfg.listen, cfg.max_body_bytes).await?;
+            tracing::info!(
+                addr = %running.addr,
+                database = %fleet_manager::store::redact_url(&cfg.database_url),
+                "fleet-manager listening; create an API key with `fleet-manager admin create-api-key`"
+            );
+            shutdown_signal().await;
+            tracing::info!("stopping");
+            running.stop().await;
+            Ok(())
+        }
+        Command::Admin { command } => match command {
+            AdminCommand::CreateApiKey { store, label } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                print_json(&app.api_key_create(label).await?)
+            }
+            AdminCommand::ListApiKeys { store } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                print_json(&app.api_key_list().await?)
+            }
+            AdminCommand::DeleteApiKey { store, id } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                app.api_key_delete(&id).await
+            }
+            AdminCommand::Openapi => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(fleet_manager::api::openapi::document().as_bytes())
+                    .map_err(fleet_manager::error::Error::internal)
+            }
+        },
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

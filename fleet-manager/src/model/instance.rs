@@ -1,0 +1,271 @@
+//! Instances: one node each, with its VM, data volume and settings.
+
+use super::{check_cloud_tags, check_id, check_label, check_len, nullable};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeType {
+    #[default]
+    Design,
+    Automation,
+    Deployer,
+    Govern,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EncryptionMode {
+    #[default]
+    None,
+    DefaultKey,
+    Tenant,
+    Custom,
+}
+
+const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
+
+/// An instance as the public API reads and writes it. Field names follow
+/// the public client exactly (`dataVolumeSizeGB`, `awsAssignElasticIP`, ...).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Instance {
+    /// Read-only; set by FM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub label: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: String,
+    pub instance_settings_template_id: String,
+    pub virtual_network_id: String,
+    pub image_id: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub dss_node_type: NodeType,
+    #[serde(default)]
+    pub cloud_instance_type: Option<String>,
+    #[serde(default)]
+    pub data_volume_type: Option<String>,
+    #[serde(rename = "dataVolumeSizeGB", default)]
+    pub data_volume_size_gb: Option<u32>,
+    #[serde(rename = "dataVolumeSizeMaxGB", default)]
+    pub data_volume_size_max_gb: Option<u32>,
+    #[serde(rename = "dataVolumeIOPS", default)]
+    pub data_volume_iops: Option<u32>,
+    #[serde(default)]
+    pub data_volume_throughput: Option<u32>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub volumes_encryption: EncryptionMode,
+    #[serde(default)]
+    pub volumes_encryption_key: Option<String>,
+    #[serde(rename = "awsRootVolumeSizeGB", default)]
+    pub aws_root_volume_size_gb: Option<u32>,
+    #[serde(default)]
+    pub aws_root_volume_type: Option<String>,
+    #[serde(rename = "awsRootVolumeIOPS", default)]
+    pub aws_root_volume_iops: Option<u32>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub cloud_tags: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub fm_tags: Vec<String>,
+    #[serde(rename = "awsAssignElasticIP", default, deserialize_with = "nullable")]
+    pub aws_assign_elastic_ip: bool,
+    #[serde(rename = "awsElasticIPAllocationId", default)]
+    pub aws_elastic_ip_allocation_id: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub enable_automated_snapshot: bool,
+    /// Hours between two automated snapshots.
+    #[serde(default)]
+    pub automated_snapshot_period: Option<u32>,
+    /// How many automated snapshots to keep; 0 keeps all.
+    #[serde(default, deserialize_with = "nullable")]
+    pub automated_snapshot_retention: u32,
+    #[serde(rename = "sslCertificatePEM", default)]
+    pub ssl_certificate_pem: Option<String>,
+    /// Disaster recovery: create the data volume from this snapshot.
+    #[serde(default)]
+    pub aws_snapshot_id: Option<String>,
+    /// Read-only: milliseconds since the epoch.
+    #[serde(default, deserialize_with = "nullable")]
+    pub created_at: i64,
+    /// Read-only: milliseconds since the epoch.
+    #[serde(default, deserialize_with = "nullable")]
+    pub updated_at: i64,
+}
+
+impl Instance {
+    /// Checks the instance's own fields; references to other objects are
+    /// checked against the store by the application layer.
+    pub fn validate(&self) -> Result<()> {
+        check_label("label", &self.label)?;
+        check_len("description", &self.description, 4096)?;
+        check_id("instance template", &self.instance_settings_template_id)?;
+        check_id("virtual network", &self.virtual_network_id)?;
+        check_id("image", &self.image_id)?;
+        if let Some(t) = &self.cloud_instance_type {
+            let ok = !t.is_empty()
+                && t.len() <= 64
+                && t.contains('.')
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "cloudInstanceType '{}' is not an instance type (e.g. 'm5.2xlarge')",
+                    t.escape_debug()
+                )));
+            }
+        }
+        for (field, v) in [
+            ("dataVolumeType", &self.data_volume_type),
+            ("awsRootVolumeType", &self.aws_root_volume_type),
+        ] {
+            if let Some(v) = v {
+                if !VOLUME_TYPES.contains(&v.as_str()) {
+                    return Err(Error::invalid(format!(
+                        "{field} '{}' must be one of {}",
+                        v.escape_debug(),
+                        VOLUME_TYPES.join(", ")
+                    )));
+                }
+            }
+        }
+        for (field, v, max) in [
+            ("dataVolumeSizeGB", self.data_volume_size_gb, 65536),
+            ("dataVolumeSizeMaxGB", self.data_volume_size_max_gb, 65536),
+            ("awsRootVolumeSizeGB", self.aws_root_volume_size_gb, 65536),
+        ] {
+            if let Some(v) = v {
+                if v == 0 || v > max {
+                    return Err(Error::invalid(format!(
+                        "{field} must be between 1 and {max}"
+                    )));
+                }
+            }
+        }
+        if let (Some(size), Some(max)) = (self.data_volume_size_gb, self.data_volume_size_max_gb) {
+            if max < size {
+                return Err(Error::invalid(
+                    "dataVolumeSizeMaxGB must not be smaller than dataVolumeSizeGB",
+                ));
+            }
+        }
+        for (field, v) in [
+            ("dataVolumeIOPS", self.data_volume_iops),
+            ("awsRootVolumeIOPS", self.aws_root_volume_iops),
+        ] {
+            if let Some(v) = v {
+                if !(100..=256_000).contains(&v) {
+                    return Err(Error::invalid(format!(
+                        "{field} must be between 100 and 256000"
+                    )));
+                }
+            }
+        }
+        if let Some(t) = self.data_volume_throughput {
+            if !(125..=4000).contains(&t) {
+                return Err(Error::invalid(
+                    "dataVolumeThroughput must be between 125 and 4000 MiB/s",
+                ));
+            }
+        }
+        if self.volumes_encryption == EncryptionMode::Custom
+            && self
+                .volumes_encryption_key
+                .as_deref()
+                .is_none_or(str::is_empty)
+        {
+            return Err(Error::invalid(
+                "volumesEncryptionKey is required when volumesEncryption is CUSTOM",
+            ));
+        }
+        check_cloud_tags("cloudTags", &self.cloud_tags)?;
+        if self.fm_tags.len() > 50 {
+            return Err(Error::invalid("fmTags: at most 50 tags"));
+        }
+        for t in &self.fm_tags {
+            check_label("fmTags", t)?;
+        }
+        if self.aws_assign_elastic_ip {
+            if let Some(a) = &self.aws_elastic_ip_allocation_id {
+                super::check_aws_id("awsElasticIPAllocationId", a, "eipalloc")?;
+            }
+        }
+        if self.enable_automated_snapshot {
+            match self.automated_snapshot_period {
+                Some(p) if p > 0 => {}
+                _ => {
+                    return Err(Error::invalid(
+                        "automatedSnapshotPeriod (hours, at least 1) is required when enableAutomatedSnapshot is true",
+                    ));
+                }
+            }
+        }
+        if let Some(pem) = &self.ssl_certificate_pem {
+            if !pem.is_empty() && !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(Error::invalid(
+                    "sslCertificatePEM must be a PEM certificate",
+                ));
+            }
+        }
+        if let Some(s) = &self.aws_snapshot_id {
+            super::check_aws_id("awsSnapshotId", s, "snap")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn instance(extra: serde_json::Value) -> Instance {
+        let mut base = json!({
+            "label": "i", "instanceSettingsTemplateId": "ist-1",
+            "virtualNetworkId": "vn-1", "imageId": "dss-14.2.0-default"
+        });
+        base.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn the_python_clients_nulls_mean_defaults() {
+        let i = instance(
+            json!({"dataVolumeType": null, "dataVolumeSizeGB": null, "volumesEncryption": "NONE", "cloudTags": null, "fmTags": null}),
+        );
+        i.validate().unwrap();
+        assert_eq!(i.dss_node_type, NodeType::Design);
+    }
+
+    #[test]
+    fn max_size_below_size_is_refused() {
+        let i = instance(json!({"dataVolumeSizeGB": 100, "dataVolumeSizeMaxGB": 50}));
+        assert!(
+            i.validate()
+                .unwrap_err()
+                .message()
+                .contains("dataVolumeSizeMaxGB")
+        );
+    }
+
+    #[test]
+    fn automated_snapshots_need_a_period() {
+        let i = instance(json!({"enableAutomatedSnapshot": true}));
+        assert!(i.validate().is_err());
+        let i = instance(json!({"enableAutomatedSnapshot": true, "automatedSnapshotPeriod": 24}));
+        i.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_node_type_is_refused() {
+        let r: std::result::Result<Instance, _> = serde_json::from_value(json!({
+            "label": "i", "instanceSettingsTemplateId": "t", "virtualNetworkId": "v",
+            "imageId": "x", "dssNodeType": "spaceship"
+        }));
+        assert!(r.unwrap_err().to_string().contains("unknown variant"));
+    }
+}

@@ -1,0 +1,377 @@
+//! Setup actions: the ordered steps an instance template asks the agent to
+//! run on every provision. Each type's parameters are checked here.
+
+use super::check_len;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// Every setup action type the public client knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SetupActionType {
+    RunAnsibleTasks,
+    InstallSystemPackages,
+    InstallDssPluginsFromStore,
+    SetupK8sAndSpark,
+    SetupRuntimeDatabase,
+    SetupMusAutocreate,
+    SetupUiCustomization,
+    SetupMemorySettings,
+    SetupGraphicsExport,
+    AddAuthorizedKey,
+    InstallJdbcDriver,
+    SetupAdvancedSecurity,
+    SetupInstanceName,
+    SetupNoneK8sAndSpark,
+    SetupSecureCookies,
+    AddEnvVariables,
+    AddProperties,
+    AddSshKey,
+    AddCaToTruststore,
+    SetupProxy,
+    InstallCodeEnvWithPreset,
+    UpdateDssPort,
+    InstallDeprecatedPython,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+/// One setup action of a template.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SetupAction {
+    #[serde(rename = "type")]
+    pub action_type: SetupActionType,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub params: Option<Map<String, Value>>,
+    #[serde(default = "enabled_default", deserialize_with = "enabled_or_default")]
+    pub enabled: bool,
+}
+
+fn enabled_or_default<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(true))
+}
+
+/// Reads typed parameters of one action, naming the action in every error.
+struct Params<'a> {
+    at: String,
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Params<'a> {
+    fn err(&self, msg: impl std::fmt::Display) -> Error {
+        Error::invalid(format!("{}: {msg}", self.at))
+    }
+
+    fn opt_str(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => {
+                check_len(&format!("{}.params.{key}", self.at), s, 1 << 16)?;
+                Ok(Some(s.as_str()))
+            }
+            Some(_) => Err(self.err(format!("params.{key} must be a string"))),
+        }
+    }
+
+    fn str(&self, key: &str) -> Result<&'a str> {
+        match self.opt_str(key)? {
+            Some(s) if !s.trim().is_empty() => Ok(s),
+            _ => Err(self.err(format!("params.{key} is required"))),
+        }
+    }
+
+    fn opt_bool(&self, key: &str) -> Result<()> {
+        match self.map.get(key) {
+            None | Some(Value::Null) | Some(Value::Bool(_)) => Ok(()),
+            Some(_) => Err(self.err(format!("params.{key} must be true or false"))),
+        }
+    }
+
+    fn opt_str_list(&self, key: &str) -> Result<Vec<&'a str>> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(vec![]),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| self.err(format!("params.{key} must be a list of strings")))
+                })
+                .collect(),
+            Some(_) => Err(self.err(format!("params.{key} must be a list of strings"))),
+        }
+    }
+
+    fn opt_str_map(&self, key: &str) -> Result<()> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::Object(m)) if m.values().all(Value::is_string) => Ok(()),
+            Some(_) => Err(self.err(format!("params.{key} must be an object of strings"))),
+        }
+    }
+
+    /// A list of `{key, value}` objects with non-empty keys.
+    fn key_values(&self, key: &str, key_ok: impl Fn(&str) -> bool) -> Result<()> {
+        let items = match self.map.get(key) {
+            Some(Value::Array(items)) => items,
+            _ => {
+                return Err(self.err(format!(
+                    "params.{key} must be a list of {{key, value}} objects"
+                )));
+            }
+        };
+        for item in items {
+            let k = item.get("key").and_then(Value::as_str);
+            let v = item.get("value");
+            match (k, v) {
+                (Some(k), Some(Value::String(_))) if key_ok(k) => {}
+                (Some(k), Some(Value::String(_))) => {
+                    return Err(self.err(format!(
+                        "params.{key}: '{}' is not a valid name",
+                        k.escape_debug()
+                    )));
+                }
+                _ => {
+                    return Err(self.err(format!(
+                        "params.{key} must be a list of {{key, value}} objects with string values"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_env_name(k: &str) -> bool {
+    !k.is_empty()
+        && !k.as_bytes()[0].is_ascii_digit()
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn is_property_name(k: &str) -> bool {
+    !k.is_empty() && !k.contains(['=', '\n', '\r', ':'])
+}
+
+fn check_url(p: &Params<'_>, key: &str, schemes: &[&str]) -> Result<()> {
+    let url = p.str(key)?;
+    let scheme = url.split_once("://").map(|(s, rest)| (s, rest));
+    match scheme {
+        Some((s, rest))
+            if schemes.contains(&s.to_ascii_lowercase().as_str()) && !rest.is_empty() =>
+        {
+            Ok(())
+        }
+        _ => Err(p.err(format!(
+            "params.{key} '{}' must be a URL with scheme {}",
+            url.escape_debug(),
+            schemes.join(", ")
+        ))),
+    }
+}
+
+impl SetupAction {
+    /// Checks the parameters this action's type needs.
+    pub fn validate(&self, index: usize) -> Result<()> {
+        let empty = Map::new();
+        let p = Params {
+            at: format!("setupActions[{index}] ({})", self.type_name()),
+            map: self.params.as_ref().unwrap_or(&empty),
+        };
+        use SetupActionType::*;
+        match self.action_type {
+            AddAuthorizedKey => {
+                let key = p.str("sshKey")?;
+                let kind = key.split_whitespace().next().unwrap_or_default();
+                if !(kind.starts_with("ssh-")
+                    || kind.starts_with("ecdsa-")
+                    || kind.starts_with("sk-"))
+                {
+                    return Err(p.err("params.sshKey must be an OpenSSH public key (ssh-ed25519 AAAA..., ssh-rsa ...)"));
+                }
+                if key.contains('\n') {
+                    return Err(p.err("params.sshKey must be a single line"));
+                }
+            }
+            AddSshKey => {
+                p.str("sshKey")?;
+            }
+            RunAnsibleTasks => {
+                let stage = p.str("stage")?;
+                if !["before_install", "after_install", "after_dss_startup"].contains(&stage) {
+                    return Err(p.err(format!(
+                        "params.stage '{}' must be before_install, after_install or after_dss_startup",
+                        stage.escape_debug()
+                    )));
+                }
+                p.str("ansibleTasks")?;
+            }
+            InstallSystemPackages => {
+                let packages = p.opt_str_list("packages")?;
+                if packages.is_empty() {
+                    return Err(p.err("params.packages must list at least one package"));
+                }
+                for pkg in packages {
+                    let ok = !pkg.is_empty()
+                        && pkg
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"+-._:=*".contains(&b));
+                    if !ok {
+                        return Err(
+                            p.err(format!("'{}' is not a package name", pkg.escape_debug()))
+                        );
+                    }
+                }
+            }
+            SetupAdvancedSecurity => {
+                p.opt_bool("basic_headers")?;
+                p.opt_bool("hsts")?;
+            }
+            InstallDeprecatedPython => {
+                for k in ["install_py36", "install_py37", "install_py38"] {
+                    p.opt_bool(k)?;
+                }
+            }
+            InstallJdbcDriver => {
+                check_url(&p, "url", &["http", "https", "s3", "file"])?;
+                let db = p.str("dbType")?;
+                if ![
+                    "mysql",
+                    "mssql",
+                    "oracle",
+                    "mariadb",
+                    "snowflake",
+                    "athena",
+                    "bigquery",
+                ]
+                .contains(&db)
+                {
+                    return Err(p.err(format!(
+                        "params.dbType '{}' is not a known database type",
+                        db.escape_debug()
+                    )));
+                }
+                p.opt_str_list("pathsInArchive")?;
+                p.opt_str_map("headers")?;
+                p.opt_str("username")?;
+                p.opt_str("password")?;
+                if let Some(sub) = p.opt_str("subpathInDatadir")? {
+                    if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
+                        return Err(p.err("params.subpathInDatadir must be a relative path inside the data directory"));
+                    }
+                }
+            }
+            AddEnvVariables => p.key_values("variables", is_env_name)?,
+            AddProperties => p.key_values("properties", is_property_name)?,
+            SetupProxy => {
+                for k in ["httpProxy", "httpsProxy"] {
+                    if p.opt_str(k)?.is_some() {
+                        check_url(&p, k, &["http", "https", "socks5"])?;
+                    }
+                }
+                p.opt_str("noProxy")?;
+                if p.opt_str("httpProxy")?.is_none() && p.opt_str("httpsProxy")?.is_none() {
+                    return Err(p.err("params needs httpProxy or httpsProxy"));
+                }
+            }
+            AddCaToTruststore => {
+                let cert = p.str("cert")?;
+                if !cert.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(p.err("params.cert must be a PEM certificate"));
+                }
+            }
+            UpdateDssPort => match p.map.get("dssPort") {
+                Some(Value::Number(n)) if n.as_u64().is_some_and(|v| (1..=65525).contains(&v)) => {}
+                _ => return Err(p.err("params.dssPort must be a port number")),
+            },
+            InstallCodeEnvWithPreset => {
+                p.str("presetName")?;
+            }
+            InstallDssPluginsFromStore => {
+                p.opt_str_list("packages")?;
+            }
+            SetupInstanceName => {
+                p.str("instanceName")?;
+            }
+            SetupK8sAndSpark | SetupNoneK8sAndSpark | SetupRuntimeDatabase | SetupMusAutocreate
+            | SetupUiCustomization | SetupMemorySettings | SetupGraphicsExport
+            | SetupSecureCookies => {}
+        }
+        Ok(())
+    }
+
+    fn type_name(&self) -> String {
+        serde_json::to_value(self.action_type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn action(v: Value) -> Result<()> {
+        let a: SetupAction =
+            serde_json::from_value(v).map_err(|e| Error::invalid(e.to_string()))?;
+        a.validate(0)
+    }
+
+    #[test]
+    fn authorized_key_must_look_like_a_public_key() {
+        assert!(
+            action(
+                json!({"type": "ADD_AUTHORIZED_KEY", "params": {"sshKey": "ssh-ed25519 AAAAC3 me"}})
+            )
+            .is_ok()
+        );
+        let err = action(json!({"type": "ADD_AUTHORIZED_KEY", "params": {"sshKey": "hello"}}))
+            .unwrap_err();
+        assert!(
+            err.message()
+                .contains("setupActions[0] (ADD_AUTHORIZED_KEY)"),
+            "{}",
+            err.message()
+        );
+        assert!(action(json!({"type": "ADD_AUTHORIZED_KEY", "params": {}})).is_err());
+    }
+
+    #[test]
+    fn ansible_stage_must_be_known() {
+        assert!(action(json!({"type": "RUN_ANSIBLE_TASKS", "params": {"stage": "after_install", "ansibleTasks": "- debug: msg=x"}})).is_ok());
+        assert!(action(json!({"type": "RUN_ANSIBLE_TASKS", "params": {"stage": "whenever", "ansibleTasks": "x"}})).is_err());
+    }
+
+    #[test]
+    fn jdbc_driver_url_scheme_and_subpath_are_checked() {
+        let ok = json!({"type": "INSTALL_JDBC_DRIVER", "params": {"url": "https://x/d.jar", "dbType": "mysql", "pathsInArchive": null, "headers": null, "username": null, "password": null, "subpathInDatadir": "lib/jdbc"}});
+        assert!(action(ok).is_ok());
+        assert!(action(json!({"type": "INSTALL_JDBC_DRIVER", "params": {"url": "ftp://x", "dbType": "mysql"}})).is_err());
+        assert!(action(json!({"type": "INSTALL_JDBC_DRIVER", "params": {"url": "file:///x.jar", "dbType": "mysql", "subpathInDatadir": "../../etc"}})).is_err());
+    }
+
+    #[test]
+    fn env_variables_need_valid_names() {
+        assert!(action(json!({"type": "ADD_ENV_VARIABLES", "params": {"variables": [{"key": "JAVA_OPTS", "value": "-Xmx1g"}]}})).is_ok());
+        assert!(action(json!({"type": "ADD_ENV_VARIABLES", "params": {"variables": [{"key": "1BAD", "value": "x"}]}})).is_err());
+    }
+
+    #[test]
+    fn unknown_type_is_refused_by_deserialization() {
+        assert!(action(json!({"type": "MAKE_COFFEE"})).is_err());
+    }
+
+    #[test]
+    fn enabled_defaults_to_true() {
+        let a: SetupAction =
+            serde_json::from_value(json!({"type": "SETUP_K8S_AND_SPARK"})).unwrap();
+        assert!(a.enabled);
+    }
+}

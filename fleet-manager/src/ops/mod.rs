@@ -1,0 +1,421 @@
+//! The operations engine.
+//!
+//! Every long action is a persisted *operation* (a *future* in the public
+//! API): a saga of idempotent steps. Workers claim pending operations with a
+//! lease, record each finished step before starting the next, renew the
+//! lease while they work, and write the final state together with an outbox
+//! event in one guarded transaction. If FM dies mid-operation, the lease
+//! expires and a worker (after restart, or on another replica) resumes at the
+//! first unfinished step; steps are idempotent, so re-running the one that
+//! was in flight is safe, and the guarded finish makes completion happen
+//! exactly once. A failing step unwinds the finished ones through their undo
+//! actions, in reverse; an abort does the same between steps.
+
+pub mod sagas;
+
+use crate::error::{Error, Result};
+use crate::model::operation::OpState;
+use crate::store::entities::operation;
+use crate::store::operations::{op_get, op_insert};
+use crate::store::{ClaimedOp, NewOperation, OpOutcome, Store};
+use sagas::{Saga, StepCtx};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker tasks per FM process.
+    pub workers: usize,
+    /// How long a claim lasts without renewal.
+    pub lease: Duration,
+    /// How often idle workers look for work they were not woken for.
+    pub poll_interval: Duration,
+    /// A pause before each step. Zero in production; fault tests set it so
+    /// that an operation is caught mid-flight.
+    pub step_delay: Duration,
+    /// An operation claimed this many times without finishing is failed.
+    pub max_attempts: i32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 4,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            step_delay: Duration::ZERO,
+            max_attempts: 10,
+        }
+    }
+}
+
+/// Runs operations; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    owner: String,
+    cfg: EngineConfig,
+    sagas: HashMap<&'static str, Saga>,
+    wake: Notify,
+    finished: watch::Sender<u64>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("owner", &self.inner.owner)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine with FM's sagas, plus `extra` ones (tests add their own).
+    pub fn new(store: Store, cfg: EngineConfig, extra: Vec<Saga>) -> Engine {
+        let mut sagas: HashMap<&'static str, Saga> =
+            sagas::all().into_iter().map(|s| (s.kind, s)).collect();
+        for s in extra {
+            sagas.insert(s.kind, s);
+        }
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                owner: crate::model::new_id("worker"),
+                cfg,
+                sagas,
+                wake: Notify::new(),
+                finished: watch::channel(0).0,
+                shutdown: watch::channel(false).0,
+            }),
+        }
+    }
+
+    pub fn saga(&self, kind: &str) -> Option<&Saga> {
+        self.inner.sagas.get(kind)
+    }
+
+    /// Persists a new operation (inside the caller's transaction, if any) and
+    /// returns it. Call [`Engine::kick`] after the transaction commits.
+    pub async fn submit<C: sea_orm::ConnectionTrait>(
+        &self,
+        c: &C,
+        tenant: &str,
+        kind: &'static str,
+        target_id: &str,
+        params: Value,
+    ) -> Result<operation::Model> {
+        let saga = self
+            .saga(kind)
+            .ok_or_else(|| Error::internal(format!("no saga for operation kind {kind}")))?;
+        op_insert(
+            c,
+            NewOperation {
+                id: crate::model::new_id("op"),
+                tenant_id: tenant.to_string(),
+                kind: kind.to_string(),
+                target_id: target_id.to_string(),
+                params,
+                total_steps: saga.steps.len() as i32,
+            },
+        )
+        .await
+    }
+
+    /// Wakes a worker for newly submitted work.
+    pub fn kick(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Starts the worker tasks.
+    pub fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..self.inner.cfg.workers)
+            .map(|_| {
+                let e = self.clone();
+                tokio::spawn(async move { e.worker_loop().await })
+            })
+            .collect()
+    }
+
+    /// Stops claiming work; in-flight operations give their lease back at the
+    /// next step boundary.
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        self.inner.wake.notify_waiters();
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    /// Waits until the operation is finished or `timeout` passes, and returns
+    /// it as it is then.
+    pub async fn wait(
+        &self,
+        tenant: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<operation::Model> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.inner.finished.subscribe();
+        loop {
+            let op = op_get(&self.inner.store.db, tenant, id)
+                .await?
+                .ok_or_else(|| Error::not_found("future", id))?;
+            let done = OpState::parse(&op.state).is_some_and(OpState::is_final);
+            if done || tokio::time::Instant::now() >= deadline {
+                return Ok(op);
+            }
+            let nap = Duration::from_millis(200).min(deadline - tokio::time::Instant::now());
+            let _ = tokio::time::timeout(nap, rx.changed()).await;
+        }
+    }
+
+    async fn worker_loop(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        while !self.is_shutting_down() {
+            let lease_ms = self.inner.cfg.lease.as_millis() as i64;
+            match self.inner.store.op_claim(&self.inner.owner, lease_ms).await {
+                Ok(Some(op)) => {
+                    let id = op.id.clone();
+                    if let Err(e) = self.run(op).await {
+                        tracing::error!(operation = %id, error = %e, "operation run aborted by an internal error");
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming an operation failed"),
+            }
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(self.inner.cfg.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn log(&self, op: &ClaimedOp, line: String) {
+        tracing::info!(operation = %op.id, kind = %op.kind, "{line}");
+        if let Err(e) = self.inner.store.op_log(&op.id, &line).await {
+            tracing::warn!(operation = %op.id, error = %e, "can't store log line");
+        }
+    }
+
+    /// Runs a claimed operation from its first unfinished step to the end.
+    async fn run(&self, op: ClaimedOp) -> Result<()> {
+        let store = &self.inner.store;
+        let owner = self.inner.owner.as_str();
+        let Some(saga) = self.saga(&op.kind) else {
+            let e = Error::internal(format!("unknown operation kind {}", op.kind));
+            return self.finish(&op, OpOutcome::Failed(e)).await;
+        };
+        if op.attempts > self.inner.cfg.max_attempts {
+            let e = Error::OperationFailed {
+                error_type: "TooManyAttempts".into(),
+                message: format!(
+                    "gave up after {} attempts to run this operation",
+                    op.attempts - 1
+                ),
+            };
+            return self.finish(&op, OpOutcome::Failed(e)).await;
+        }
+        if op.attempts > 1 {
+            self.log(
+                &op,
+                format!(
+                    "resuming at step {} of {} (attempt {})",
+                    op.next_step + 1,
+                    op.total_steps,
+                    op.attempts
+                ),
+            )
+            .await;
+        }
+
+        // Keep the lease alive while steps run; stop when we lose it.
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let renewer = {
+            let store = store.clone();
+            let (id, owner, lease) = (op.id.clone(), owner.to_string(), self.inner.cfg.lease);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match store
+                        .op_renew_lease(&id, &owner, lease.as_millis() as i64)
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let _ = lost_tx.send(true);
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(operation = %id, error = %e, "lease renewal failed")
+                        }
+                    }
+                }
+            })
+        };
+        let result = self.run_steps(&op, saga, lost_rx).await;
+        renewer.abort();
+        result
+    }
+
+    async fn run_steps(
+        &self,
+        op: &ClaimedOp,
+        saga: &Saga,
+        lost: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let store = &self.inner.store;
+        let owner = self.inner.owner.as_str();
+        let mut outputs: Map<String, Value> = serde_json::from_str(&op.saga).unwrap_or_default();
+        let params: Value = serde_json::from_str(&op.params).unwrap_or(Value::Null);
+        let ctx = |outputs: &Map<String, Value>| StepCtx {
+            store: store.clone(),
+            op_id: op.id.clone(),
+            tenant: op.tenant_id.clone(),
+            target: op.target_id.clone(),
+            params: params.clone(),
+            outputs: outputs.clone(),
+        };
+        let first = op.next_step.max(0) as usize;
+        for (i, step) in saga.steps.iter().enumerate().skip(first) {
+            if *lost.borrow() {
+                tracing::warn!(operation = %op.id, "lease lost; leaving the operation to its new owner");
+                return Ok(());
+            }
+            if self.is_shutting_down() {
+                self.log(
+                    op,
+                    format!(
+                        "FM is stopping; step {} will resume after restart",
+                        step.name
+                    ),
+                )
+                .await;
+                return store.op_release(&op.id, owner).await;
+            }
+            if store.op_abort_requested(&op.id).await? {
+                self.log(op, "abort requested".into()).await;
+                self.unwind(op, saga, i, &outputs, &ctx).await;
+                return self.finish(op, OpOutcome::Aborted).await;
+            }
+            if !store
+                .op_record_progress(
+                    &op.id,
+                    owner,
+                    i as i32,
+                    Some(step.name),
+                    &Value::Object(outputs.clone()),
+                )
+                .await?
+            {
+                return Ok(());
+            }
+            self.log(
+                op,
+                format!("step {}/{} {}: started", i + 1, saga.steps.len(), step.name),
+            )
+            .await;
+            if !self.inner.cfg.step_delay.is_zero() {
+                tokio::time::sleep(self.inner.cfg.step_delay).await;
+            }
+            match (step.run)(ctx(&outputs)).await {
+                Ok(out) => {
+                    outputs.insert(step.name.to_string(), out);
+                    let next = i as i32 + 1;
+                    if !store
+                        .op_record_progress(
+                            &op.id,
+                            owner,
+                            next,
+                            None,
+                            &Value::Object(outputs.clone()),
+                        )
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    self.log(
+                        op,
+                        format!("step {}/{} {}: done", i + 1, saga.steps.len(), step.name),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    self.log(
+                        op,
+                        format!(
+                            "step {}/{} {}: failed: {}",
+                            i + 1,
+                            saga.steps.len(),
+                            step.name,
+                            e.message()
+                        ),
+                    )
+                    .await;
+                    if let Error::Internal { context } = &e {
+                        tracing::error!(operation = %op.id, step = step.name, "{context}");
+                    }
+                    self.unwind(op, saga, i, &outputs, &ctx).await;
+                    return self.finish(op, OpOutcome::Failed(e)).await;
+                }
+            }
+        }
+        let result = saga
+            .steps
+            .last()
+            .and_then(|s| outputs.get(s.name).cloned())
+            .unwrap_or(Value::Null);
+        self.finish(op, OpOutcome::Done(result)).await
+    }
+
+    /// Runs the undo actions of steps `0..upto`, newest first. An undo that
+    /// fails is logged and the unwinding goes on.
+    async fn unwind(
+        &self,
+        op: &ClaimedOp,
+        saga: &Saga,
+        upto: usize,
+        outputs: &Map<String, Value>,
+        ctx: &(dyn Fn(&Map<String, Value>) -> StepCtx + Sync),
+    ) {
+        for step in saga.steps[..upto].iter().rev() {
+            if let Some(undo) = step.undo {
+                match undo(ctx(outputs)).await {
+                    Ok(_) => self.log(op, format!("undo {}: done", step.name)).await,
+                    Err(e) => {
+                        self.log(op, format!("undo {}: failed: {}", step.name, e.message()))
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn finish(&self, op: &ClaimedOp, outcome: OpOutcome) -> Result<()> {
+        let label = match &outcome {
+            OpOutcome::Done(_) => "done".to_string(),
+            OpOutcome::Failed(e) => format!("failed: {}", e.message()),
+            OpOutcome::Aborted => "aborted".to_string(),
+        };
+        if self
+            .inner
+            .store
+            .op_finish(op, &self.inner.owner, &outcome)
+            .await?
+        {
+            self.log(op, format!("operation {label}")).await;
+            self.inner.finished.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,119 @@
+//! The store: FM's one data-access layer over sea-orm.
+//!
+//! PostgreSQL in production, SQLite as the embedded default; the same code
+//! and the same migrations serve both. Functions are named resource-first
+//! (`instance_list`, `op_claim`) and live in one file per resource.
+//! Multi-row writes run in one transaction each.
+
+pub mod entities;
+pub mod operations;
+pub mod resources;
+
+pub use operations::{ClaimedOp, NewOperation, OpOutcome};
+
+use crate::error::{Error, Result};
+use fm_migrations::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    SqlxSqliteConnector,
+};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) db: DatabaseConnection,
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://...`) and applies
+    /// pending migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        let db = if url.starts_with("sqlite:") {
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::internal(format!("bad SQLite URL: {e}")))?
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            // One connection: SQLite has one writer, and a single connection
+            // makes every transaction serializable without busy retries.
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts)
+                .await
+                .map_err(|e| Error::internal(format!("can't open SQLite database: {e}")))?;
+            SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let mut opts = ConnectOptions::new(url.to_string());
+            opts.max_connections(16)
+                .min_connections(1)
+                .connect_timeout(Duration::from_secs(10))
+                .sqlx_logging(false);
+            Database::connect(opts)
+                .await
+                .map_err(|e| Error::internal(format!("can't connect to PostgreSQL: {e}")))?
+        } else {
+            return Err(Error::invalid(format!(
+                "unsupported database URL '{}': use sqlite://PATH or postgres://...",
+                redact_url(url)
+            )));
+        };
+        Migrator::up(&db, None)
+            .await
+            .map_err(|e| Error::internal(format!("migrations failed: {e}")))?;
+        Ok(Store { db })
+    }
+
+    /// The SQLite URL for a database file in `data_dir`.
+    pub fn sqlite_url(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("fleet-manager.db").display())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+}
+
+/// A database URL with any password replaced, safe to log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***{}", &url[..s], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            super::redact_url("postgres://fm:hunter2@db:5432/fm"),
+            "postgres://fm:***@db:5432/fm"
+        );
+        assert_eq!(super::redact_url("sqlite:///x/fm.db"), "sqlite:///x/fm.db");
+    }
+}

@@ -1,0 +1,265 @@
+//! Data access for the configuration objects: tenants, API keys, images,
+//! cloud accounts, virtual networks, instance templates, instances, and the
+//! event outbox. Every function takes any connection, so it runs alone or
+//! inside a caller's transaction.
+
+use super::entities::{
+    api_key, cloud_account, event, image, instance, instance_template, tenant, virtual_network,
+};
+use crate::error::Result;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use std::collections::HashMap;
+
+/// get / list / delete for a tenant-scoped table with `id`, `tenant_id`,
+/// `doc` and `created_at` columns.
+macro_rules! tenant_scoped {
+    ($ent:ident, $get:ident, $list:ident, $list_docs:ident, $delete:ident) => {
+        pub async fn $get<C: ConnectionTrait>(
+            c: &C,
+            tenant: &str,
+            id: &str,
+        ) -> Result<Option<$ent::Model>> {
+            Ok($ent::Entity::find_by_id(id.to_string())
+                .filter($ent::Column::TenantId.eq(tenant))
+                .one(c)
+                .await?)
+        }
+
+        pub async fn $list<C: ConnectionTrait>(c: &C, tenant: &str) -> Result<Vec<$ent::Model>> {
+            Ok($ent::Entity::find()
+                .filter($ent::Column::TenantId.eq(tenant))
+                .order_by_asc($ent::Column::CreatedAt)
+                .order_by_asc($ent::Column::Id)
+                .all(c)
+                .await?)
+        }
+
+        /// The stored public documents, oldest first, without other columns.
+        pub async fn $list_docs<C: ConnectionTrait>(c: &C, tenant: &str) -> Result<Vec<String>> {
+            Ok($ent::Entity::find()
+                .select_only()
+                .column($ent::Column::Doc)
+                .filter($ent::Column::TenantId.eq(tenant))
+                .order_by_asc($ent::Column::CreatedAt)
+                .order_by_asc($ent::Column::Id)
+                .into_tuple::<String>()
+                .all(c)
+                .await?)
+        }
+
+        /// Deletes the row; deleting a row that is already gone is not an error.
+        pub async fn $delete<C: ConnectionTrait>(c: &C, tenant: &str, id: &str) -> Result<u64> {
+            Ok($ent::Entity::delete_many()
+                .filter($ent::Column::Id.eq(id))
+                .filter($ent::Column::TenantId.eq(tenant))
+                .exec(c)
+                .await?
+                .rows_affected)
+        }
+    };
+}
+
+tenant_scoped!(
+    cloud_account,
+    account_get,
+    account_list,
+    account_list_docs,
+    account_delete
+);
+tenant_scoped!(
+    virtual_network,
+    network_get,
+    network_list,
+    network_list_docs,
+    network_delete
+);
+tenant_scoped!(
+    instance_template,
+    template_get,
+    template_list,
+    template_list_docs,
+    template_delete
+);
+tenant_scoped!(
+    instance,
+    instance_get,
+    instance_list,
+    instance_list_docs,
+    instance_delete
+);
+
+// ---- tenants
+
+pub async fn tenant_get<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<tenant::Model>> {
+    Ok(tenant::Entity::find_by_id(id.to_string()).one(c).await?)
+}
+
+/// Creates the tenant if it does not exist yet; never touches an existing one.
+pub async fn tenant_ensure<C: ConnectionTrait>(c: &C, t: tenant::Model) -> Result<()> {
+    tenant::Entity::insert(tenant::ActiveModel {
+        id: Set(t.id),
+        cloud_credentials: Set(t.cloud_credentials),
+        cloud_tags: Set(t.cloud_tags),
+        created_at: Set(t.created_at),
+    })
+    .on_conflict(
+        OnConflict::column(tenant::Column::Id)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(c)
+    .await?;
+    Ok(())
+}
+
+// ---- API keys
+
+pub async fn api_key_get<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<api_key::Model>> {
+    Ok(api_key::Entity::find_by_id(id.to_string()).one(c).await?)
+}
+
+pub async fn api_key_list<C: ConnectionTrait>(c: &C) -> Result<Vec<api_key::Model>> {
+    Ok(api_key::Entity::find()
+        .order_by_asc(api_key::Column::CreatedAt)
+        .all(c)
+        .await?)
+}
+
+pub async fn api_key_delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<u64> {
+    Ok(api_key::Entity::delete_by_id(id.to_string())
+        .exec(c)
+        .await?
+        .rows_affected)
+}
+
+// ---- images
+
+pub async fn image_list<C: ConnectionTrait>(c: &C) -> Result<Vec<image::Model>> {
+    Ok(image::Entity::find()
+        .order_by_asc(image::Column::SortKey)
+        .all(c)
+        .await?)
+}
+
+pub async fn image_get<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<image::Model>> {
+    Ok(image::Entity::find_by_id(id.to_string()).one(c).await?)
+}
+
+/// Adds catalog entries that are missing; existing ones are left as they are.
+pub async fn image_ensure<C: ConnectionTrait>(c: &C, m: image::Model) -> Result<()> {
+    image::Entity::insert(image::ActiveModel {
+        id: Set(m.id),
+        label: Set(m.label),
+        node_version: Set(m.node_version),
+        sort_key: Set(m.sort_key),
+        created_at: Set(m.created_at),
+    })
+    .on_conflict(
+        OnConflict::column(image::Column::Id)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(c)
+    .await?;
+    Ok(())
+}
+
+// ---- reference counts
+
+pub async fn networks_using_account<C: ConnectionTrait>(c: &C, account_id: &str) -> Result<u64> {
+    Ok(virtual_network::Entity::find()
+        .filter(virtual_network::Column::AccountId.eq(account_id))
+        .count(c)
+        .await?)
+}
+
+pub async fn instances_using_network<C: ConnectionTrait>(c: &C, network_id: &str) -> Result<u64> {
+    Ok(instance::Entity::find()
+        .filter(instance::Column::NetworkId.eq(network_id))
+        .count(c)
+        .await?)
+}
+
+pub async fn instances_using_template<C: ConnectionTrait>(c: &C, template_id: &str) -> Result<u64> {
+    Ok(instance::Entity::find()
+        .filter(instance::Column::TemplateId.eq(template_id))
+        .count(c)
+        .await?)
+}
+
+/// Networks per account, for one tenant.
+pub async fn network_counts_by_account<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+) -> Result<HashMap<String, u64>> {
+    let rows: Vec<(Option<String>, i64)> = virtual_network::Entity::find()
+        .select_only()
+        .column(virtual_network::Column::AccountId)
+        .column_as(virtual_network::Column::Id.count(), "n")
+        .filter(virtual_network::Column::TenantId.eq(tenant))
+        .group_by(virtual_network::Column::AccountId)
+        .into_tuple()
+        .all(c)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, n)| k.map(|k| (k, n as u64)))
+        .collect())
+}
+
+/// Instances per network or per template, for one tenant.
+pub async fn instance_counts_by<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    column: instance::Column,
+) -> Result<HashMap<String, u64>> {
+    let rows: Vec<(String, i64)> = instance::Entity::find()
+        .select_only()
+        .column(column)
+        .column_as(instance::Column::Id.count(), "n")
+        .filter(instance::Column::TenantId.eq(tenant))
+        .group_by(column)
+        .into_tuple()
+        .all(c)
+        .await?;
+    Ok(rows.into_iter().map(|(k, n)| (k, n as u64)).collect())
+}
+
+// ---- events (the outbox)
+
+pub async fn event_insert<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    operation_id: Option<&str>,
+    kind: &str,
+    target_id: &str,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    event::Entity::insert(event::ActiveModel {
+        id: sea_orm::NotSet,
+        tenant_id: Set(tenant.to_string()),
+        operation_id: Set(operation_id.map(str::to_string)),
+        kind: Set(kind.to_string()),
+        target_id: Set(target_id.to_string()),
+        at: Set(crate::model::now_ms()),
+        detail: Set(detail.to_string()),
+    })
+    .exec_without_returning(c)
+    .await?;
+    Ok(())
+}
+
+pub async fn events_for_operation<C: ConnectionTrait>(
+    c: &C,
+    operation_id: &str,
+) -> Result<Vec<event::Model>> {
+    Ok(event::Entity::find()
+        .filter(event::Column::OperationId.eq(operation_id))
+        .order_by_asc(event::Column::Id)
+        .all(c)
+        .await?)
+}

@@ -1,0 +1,20 @@
+//! Fleet Manager's schema as sea-orm migrations.
+//!
+//! Every migration is written with sea-query's schema builder (or SQL valid on
+//! both backends), so the same list applies to PostgreSQL and to SQLite. The
+//! server applies pending migrations at start.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_initial;
+
+/// The ordered list of migrations.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_initial::Migration)]
+    }
+}
