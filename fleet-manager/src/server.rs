@@ -10,6 +10,11 @@ use crate::store::Store;
 /// Opens the store named by the configuration (creating the data directory
 /// and applying migrations) and builds the application on it.
 pub async fn open_app(cfg: &Config) -> Result<App> {
+    open_app_with(cfg, vec![]).await
+}
+
+/// As [`open_app`], with extra sagas registered in the engine (tests).
+pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Saga>) -> Result<App> {
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         Error::invalid(format!(
             "can't create data directory {}: {e}",
@@ -18,7 +23,7 @@ pub async fn open_app(cfg: &Config) -> Result<App> {
     })?;
     let store = Store::open(&cfg.database_url).await?;
     let secrets = SecretBox::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?;
-    let engine = Engine::new(store.clone(), cfg.engine.clone(), vec![]);
+    let engine = Engine::new(store.clone(), cfg.engine.clone(), extra_sagas);
     let app = App::new(
         store,
         secrets,

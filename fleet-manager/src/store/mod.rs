@@ -80,6 +80,11 @@ impl Store {
         format!("sqlite://{}", data_dir.join("fleet-manager.db").display())
     }
 
+    /// The connection, for data-access functions and transactions.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     pub fn backend(&self) -> Backend {
         match self.db.get_database_backend() {
             DatabaseBackend::Postgres => Backend::Postgres,

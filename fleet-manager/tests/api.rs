@@ -1,0 +1,582 @@
+//! The public REST API: authentication, validation, conflicts, bad input,
+//! secrets at rest, and the OpenAPI contract. Each test runs on its own
+//! fresh database (SQLite, or PostgreSQL with FM_TEST_BACKEND=postgres).
+
+mod common;
+
+use common::TestApp;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, error_type: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["errorType"], error_type, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+// ------------------------------------------------------------ authentication
+
+#[tokio::test]
+async fn requests_without_a_key_get_401_json() {
+    let t = TestApp::new().await;
+    let r = t
+        .api
+        .http
+        .get(t.api.url("/tenants/main/instances"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("www-authenticate").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errorType"], "Unauthorized");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_secret_or_unknown_key_gets_401() {
+    let t = TestApp::new().await;
+    for (id, secret) in [
+        (t.api.key.0.as_str(), "wrong"),
+        ("key-unknown", t.api.key.1.as_str()),
+        ("../x", "y"),
+    ] {
+        let r = t
+            .api
+            .http
+            .get(t.api.url("/tenants/main/images"))
+            .basic_auth(id, Some(secret))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{id}");
+    }
+    let r = t
+        .api
+        .http
+        .get(t.api.url("/tenants/main/images"))
+        .header("authorization", "Basic !!!")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn every_documented_endpoint_requires_a_key() {
+    let t = TestApp::new().await;
+    let doc: Value = serde_json::from_str(&fleet_manager::api::openapi::document()).unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{tenantId}", "main")
+            .replace("{accountId}", "ca-x")
+            .replace("{networkId}", "vn-x")
+            .replace("{templateId}", "ist-x")
+            .replace("{instanceId}", "inst-x")
+            .replace("{jobId}", "op-x");
+        for method in item.as_object().unwrap().keys() {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = t
+                .api
+                .http
+                .request(m, t.api.url(&concrete))
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} endpoints documented");
+    // Not even unknown paths or the API description leak without a key.
+    for p in ["/nope", "/openapi.json"] {
+        let r = t.api.http.get(t.api.url(p)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{p}");
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn api_key_secrets_are_stored_hashed() {
+    let t = TestApp::new().await;
+    let keys = t.app.api_key_list().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let rows = fleet_manager::store::resources::api_key_list(t.app.store.conn())
+        .await
+        .unwrap();
+    assert!(!rows[0].secret_hash.contains(&t.api.key.1));
+    assert_eq!(rows[0].secret_hash.len(), 64);
+    t.stop().await;
+}
+
+// ------------------------------------------------------------ OpenAPI
+
+#[tokio::test]
+async fn served_openapi_document_matches_the_checked_in_copy() {
+    let t = TestApp::new().await;
+    let (s, served) = t.api.get("/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+    if std::env::var("UPDATE_OPENAPI").is_ok() {
+        std::fs::write(&path, fleet_manager::api::openapi::document()).unwrap();
+    }
+    let checked_in: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        served, checked_in,
+        "fleet-manager/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test -p fleet-manager --test api served_openapi`"
+    );
+    t.stop().await;
+}
+
+// ------------------------------------------------------------ bootstrap
+
+#[tokio::test]
+async fn tenant_main_and_two_images_exist_after_the_first_start() {
+    let t = TestApp::new().await;
+    let (s, images) = t.api.get("/tenants/main/images").await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<&str> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.len() >= 2, "{ids:?}");
+    assert!(
+        ids.iter()
+            .all(|i| i.starts_with("dss-") && i.ends_with("-default"))
+    );
+    let (s, tags) = t.api.get("/tenants/main/cloud-tags").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(tags["msg"], "{}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_tenant_is_404() {
+    let t = TestApp::new().await;
+    for p in [
+        "/tenants/acme/instances",
+        "/tenants/acme/instances/inst-x",
+        "/tenants/acme/cloud-tags",
+    ] {
+        let (s, b) = t.api.get(p).await;
+        assert_error(s, &b, StatusCode::NOT_FOUND, "NotFound");
+        assert!(b["message"].as_str().unwrap().contains("tenant"), "{b}");
+    }
+    t.stop().await;
+}
+
+// ------------------------------------------------------------ bad input
+
+#[tokio::test]
+async fn malformed_json_wrong_types_unknown_enums_and_missing_fields_are_400() {
+    let t = TestApp::new().await;
+    let tpl = t.api.create_template().await;
+    let net = t.api.create_network().await;
+    let base = json!({"label": "n", "instanceSettingsTemplateId": tpl, "virtualNetworkId": net, "imageId": "dss-14.2.0-default"});
+    let with = |k: &str, v: Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    let cases = [
+        (with("dataVolumeSizeGB", json!("big")), "dataVolumeSizeGB"),
+        (with("dataVolumeSizeGB", json!(-5)), "dataVolumeSizeGB"),
+        (with("dssNodeType", json!("spaceship")), "dssNodeType"),
+        (with("cloudTags", json!(["a"])), "cloudTags"),
+        (with("label", json!("")), "label"),
+        (with("imageId", json!("dss-0.0.1-default")), "imageId"),
+        (
+            with("instanceSettingsTemplateId", json!("ist-missing")),
+            "instanceSettingsTemplateId",
+        ),
+        (
+            with("virtualNetworkId", json!("../../etc")),
+            "virtual network",
+        ),
+        (json!({"label": "n"}), "instanceSettingsTemplateId"),
+        (json!([1, 2]), "invalid"),
+    ];
+    for (body, needle) in cases {
+        let (s, b) = t.api.post("/tenants/main/instances", body.clone()).await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+        assert!(
+            b["message"].as_str().unwrap().contains(needle),
+            "{body} -> {b}"
+        );
+    }
+    let r = t
+        .api
+        .http
+        .post(t.api.url("/tenants/main/instances"))
+        .basic_auth(&t.api.key.0, Some(&t.api.key.1))
+        .body("{\"label\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let b: Value = r.json().await.unwrap();
+    assert!(
+        b["message"].as_str().unwrap().contains("malformed JSON"),
+        "{b}"
+    );
+    // Nothing was half-written.
+    let (_, list) = t.api.get("/tenants/main/instances").await;
+    assert_eq!(list, json!([]));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413_and_non_json_bodies_are_415() {
+    let t = TestApp::new().await;
+    let big = json!({"label": "x".repeat(2 << 20)});
+    let (s, b) = t
+        .api
+        .post("/tenants/main/instance-settings-templates", big)
+        .await;
+    assert_error(s, &b, StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge");
+    let r = t
+        .api
+        .http
+        .post(t.api.url("/tenants/main/instance-settings-templates"))
+        .basic_auth(&t.api.key.0, Some(&t.api.key.1))
+        .header("content-type", "text/plain")
+        .body("{\"label\": \"t\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["errorType"], "UnsupportedMediaType");
+    let (_, list) = t.api.get("/tenants/main/instance-settings-templates").await;
+    assert_eq!(list, json!([]));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn ids_with_path_characters_are_400_and_unknown_ids_are_404() {
+    let t = TestApp::new().await;
+    for p in [
+        "/tenants/main/instances/..%2F..%2Fetc",
+        "/tenants/main/instances/a%00b",
+        "/tenants/main/futures/a%2Fb",
+        "/tenants/main/cloud-accounts/%2E%2E%2Fx",
+    ] {
+        let (s, b) = t.api.get(p).await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    }
+    for p in [
+        "/tenants/main/instances/inst-nope",
+        "/tenants/main/virtual-networks/vn-nope",
+        "/tenants/main/instance-settings-templates/ist-nope",
+        "/tenants/main/cloud-accounts/ca-nope",
+        "/tenants/main/futures/op-nope",
+    ] {
+        let (s, b) = t.api.get(p).await;
+        assert_error(s, &b, StatusCode::NOT_FOUND, "NotFound");
+    }
+    let (s, b) = t.api.get("/tenants/main/nothing-here").await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "NotFound");
+    let (s, b) = t
+        .api
+        .call(Method::PATCH, "/tenants/main/instances", None)
+        .await;
+    assert_error(s, &b, StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn setup_actions_are_validated_per_type() {
+    let t = TestApp::new().await;
+    let bad = [
+        json!({"type": "ADD_AUTHORIZED_KEY", "params": {"sshKey": "not a key"}}),
+        json!({"type": "RUN_ANSIBLE_TASKS", "params": {"stage": "later", "ansibleTasks": "- x"}}),
+        json!({"type": "INSTALL_JDBC_DRIVER", "params": {"url": "gopher://x", "dbType": "mysql"}}),
+        json!({"type": "ADD_ENV_VARIABLES", "params": {"variables": [{"key": "A B", "value": "x"}]}}),
+        json!({"type": "NOT_A_TYPE"}),
+    ];
+    for a in bad {
+        let (s, b) = t
+            .api
+            .post(
+                "/tenants/main/instance-settings-templates",
+                json!({"label": "t", "setupActions": [a]}),
+            )
+            .await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+        assert!(
+            b["message"].as_str().unwrap().contains("setupActions"),
+            "{b}"
+        );
+    }
+    let good = json!({"label": "t", "setupActions": [
+        {"type": "ADD_AUTHORIZED_KEY", "params": {"sshKey": "ssh-ed25519 AAAAC3Nza me@host"}},
+        {"type": "ADD_ENV_VARIABLES", "params": {"variables": [{"key": "JAVA_OPTS", "value": "-Xmx2g"}]}},
+        {"type": "SETUP_K8S_AND_SPARK", "params": {}, "enabled": false}
+    ]});
+    let (s, b) = t
+        .api
+        .post("/tenants/main/instance-settings-templates", good)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["setupActions"][2]["enabled"], false);
+    t.stop().await;
+}
+
+// ------------------------------------------------------------ conflicts
+
+#[tokio::test]
+async fn objects_in_use_cannot_be_deleted_until_their_users_are_gone() {
+    let t = TestApp::new().await;
+    let (s, acc) = t
+        .api
+        .post("/tenants/main/cloud-accounts", json!({"label": "a"}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{acc}");
+    let acc = acc["id"].as_str().unwrap().to_string();
+    let (s, net) = t
+        .api
+        .post(
+            "/tenants/main/virtual-networks?useDefaultValues=true",
+            json!({"label": "n", "accountId": acc}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{net}");
+    let net = net["id"].as_str().unwrap().to_string();
+    let tpl = t.api.create_template().await;
+    let inst = t.api.create_instance(&tpl, &net).await;
+    let inst = inst["id"].as_str().unwrap().to_string();
+
+    let (_, a) = t
+        .api
+        .get(&format!("/tenants/main/cloud-accounts/{acc}"))
+        .await;
+    assert_eq!(a["nbNetworks"], 1);
+    for p in [
+        format!("/tenants/main/cloud-accounts/{acc}"),
+        format!("/tenants/main/virtual-networks/{net}"),
+        format!("/tenants/main/instance-settings-templates/{tpl}"),
+    ] {
+        let (s, b) = t.api.delete(&p).await;
+        assert_error(s, &b, StatusCode::CONFLICT, "Conflict");
+        assert!(b["message"].as_str().unwrap().contains("used by"), "{b}");
+    }
+
+    let (s, f) = t
+        .api
+        .get(&format!("/tenants/main/instances/{inst}/actions/delete"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    let f = t.api.wait_future(f["jobId"].as_str().unwrap()).await;
+    assert_eq!(f["state"], "done", "{f}");
+    for p in [
+        format!("/tenants/main/instance-settings-templates/{tpl}"),
+        format!("/tenants/main/virtual-networks/{net}"),
+        format!("/tenants/main/cloud-accounts/{acc}"),
+    ] {
+        let (s, f) = t.api.delete(&p).await;
+        assert_eq!(s, StatusCode::OK, "{f}");
+        let f = t.api.wait_future(f["jobId"].as_str().unwrap()).await;
+        assert_eq!(f["state"], "done", "{f}");
+        assert_eq!(f["hasResult"], true);
+        let (s, _) = t.api.get(&p).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_network_keeps_its_vpc_and_an_instance_its_network() {
+    let t = TestApp::new().await;
+    let net = t.api.create_network().await;
+    let (_, mut n) = t
+        .api
+        .get(&format!("/tenants/main/virtual-networks/{net}"))
+        .await;
+    n["awsVpcId"] = json!("vpc-2");
+    let (s, b) = t
+        .api
+        .put(&format!("/tenants/main/virtual-networks/{net}"), n)
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    assert!(b["message"].as_str().unwrap().contains("awsVpcId"));
+
+    let tpl = t.api.create_template().await;
+    let other = t.api.create_network().await;
+    let mut i = t.api.create_instance(&tpl, &net).await;
+    let id = i["id"].as_str().unwrap().to_string();
+    i["virtualNetworkId"] = json!(other);
+    let (s, b) = t.api.put(&format!("/tenants/main/instances/{id}"), i).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    t.stop().await;
+}
+
+// ------------------------------------------------------------ updates and secrets
+
+#[tokio::test]
+async fn instance_put_replaces_the_settings_and_keeps_identity() {
+    let t = TestApp::new().await;
+    let tpl = t.api.create_template().await;
+    let net = t.api.create_network().await;
+    let mut i = t.api.create_instance(&tpl, &net).await;
+    let id = i["id"].as_str().unwrap().to_string();
+    let created = i["createdAt"].clone();
+    i["label"] = json!("renamed");
+    i["enableAutomatedSnapshot"] = json!(true);
+    i["automatedSnapshotPeriod"] = json!(24);
+    i["automatedSnapshotRetention"] = json!(7);
+    i["cloudTags"] = json!({"team": "data"});
+    i["createdAt"] = json!(1);
+    let (s, b) = t.api.put(&format!("/tenants/main/instances/{id}"), i).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, got) = t.api.get(&format!("/tenants/main/instances/{id}")).await;
+    assert_eq!(got["label"], "renamed");
+    assert_eq!(got["automatedSnapshotRetention"], 7);
+    assert_eq!(got["cloudTags"]["team"], "data");
+    assert_eq!(got["createdAt"], created);
+    // A body naming another instance is refused.
+    let mut other = got.clone();
+    other["id"] = json!("inst-other");
+    let (s, b) = t
+        .api
+        .put(&format!("/tenants/main/instances/{id}"), other)
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn cloud_secrets_are_encrypted_at_rest_never_returned_and_kept_on_put() {
+    let t = TestApp::new().await;
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    let (s, a) = t
+        .api
+        .post(
+            "/tenants/main/cloud-accounts",
+            json!({"label": "k", "awsAuthenticationMode": "KEYPAIR", "awsAccessKeyId": "AKIAIOSFODNN7EXAMPLE", "awsSecretAccessKey": secret}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    assert!(!a.to_string().contains(secret));
+    assert_eq!(a["hasAwsSecretAccessKey"], true);
+    let id = a["id"].as_str().unwrap().to_string();
+    let row = fleet_manager::store::resources::account_get(t.app.store.conn(), "main", &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!row.doc.contains(secret) && !row.secret.as_deref().unwrap().contains(secret));
+
+    // The client sends back what it read: the stored secret stays.
+    let (_, mut got) = t
+        .api
+        .get(&format!("/tenants/main/cloud-accounts/{id}"))
+        .await;
+    got["label"] = json!("renamed");
+    let (s, b) = t
+        .api
+        .put(&format!("/tenants/main/cloud-accounts/{id}"), got)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["hasAwsSecretAccessKey"], true);
+    let row2 = fleet_manager::store::resources::account_get(t.app.store.conn(), "main", &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.secret, row2.secret);
+
+    // KEYPAIR without any secret is refused, and nothing changes.
+    let (s, b) = t
+        .api
+        .post(
+            "/tenants/main/cloud-accounts",
+            json!({"label": "k2", "awsAuthenticationMode": "KEYPAIR", "awsAccessKeyId": "AKIAIOSFODNN7EXAMPLE"}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    let (_, list) = t.api.get("/tenants/main/cloud-accounts").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Tenant credentials behave the same way.
+    let (s, c) = t
+        .api
+        .put(
+            "/tenants/main/cloud-credentials",
+            json!({"awsAuthenticationMode": "KEYPAIR", "awsAccessKeyId": "AKIAIOSFODNN7EXAMPLE", "awsSecretAccessKey": secret}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let (_, c) = t.api.get("/tenants/main/cloud-credentials").await;
+    assert!(!c.to_string().contains(secret));
+    assert_eq!(c["hasAwsSecretAccessKey"], true);
+    let tenant = fleet_manager::store::resources::tenant_get(t.app.store.conn(), "main")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!tenant.cloud_credentials.contains(secret));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn cloud_tags_round_trip_and_reserved_keys_are_refused() {
+    let t = TestApp::new().await;
+    let (s, _) = t
+        .api
+        .put(
+            "/tenants/main/cloud-tags",
+            json!({"team": "data", "cost-center": "42"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, env) = t.api.get("/tenants/main/cloud-tags").await;
+    let tags: Value = serde_json::from_str(env["msg"].as_str().unwrap()).unwrap();
+    assert_eq!(tags, json!({"team": "data", "cost-center": "42"}));
+    let (s, b) = t
+        .api
+        .put("/tenants/main/cloud-tags", json!({"aws:name": "x"}))
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    let (s, b) = t.api.put("/tenants/main/cloud-tags", json!({"n": 1})).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    let (_, env) = t.api.get("/tenants/main/cloud-tags").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(env["msg"].as_str().unwrap()).unwrap(),
+        tags
+    );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn use_default_values_puts_a_network_in_fms_own_vpc() {
+    let t = TestApp::new().await;
+    let (s, n) = t
+        .api
+        .post(
+            "/tenants/main/virtual-networks?useDefaultValues=True",
+            json!({"label": "d"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{n}");
+    assert_eq!(n["awsVpcId"], "vpc-local");
+    assert_eq!(n["awsSubnetId"], "subnet-local");
+    let (s, b) = t
+        .api
+        .post("/tenants/main/virtual-networks", json!({"label": "d"}))
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    let (s, b) = t
+        .api
+        .post(
+            "/tenants/main/virtual-networks?useDefaultValues=perhaps",
+            json!({"label": "d"}),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    t.stop().await;
+}

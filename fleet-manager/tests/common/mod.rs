@@ -1,0 +1,345 @@
+//! The one test harness: every test gets its own fresh database (a SQLite
+//! file, or a new PostgreSQL database when `FM_TEST_BACKEND=postgres`) and
+//! either an in-process server ([`TestApp`]) or the real binary
+//! ([`FmProcess`]).
+#![allow(dead_code)]
+
+use fleet_manager::app::App;
+use fleet_manager::config::{Config, StoreArgs};
+use fleet_manager::ops::sagas::Saga;
+use fleet_manager::server::{self, Running};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A fresh, empty database for one test, dropped with it.
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg: Option<(String, String)>,
+}
+
+pub fn backend() -> String {
+    std::env::var("FM_TEST_BACKEND").unwrap_or_else(|_| "sqlite".into())
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("FM_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if backend() == "postgres" {
+            use sqlx::Connection;
+            let admin = pg_admin_url();
+            let name = format!(
+                "fm_test_{}",
+                fleet_manager::model::new_id("db").replace('-', "_")
+            );
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+            let _ = conn.close().await;
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .unwrap_or(admin.clone());
+            let url = format!("{base}/{name}");
+            TestDb {
+                url,
+                dir,
+                pg: Some((admin, name)),
+            }
+        } else {
+            let url = fleet_manager::store::Store::sqlite_url(dir.path());
+            TestDb { url, dir, pg: None }
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        let args = StoreArgs {
+            data_dir: Some(self.dir.path().to_path_buf()),
+            database_url: Some(self.url.clone()),
+            config: None,
+        };
+        let mut cfg = Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
+        cfg.engine.poll_interval = Duration::from_millis(50);
+        cfg
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            // Drop runs outside any runtime we may use; do it on a thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await
+                        .ok()?;
+                    Some(())
+                })
+            })
+            .join();
+        }
+    }
+}
+
+/// An HTTP client holding an API key.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub key: (String, String),
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/public{path}", self.base)
+    }
+
+    /// Sends a request with the key and a JSON body; returns status and JSON.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .basic_auth(&self.key.0, Some(&self.key.1));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Polls a future until it has finished; returns its peeked state.
+    pub async fn wait_future(&self, job_id: &str) -> Value {
+        for _ in 0..600 {
+            let (s, f) = self
+                .get(&format!("/tenants/main/futures/{job_id}?peek=true"))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{f}");
+            if f["alive"] == false {
+                return f;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("future {job_id} did not finish");
+    }
+
+    // Object builders used across tests.
+
+    pub async fn create_network(&self) -> String {
+        let (s, n) = self
+            .post(
+                "/tenants/main/virtual-networks",
+                serde_json::json!({"label": "net", "awsRegion": "eu-west-3", "awsVpcId": "vpc-1", "awsSubnetId": "subnet-1"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{n}");
+        n["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn create_template(&self) -> String {
+        let (s, t) = self
+            .post(
+                "/tenants/main/instance-settings-templates",
+                serde_json::json!({"label": "tpl"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{t}");
+        t["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn create_instance(&self, template: &str, network: &str) -> Value {
+        let (s, i) = self
+            .post(
+                "/tenants/main/instances",
+                serde_json::json!({"label": "node", "instanceSettingsTemplateId": template,
+                    "virtualNetworkId": network, "imageId": "dss-14.2.0-default"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{i}");
+        i
+    }
+}
+
+/// An in-process server on a fresh database.
+pub struct TestApp {
+    pub api: Api,
+    pub app: App,
+    pub db: TestDb,
+    running: Option<Running>,
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        Self::with(|_| {}, vec![]).await
+    }
+
+    /// A server whose configuration `tune` adjusts, with extra sagas.
+    pub async fn with(tune: impl FnOnce(&mut Config), sagas: Vec<Saga>) -> TestApp {
+        let db = TestDb::new().await;
+        let mut cfg = db.config();
+        tune(&mut cfg);
+        let app = server::open_app_with(&cfg, sagas).await.expect("open app");
+        let key = app
+            .api_key_create(Some("test".into()))
+            .await
+            .expect("api key");
+        let running = server::start(app.clone(), cfg.listen, cfg.max_body_bytes)
+            .await
+            .expect("start");
+        let api = Api {
+            base: format!("http://{}", running.addr),
+            key: (key.id, key.secret),
+            http: reqwest::Client::new(),
+        };
+        TestApp {
+            api,
+            app,
+            db,
+            running: Some(running),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+/// The real `fleet-manager` binary as a child process.
+pub struct FmProcess {
+    pub child: std::process::Child,
+    pub api: Api,
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fleet-manager"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// Creates an API key through the admin CLI.
+pub fn cli_create_key(db: &TestDb) -> (String, String) {
+    let out = std::process::Command::new(bin())
+        .args(["admin", "create-api-key", "--data-dir"])
+        .arg(db.dir.path())
+        .args(["--database-url", &db.url])
+        .output()
+        .expect("run admin create-api-key");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    (
+        v["id"].as_str().expect("id").into(),
+        v["secret"].as_str().expect("secret").into(),
+    )
+}
+
+impl FmProcess {
+    /// Starts `fleet-manager serve` on the test database with extra env.
+    pub async fn start(db: &TestDb, key: &(String, String), env: &[(&str, &str)]) -> FmProcess {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(db.dir.path().join("serve.log"))
+            .expect("log file");
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["serve", "--data-dir"])
+            .arg(db.dir.path())
+            .args([
+                "--database-url",
+                &db.url,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn fleet-manager");
+        let api = Api {
+            base: format!("http://127.0.0.1:{port}"),
+            key: key.clone(),
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..200 {
+            if let Ok(r) = api
+                .http
+                .get(api.url("/tenants/main/images"))
+                .basic_auth(&key.0, Some(&key.1))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return FmProcess { child, api };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "fleet-manager did not start; see {}",
+            db.dir.path().join("serve.log").display()
+        );
+    }
+
+    /// Kills the process at once (SIGKILL): no graceful shutdown.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for FmProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
