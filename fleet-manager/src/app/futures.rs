@@ -90,17 +90,15 @@ impl App {
     /// for the result learns of the failure.
     pub async fn future_get(&self, tenant: &str, id: &str, peek: bool) -> Result<FutureState> {
         let view = self.future_view(self.op_row(tenant, id).await?).await?;
-        if !peek {
-            if let Some(e) = &view.error {
-                return Err(if view.aborted {
-                    Error::OperationAborted
-                } else {
-                    Error::OperationFailed {
-                        error_type: e.error_type.clone(),
-                        message: e.message.clone(),
-                    }
-                });
-            }
+        if !peek && let Some(e) = &view.error {
+            return Err(if view.aborted {
+                Error::OperationAborted
+            } else {
+                Error::OperationFailed {
+                    error_type: e.error_type.clone(),
+                    message: e.message.clone(),
+                }
+            });
         }
         Ok(view)
     }

@@ -31,12 +31,12 @@ impl App {
 
     /// A referenced account must exist in the same tenant.
     async fn check_account_ref(&self, tenant: &str, account: Option<&str>) -> Result<()> {
-        if let Some(a) = account {
-            if q::account_get(&self.store.db, tenant, a).await?.is_none() {
-                return Err(Error::invalid(format!(
-                    "accountId: cloud account '{a}' does not exist"
-                )));
-            }
+        if let Some(a) = account
+            && q::account_get(&self.store.db, tenant, a).await?.is_none()
+        {
+            return Err(Error::invalid(format!(
+                "accountId: cloud account '{a}' does not exist"
+            )));
         }
         Ok(())
     }

@@ -121,14 +121,14 @@ impl Instance {
             ("dataVolumeType", &self.data_volume_type),
             ("awsRootVolumeType", &self.aws_root_volume_type),
         ] {
-            if let Some(v) = v {
-                if !VOLUME_TYPES.contains(&v.as_str()) {
-                    return Err(Error::invalid(format!(
-                        "{field} '{}' must be one of {}",
-                        v.escape_debug(),
-                        VOLUME_TYPES.join(", ")
-                    )));
-                }
+            if let Some(v) = v
+                && !VOLUME_TYPES.contains(&v.as_str())
+            {
+                return Err(Error::invalid(format!(
+                    "{field} '{}' must be one of {}",
+                    v.escape_debug(),
+                    VOLUME_TYPES.join(", ")
+                )));
             }
         }
         for (field, v, max) in [
@@ -136,39 +136,39 @@ impl Instance {
             ("dataVolumeSizeMaxGB", self.data_volume_size_max_gb, 65536),
             ("awsRootVolumeSizeGB", self.aws_root_volume_size_gb, 65536),
         ] {
-            if let Some(v) = v {
-                if v == 0 || v > max {
-                    return Err(Error::invalid(format!(
-                        "{field} must be between 1 and {max}"
-                    )));
-                }
+            if let Some(v) = v
+                && (v == 0 || v > max)
+            {
+                return Err(Error::invalid(format!(
+                    "{field} must be between 1 and {max}"
+                )));
             }
         }
-        if let (Some(size), Some(max)) = (self.data_volume_size_gb, self.data_volume_size_max_gb) {
-            if max < size {
-                return Err(Error::invalid(
-                    "dataVolumeSizeMaxGB must not be smaller than dataVolumeSizeGB",
-                ));
-            }
+        if let (Some(size), Some(max)) = (self.data_volume_size_gb, self.data_volume_size_max_gb)
+            && max < size
+        {
+            return Err(Error::invalid(
+                "dataVolumeSizeMaxGB must not be smaller than dataVolumeSizeGB",
+            ));
         }
         for (field, v) in [
             ("dataVolumeIOPS", self.data_volume_iops),
             ("awsRootVolumeIOPS", self.aws_root_volume_iops),
         ] {
-            if let Some(v) = v {
-                if !(100..=256_000).contains(&v) {
-                    return Err(Error::invalid(format!(
-                        "{field} must be between 100 and 256000"
-                    )));
-                }
+            if let Some(v) = v
+                && !(100..=256_000).contains(&v)
+            {
+                return Err(Error::invalid(format!(
+                    "{field} must be between 100 and 256000"
+                )));
             }
         }
-        if let Some(t) = self.data_volume_throughput {
-            if !(125..=4000).contains(&t) {
-                return Err(Error::invalid(
-                    "dataVolumeThroughput must be between 125 and 4000 MiB/s",
-                ));
-            }
+        if let Some(t) = self.data_volume_throughput
+            && !(125..=4000).contains(&t)
+        {
+            return Err(Error::invalid(
+                "dataVolumeThroughput must be between 125 and 4000 MiB/s",
+            ));
         }
         if self.volumes_encryption == EncryptionMode::Custom
             && self
@@ -187,10 +187,10 @@ impl Instance {
         for t in &self.fm_tags {
             check_label("fmTags", t)?;
         }
-        if self.aws_assign_elastic_ip {
-            if let Some(a) = &self.aws_elastic_ip_allocation_id {
-                super::check_aws_id("awsElasticIPAllocationId", a, "eipalloc")?;
-            }
+        if self.aws_assign_elastic_ip
+            && let Some(a) = &self.aws_elastic_ip_allocation_id
+        {
+            super::check_aws_id("awsElasticIPAllocationId", a, "eipalloc")?;
         }
         if self.enable_automated_snapshot {
             match self.automated_snapshot_period {
@@ -202,12 +202,13 @@ impl Instance {
                 }
             }
         }
-        if let Some(pem) = &self.ssl_certificate_pem {
-            if !pem.is_empty() && !pem.contains("-----BEGIN CERTIFICATE-----") {
-                return Err(Error::invalid(
-                    "sslCertificatePEM must be a PEM certificate",
-                ));
-            }
+        if let Some(pem) = &self.ssl_certificate_pem
+            && !pem.is_empty()
+            && !pem.contains("-----BEGIN CERTIFICATE-----")
+        {
+            return Err(Error::invalid(
+                "sslCertificatePEM must be a PEM certificate",
+            ));
         }
         if let Some(s) = &self.aws_snapshot_id {
             super::check_aws_id("awsSnapshotId", s, "snap")?;

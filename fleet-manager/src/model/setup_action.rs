@@ -160,8 +160,7 @@ fn is_property_name(k: &str) -> bool {
 
 fn check_url(p: &Params<'_>, key: &str, schemes: &[&str]) -> Result<()> {
     let url = p.str(key)?;
-    let scheme = url.split_once("://").map(|(s, rest)| (s, rest));
-    match scheme {
+    match url.split_once("://") {
         Some((s, rest))
             if schemes.contains(&s.to_ascii_lowercase().as_str()) && !rest.is_empty() =>
         {
@@ -260,10 +259,12 @@ impl SetupAction {
                 p.opt_str_map("headers")?;
                 p.opt_str("username")?;
                 p.opt_str("password")?;
-                if let Some(sub) = p.opt_str("subpathInDatadir")? {
-                    if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
-                        return Err(p.err("params.subpathInDatadir must be a relative path inside the data directory"));
-                    }
+                if let Some(sub) = p.opt_str("subpathInDatadir")?
+                    && (sub.starts_with('/') || sub.split('/').any(|c| c == ".."))
+                {
+                    return Err(p.err(
+                        "params.subpathInDatadir must be a relative path inside the data directory",
+                    ));
                 }
             }
             AddEnvVariables => p.key_values("variables", is_env_name)?,

@@ -89,10 +89,10 @@ impl InstanceTemplate {
         if let Some(l) = &self.license {
             check_license_json("license", l)?;
         }
-        if let Some(k) = &self.aws_key_pair_name {
-            if k.is_empty() || k.len() > 255 {
-                return Err(Error::invalid("awsKeyPairName must be 1 to 255 characters"));
-            }
+        if let Some(k) = &self.aws_key_pair_name
+            && (k.is_empty() || k.len() > 255)
+        {
+            return Err(Error::invalid("awsKeyPairName must be 1 to 255 characters"));
         }
         for (field, arn) in [
             (

@@ -113,10 +113,10 @@ impl CloudCredentials {
                 check_license_json("license", license)?;
             }
             LicenseMode::AutoUpdate => {
-                if let Some(t) = &self.license_token {
-                    if t.trim().is_empty() {
-                        return Err(Error::invalid("licenseToken must not be empty"));
-                    }
+                if let Some(t) = &self.license_token
+                    && t.trim().is_empty()
+                {
+                    return Err(Error::invalid("licenseToken must not be empty"));
                 }
             }
         }

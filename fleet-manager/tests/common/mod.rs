@@ -310,17 +310,16 @@ impl FmProcess {
             key: key.clone(),
             http: reqwest::Client::new(),
         };
+        // Owned from here on: dropping it (also on panic) kills the child.
+        let fm = FmProcess { child, api };
         for _ in 0..200 {
-            if let Ok(r) = api
+            let probe = fm
+                .api
                 .http
-                .get(api.url("/tenants/main/images"))
-                .basic_auth(&key.0, Some(&key.1))
-                .send()
-                .await
-            {
-                if r.status().is_success() {
-                    return FmProcess { child, api };
-                }
+                .get(fm.api.url("/tenants/main/images"))
+                .basic_auth(&key.0, Some(&key.1));
+            if probe.send().await.is_ok_and(|r| r.status().is_success()) {
+                return fm;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
