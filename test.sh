@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every check and test: format, lints, Rust tests on SQLite and on
+# PostgreSQL, and the end-to-end suite that drives the real server with the
+# public Python client on both backends. Starts PostgreSQL if it is down and
+# creates the Python virtualenv it needs.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+export FM_TEST_PG_URL="${FM_TEST_PG_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "PostgreSQL"
+bash scripts/ensure-postgres.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "Rust tests on SQLite"
+FM_TEST_BACKEND=sqlite cargo test --workspace --locked
+
+step "Rust tests on PostgreSQL"
+FM_TEST_BACKEND=postgres cargo test --workspace --locked
+
+step "end-to-end: the public Python client against the real server (SQLite and PostgreSQL)"
+FM_BIN="$CARGO_TARGET_DIR/debug/fleet-manager" FM_TEST_REQUIRE_PG=1 bash tests/python/run.sh
