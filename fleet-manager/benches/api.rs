@@ -6,6 +6,8 @@
 //! and skipped with a note when unreachable. `FM_BENCH_INSTANCES` changes the
 //! fleet size (default 10000).
 
+#![allow(clippy::print_stdout)] // a benchmark reports on stdout
+
 use fleet_manager::config::{Config, StoreArgs};
 use fleet_manager::model::instance::Instance;
 use fleet_manager::server;
