@@ -38,7 +38,8 @@ async fn run(backend: &'static str, url: String, dir: &std::path::Path, n: usize
         database_url: Some(url),
         config: None,
     };
-    let cfg = Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
+    let mut cfg = Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
+    cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");
     let app = server::open_app(&cfg).await.expect("open app");
     let key = app.api_key_create(None).await.expect("key");
     let tpl = app
@@ -72,9 +73,7 @@ async fn run(backend: &'static str, url: String, dir: &std::path::Path, n: usize
         ids.push(v["id"].as_str().expect("id").to_string());
     }
     let seed = seed_start.elapsed();
-    let running = server::start(app, cfg.listen, cfg.max_body_bytes)
-        .await
-        .expect("start");
+    let running = server::start(app, &cfg).await.expect("start");
     let base = format!("http://{}/api/public/tenants/main", running.addr);
     let http = reqwest::Client::new();
     let get = |path: String| {

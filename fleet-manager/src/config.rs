@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub future_wait_ms: Option<u64>,
+    pub agent_listen: Option<String>,
+    pub agent_url: Option<String>,
     #[serde(default)]
     pub operations: OperationsConfig,
     #[serde(default)]
@@ -66,9 +68,41 @@ pub struct Config {
     pub network_defaults: NetworkDefaults,
     /// Base64 of 32 bytes; overrides `DATA_DIR/secrets.key`.
     pub secrets_key: Option<String>,
+    pub lifecycle: LifecycleSettings,
+}
+
+/// Where agents reach FM and how the lifecycle is paced.
+#[derive(Debug, Clone)]
+pub struct LifecycleSettings {
+    /// The agent endpoint's listen address (TLS gRPC).
+    pub agent_listen: SocketAddr,
+    /// The URL agents dial; default `https://127.0.0.1:PORT` of `agent_listen`.
+    pub agent_url: Option<String>,
+    pub kits_dir: PathBuf,
+    pub agent_bin: PathBuf,
+    pub standin_bin: PathBuf,
+    pub heartbeat_secs: u32,
+    pub agent_timeout: Duration,
+    pub agent_connect_timeout: Duration,
+    pub health_timeout_secs: u32,
+    pub port_base: u16,
+    /// How long an enrollment token stays valid.
+    pub token_ttl: Duration,
+}
+
+/// A binary shipped beside this one (or beside the test harness's, whose
+/// executables live one level down, in `deps/`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    dir.join(name)
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:10000";
+pub const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:10001";
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
     match std::env::var(name) {
@@ -91,6 +125,7 @@ impl Config {
             .clone()
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("fm-data"));
+        let kits_dir = data_dir.join("kits");
         let database_url = store
             .database_url
             .clone()
@@ -140,6 +175,37 @@ impl Config {
                 subnet_id: nd.subnet_id.unwrap_or_else(|| "subnet-local".into()),
             },
             secrets_key: std::env::var("FM_SECRETS_KEY").ok(),
+            lifecycle: LifecycleSettings {
+                agent_listen: {
+                    let a = std::env::var("FM_AGENT_LISTEN")
+                        .ok()
+                        .or(file.agent_listen)
+                        .unwrap_or_else(|| DEFAULT_AGENT_LISTEN.into());
+                    a.parse().map_err(|_| {
+                        Error::invalid(format!("agent listen address '{a}' is not HOST:PORT"))
+                    })?
+                },
+                agent_url: std::env::var("FM_AGENT_URL").ok().or(file.agent_url),
+                kits_dir: kits_dir.clone(),
+                agent_bin: std::env::var_os("FM_AGENT_BIN")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| sibling_binary("fm-agent")),
+                standin_bin: std::env::var_os("FM_STANDIN_BIN")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| sibling_binary("standin-node")),
+                heartbeat_secs: env_parse("FM_HEARTBEAT_SECS")?.unwrap_or(10),
+                agent_timeout: Duration::from_secs(
+                    env_parse("FM_AGENT_TIMEOUT_SECS")?.unwrap_or(35),
+                ),
+                agent_connect_timeout: Duration::from_secs(
+                    env_parse("FM_AGENT_CONNECT_TIMEOUT_SECS")?.unwrap_or(120),
+                ),
+                health_timeout_secs: env_parse("FM_NODE_HEALTH_TIMEOUT_SECS")?.unwrap_or(120),
+                port_base: env_parse("FM_LOCAL_PORT_BASE")?.unwrap_or(20000),
+                token_ttl: Duration::from_secs(
+                    env_parse("FM_ENROLLMENT_TOKEN_TTL_SECS")?.unwrap_or(3600),
+                ),
+            },
         })
     }
 }

@@ -7,12 +7,15 @@
 //! [`model`] holds the domain types and their rules; [`error`] the one error
 //! type every surface maps.
 
+pub mod agents;
 pub mod api;
 pub mod app;
+pub mod cloud;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod model;
 pub mod ops;
+pub mod pki;
 pub mod server;
 pub mod store;

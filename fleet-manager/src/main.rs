@@ -54,12 +54,28 @@ enum AdminCommand {
         store: StoreArgs,
         id: String,
     },
+    /// Add or replace an image of the catalog, with its node kit (.tar.gz).
+    AddImage {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+        /// The node version the kit installs.
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        kit: std::path::PathBuf,
+        #[arg(long)]
+        label: Option<String>,
+    },
     /// Print the OpenAPI document of the public API.
     Openapi,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for the whole process (see tonic's TLS server).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FM_LOG").unwrap_or_else(|_| {
@@ -98,9 +114,10 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
         Command::Serve { store, listen } => {
             let cfg = Config::resolve(&store, listen.as_deref())?;
             let app = server::open_app(&cfg).await?;
-            let running = server::start(app, cfg.listen, cfg.max_body_bytes).await?;
+            let running = server::start(app, &cfg).await?;
             tracing::info!(
                 addr = %running.addr,
+                agents = %running.agent_addr,
                 database = %fleet_manager::store::redact_url(&cfg.database_url),
                 "fleet-manager listening; create an API key with `fleet-manager admin create-api-key`"
             );
@@ -121,6 +138,17 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
             AdminCommand::DeleteApiKey { store, id } => {
                 let app = server::open_app(&Config::resolve(&store, None)?).await?;
                 app.api_key_delete(&id).await
+            }
+            AdminCommand::AddImage {
+                store,
+                id,
+                version,
+                kit,
+                label,
+            } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                let label = label.unwrap_or_else(|| format!("Node {version}"));
+                app.image_register(&id, &label, &version, &kit, 100).await
             }
             AdminCommand::Openapi => {
                 let mut out = std::io::stdout().lock();

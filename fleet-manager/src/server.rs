@@ -1,11 +1,18 @@
-//! Wiring: open the store, build the application and the engine, serve.
+//! Wiring: open the store, build the application, the engine and the
+//! agents port, then serve the REST API and the agent endpoint.
 
+use crate::agents::AgentHub;
+use crate::agents::grpc::AgentEndpoint;
 use crate::app::{App, AppConfig};
+use crate::cloud::local::LocalCloud;
 use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::error::{Error, Result};
-use crate::ops::Engine;
+use crate::ops::{Engine, LifecycleConfig, Services};
+use crate::pki::Ca;
 use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Opens the store named by the configuration (creating the data directory
 /// and applying migrations) and builds the application on it.
@@ -23,7 +30,28 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
     })?;
     let store = Store::open(&cfg.database_url).await?;
     let secrets = SecretBox::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?;
-    let engine = Engine::new(store.clone(), cfg.engine.clone(), extra_sagas);
+    let ca = Ca::load_or_create(&store, &secrets).await?;
+    let l = &cfg.lifecycle;
+    let cloud = LocalCloud::new(cfg.data_dir.join("local-cloud"), l.agent_bin.clone())?;
+    let svc = Services {
+        store: store.clone(),
+        secrets: secrets.clone(),
+        hub: AgentHub::new(store.clone()),
+        cloud: Arc::new(cloud),
+        lc: LifecycleConfig {
+            ca_pem: ca.cert_pem.clone(),
+            heartbeat_secs: l.heartbeat_secs,
+            agent_connect_timeout: l.agent_connect_timeout,
+            command_timeout: Duration::from_secs(900),
+            health_timeout_secs: l.health_timeout_secs,
+            port_base: l.port_base,
+            port_step: 20,
+            token_ttl: l.token_ttl,
+        },
+        agent_url: std::sync::OnceLock::new(),
+        ca: Arc::new(ca),
+    };
+    let engine = Engine::new(Arc::new(svc), cfg.engine.clone(), extra_sagas);
     let app = App::new(
         store,
         secrets,
@@ -31,6 +59,9 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
         AppConfig {
             network_defaults: cfg.network_defaults.clone(),
             future_wait: cfg.future_wait,
+            kits_dir: l.kits_dir.clone(),
+            standin_bin: Some(l.standin_bin.clone()),
+            agent_timeout: l.agent_timeout,
         },
     );
     app.bootstrap().await?;
@@ -41,9 +72,10 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
 #[derive(Debug)]
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    pub agent_addr: std::net::SocketAddr,
     pub app: App,
-    shutdown: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -51,31 +83,118 @@ impl Running {
     /// Stops taking requests and work, and waits for both to drain.
     pub async fn stop(self) {
         self.app.engine.shutdown();
-        let _ = self.shutdown.send(());
-        let _ = self.task.await;
+        let _ = self.shutdown.send(true);
+        self.app.engine.services().hub.close_all();
+        for t in self.tasks {
+            // Connections that don't drain in time are cut.
+            let abort = t.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
         for w in self.workers {
             let _ = w.await;
         }
     }
 }
 
-/// Starts the HTTP server and the operation workers on an application.
-pub async fn start(app: App, listen: std::net::SocketAddr, body_limit: usize) -> Result<Running> {
-    let listener = tokio::net::TcpListener::bind(listen)
+fn signal(
+    rx: &tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Starts the HTTP server, the agent endpoint and the operation workers.
+pub async fn start(app: App, cfg: &Config) -> Result<Running> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|e| Error::invalid(format!("can't listen on {listen}: {e}")))?;
+        .map_err(|e| Error::invalid(format!("can't listen on {}: {e}", cfg.listen)))?;
     let addr = listener.local_addr().map_err(Error::internal)?;
+    let agent_listener = tokio::net::TcpListener::bind(cfg.lifecycle.agent_listen)
+        .await
+        .map_err(|e| {
+            Error::invalid(format!(
+                "can't listen for agents on {}: {e}",
+                cfg.lifecycle.agent_listen
+            ))
+        })?;
+    let agent_addr = agent_listener.local_addr().map_err(Error::internal)?;
+    let svc = app.engine.services().clone();
+    let agent_url = cfg
+        .lifecycle
+        .agent_url
+        .clone()
+        .unwrap_or_else(|| format!("https://127.0.0.1:{}", agent_addr.port()));
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        agent_addr.ip().to_string(),
+    ];
+    if let Some(host) = agent_url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split([':', '/']).next())
+    {
+        names.push(host.to_string());
+    }
+    names.sort();
+    names.dedup();
+    let _ = svc.agent_url.set(agent_url);
+    app.publish_kits().await?;
+
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let endpoint = AgentEndpoint {
+        store: svc.store.clone(),
+        hub: svc.hub.clone(),
+        ca: svc.ca.clone(),
+        kits_dir: cfg.lifecycle.kits_dir.clone(),
+    };
+    let agent_task = {
+        let stop = signal(&rx);
+        tokio::spawn(async move {
+            if let Err(e) = crate::agents::grpc::serve(endpoint, agent_listener, names, stop).await
+            {
+                tracing::error!(error = %e, "agent endpoint stopped");
+            }
+        })
+    };
+    let housekeeping = {
+        let cloud = svc.cloud.clone();
+        let mut stop = rx.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = cloud.tick().await {
+                    tracing::warn!(error = %e, "cloud housekeeping failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    };
     let workers = app.engine.start();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let router = crate::api::router(app.clone(), body_limit);
-    let task = tokio::spawn(crate::api::serve(listener, router, async move {
-        let _ = rx.await;
-    }));
+    let router = crate::api::router(app.clone(), cfg.max_body_bytes);
+    let http_task = {
+        let stop = signal(&rx);
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::serve(listener, router, stop).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        })
+    };
     Ok(Running {
         addr,
+        agent_addr,
         app,
         shutdown: tx,
-        task,
+        tasks: vec![http_task, agent_task, housekeeping],
         workers,
     })
 }

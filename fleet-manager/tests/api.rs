@@ -67,7 +67,7 @@ async fn a_wrong_secret_or_unknown_key_gets_401() {
 }
 
 #[tokio::test]
-async fn every_documented_endpoint_requires_a_key() {
+async fn every_documented_endpoint_is_routed_and_requires_a_key() {
     let t = TestApp::new().await;
     let doc: Value = serde_json::from_str(&fleet_manager::api::openapi::document()).unwrap();
     let mut checked = 0;
@@ -78,18 +78,26 @@ async fn every_documented_endpoint_requires_a_key() {
             .replace("{networkId}", "vn-x")
             .replace("{templateId}", "ist-x")
             .replace("{instanceId}", "inst-x")
-            .replace("{jobId}", "op-x");
+            .replace("{jobId}", "op-x")
+            .replace("{snapshotId}", "snap-x");
         for method in item.as_object().unwrap().keys() {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = t
                 .api
                 .http
-                .request(m, t.api.url(&concrete))
+                .request(m.clone(), t.api.url(&concrete))
                 .body("{}")
                 .send()
                 .await
                 .unwrap();
             assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+            // With a key, the documented route exists (whatever the ids).
+            let (s, b) = t.api.call(m, &concrete, Some(json!({}))).await;
+            assert_ne!(
+                b["message"], "no such path in the API",
+                "{method} {path} is documented but not routed"
+            );
+            assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             checked += 1;
         }
     }

@@ -62,6 +62,10 @@ def server_env() -> dict:
     would make the server read another store, config file or key."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FM_")}
     env["FM_FUTURE_WAIT_MS"] = FUTURE_WAIT_MS
+    env["FM_AGENT_LISTEN"] = f"127.0.0.1:{free_port()}"
+    # Lifecycle tests: quick heartbeats, node ports away from common ones.
+    env["FM_HEARTBEAT_SECS"] = "2"
+    env["FM_LOCAL_PORT_BASE"] = "23000"
     env["NO_COLOR"] = "1"  # plain server logs (shown when a test fails)
     env["FM_LOG"] = os.environ.get(
         "FM_TEST_LOG", "info,sqlx=warn,sea_orm=warn,fleet_manager::api=debug"
@@ -282,6 +286,10 @@ class FmServer:
             raise AssertionError(
                 f"fleet-manager ({self.backend}) ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killed"
             )
+        finally:
+            # A failed lifecycle test may leave local VMs behind (their agents
+            # and nodes outlive FM, as VMs do): take them down too.
+            subprocess.run(["pkill", "-KILL", "-f", str(self.data_dir / "local-cloud")], check=False)
         assert code == 0, (
             f"fleet-manager ({self.backend}) exited with status {code} after SIGTERM\n"
             f"--- server log ---\n{self.log_tail()}"

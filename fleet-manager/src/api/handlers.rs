@@ -372,3 +372,193 @@ pub async fn future_abort(
 ) -> Result<Json<FutureState>> {
     Ok(Json(app.future_abort(&t, &id).await?))
 }
+
+// ---------------------------------------------------------------- lifecycle
+
+type InstanceAnd = PathParams<(String, String, String)>;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ReprovisionQuery {
+    /// Allow moving the node to an older version than the one installed.
+    allow_downgrade: Option<String>,
+}
+
+/// Provisions the instance, or replaces its VM keeping the data volume. An
+/// `imageId` newer than the installed node upgrades it.
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/actions/reprovision", tag = "instance lifecycle",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), ReprovisionQuery),
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody, description = "a downgrade without allowDowngrade, or a busy instance")))]
+pub async fn instance_reprovision(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+    QueryParams(q): QueryParams<ReprovisionQuery>,
+) -> Result<Json<FutureState>> {
+    let allow = flag("allowDowngrade", q.allow_downgrade.as_deref())?;
+    Ok(Json(app.instance_reprovision(&t, &id, allow, None).await?))
+}
+
+macro_rules! action_handler {
+    ($name:ident, $path:literal, $action:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(get, path = $path, tag = "instance lifecycle",
+            params(("tenantId" = String, Path), ("instanceId" = String, Path)),
+            responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+        pub async fn $name(State(app): State<App>, PathParams((t, id)): TenantAnd) -> Result<Json<FutureState>> {
+            Ok(Json(app.instance_action(&t, &id, $action).await?))
+        }
+    };
+}
+
+action_handler!(
+    instance_deprovision,
+    "/tenants/{tenantId}/instances/{instanceId}/actions/deprovision",
+    crate::app::Action::Deprovision,
+    "Terminates the VM; the data volume is kept."
+);
+action_handler!(
+    instance_start,
+    "/tenants/{tenantId}/instances/{instanceId}/actions/start",
+    crate::app::Action::Start,
+    "Starts the VM and the node."
+);
+action_handler!(
+    instance_stop,
+    "/tenants/{tenantId}/instances/{instanceId}/actions/stop",
+    crate::app::Action::Stop,
+    "Stops the node and the VM."
+);
+action_handler!(
+    instance_restart_node,
+    "/tenants/{tenantId}/instances/{instanceId}/actions/restart-dss",
+    crate::app::Action::RestartNode,
+    "Restarts the node, even one that no longer answers."
+);
+action_handler!(
+    instance_replay_setup,
+    "/tenants/{tenantId}/instances/{instanceId}/actions/replay-setup-actions",
+    crate::app::Action::ReplaySetupActions,
+    "Runs the template's setup actions again, without reprovisioning."
+);
+
+/// The node's initial admin password: answers once, then 409.
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/actions/get-initial-password", tag = "instance lifecycle",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path)),
+    responses((status = 200, body = Object), (status = 409, body = ApiErrorBody)))]
+pub async fn instance_initial_password(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<serde_json::Value>> {
+    Ok(Json(app.instance_initial_password(&t, &id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetPasswordBody {
+    user_name: String,
+    password: String,
+}
+
+/// Resets a node user's password.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/actions/reset-user-password", tag = "instance lifecycle",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path)), request_body = ResetPasswordBody,
+    responses((status = 200, body = FutureState)))]
+pub async fn instance_reset_password(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+    JsonBody(b): JsonBody<ResetPasswordBody>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.instance_reset_password(&t, &id, &b.user_name, &b.password)
+            .await?,
+    ))
+}
+
+/// The VM, node and agent as FM sees them.
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/status", tag = "instance lifecycle",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path)),
+    responses((status = 200, body = Object)))]
+pub async fn instance_status(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<serde_json::Value>> {
+    Ok(Json(app.instance_status(&t, &id).await?))
+}
+
+/// The node's admin API key, `{"adminAPIKey": ...}`.
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/admin-api-key", tag = "instance lifecycle",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path)),
+    responses((status = 200, body = Object), (status = 409, body = ApiErrorBody)))]
+pub async fn instance_admin_api_key(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<serde_json::Value>> {
+    Ok(Json(app.instance_admin_api_key(&t, &id).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotQuery {
+    reason_for_snapshot: Option<String>,
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots", tag = "snapshots",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path)),
+    responses((status = 200, body = Vec<Object>)))]
+pub async fn snapshot_list(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<Vec<serde_json::Value>>> {
+    Ok(Json(app.snapshot_list(&t, &id).await?))
+}
+
+/// Snapshots the data volume; answers with the snapshot.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots", tag = "snapshots",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), SnapshotQuery),
+    responses((status = 200, body = Object)))]
+pub async fn snapshot_create(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+    QueryParams(q): QueryParams<SnapshotQuery>,
+) -> Result<Json<serde_json::Value>> {
+    Ok(Json(
+        app.snapshot_create(&t, &id, q.reason_for_snapshot.as_deref())
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}", tag = "snapshots",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), ("snapshotId" = String, Path)),
+    responses((status = 200, body = Object)))]
+pub async fn snapshot_get(
+    State(app): State<App>,
+    PathParams((t, id, s)): InstanceAnd,
+) -> Result<Json<serde_json::Value>> {
+    Ok(Json(app.snapshot_get(&t, &id, &s).await?))
+}
+
+#[utoipa::path(delete, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}", tag = "snapshots",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), ("snapshotId" = String, Path)),
+    responses((status = 200, body = FutureState)))]
+pub async fn snapshot_delete(
+    State(app): State<App>,
+    PathParams((t, id, s)): InstanceAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.snapshot_delete(&t, &id, &s).await?))
+}
+
+/// Reprovisions the instance with its data volume made from this snapshot;
+/// the current volume is deleted once the node is healthy on the new one.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}/reprovision", tag = "snapshots",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), ("snapshotId" = String, Path)),
+    responses((status = 200, body = FutureState)))]
+pub async fn snapshot_reprovision(
+    State(app): State<App>,
+    PathParams((t, id, s)): InstanceAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.instance_reprovision(&t, &id, false, Some(&s)).await?,
+    ))
+}

@@ -65,6 +65,55 @@ pub fn router(app: App, body_limit: usize) -> Router {
             "/instances/{instanceId}/actions/delete",
             get(h::instance_delete),
         )
+        .route(
+            "/instances/{instanceId}/actions/reprovision",
+            get(h::instance_reprovision),
+        )
+        .route(
+            "/instances/{instanceId}/actions/deprovision",
+            get(h::instance_deprovision),
+        )
+        .route(
+            "/instances/{instanceId}/actions/start",
+            get(h::instance_start),
+        )
+        .route(
+            "/instances/{instanceId}/actions/stop",
+            get(h::instance_stop),
+        )
+        .route(
+            "/instances/{instanceId}/actions/restart-dss",
+            get(h::instance_restart_node),
+        )
+        .route(
+            "/instances/{instanceId}/actions/replay-setup-actions",
+            get(h::instance_replay_setup),
+        )
+        .route(
+            "/instances/{instanceId}/actions/get-initial-password",
+            get(h::instance_initial_password),
+        )
+        .route(
+            "/instances/{instanceId}/actions/reset-user-password",
+            axum::routing::post(h::instance_reset_password),
+        )
+        .route("/instances/{instanceId}/status", get(h::instance_status))
+        .route(
+            "/instances/{instanceId}/admin-api-key",
+            get(h::instance_admin_api_key),
+        )
+        .route(
+            "/instances/{instanceId}/snapshots",
+            get(h::snapshot_list).post(h::snapshot_create),
+        )
+        .route(
+            "/instances/{instanceId}/snapshots/{snapshotId}",
+            get(h::snapshot_get).delete(h::snapshot_delete),
+        )
+        .route(
+            "/instances/{instanceId}/snapshots/{snapshotId}/reprovision",
+            axum::routing::post(h::snapshot_reprovision),
+        )
         .route("/images", get(h::image_list))
         .route("/futures", get(h::future_list))
         .route(

@@ -8,7 +8,7 @@ use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::instance::Instance;
 use crate::model::{check_id, new_id, now_ms};
-use crate::ops::sagas::DELETE_INSTANCE;
+use crate::ops::lifecycle::DELETE_INSTANCE;
 use crate::store::entities::instance;
 use crate::store::resources as q;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};

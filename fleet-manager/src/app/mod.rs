@@ -5,7 +5,9 @@
 mod accounts;
 mod auth;
 mod futures;
+mod images;
 mod instances;
+mod lifecycle;
 mod networks;
 mod templates;
 mod tenants;
@@ -21,6 +23,8 @@ use crate::store::resources as q;
 use std::time::Duration;
 
 pub use futures::StartedFuture;
+pub use images::file_sha256;
+pub use lifecycle::Action;
 
 /// Settings the application layer needs.
 #[derive(Debug, Clone)]
@@ -30,6 +34,12 @@ pub struct AppConfig {
     /// How long a call that starts an operation waits for it before it
     /// answers with a running future.
     pub future_wait: Duration,
+    /// Where node kits are kept and served to agents.
+    pub kits_dir: std::path::PathBuf,
+    /// The stand-in node binary that packages the seeded kits.
+    pub standin_bin: Option<std::path::PathBuf>,
+    /// An agent silent for longer than this is shown unreachable.
+    pub agent_timeout: Duration,
 }
 
 /// The application; cheap to clone.
@@ -74,6 +84,8 @@ impl App {
                     node_version: img.node_version,
                     sort_key: i as i64,
                     created_at: now,
+                    kit_file: None,
+                    kit_sha256: None,
                 },
             )
             .await?;
@@ -96,6 +108,11 @@ impl App {
             Ok(_) => Error::not_found(kind, id),
             Err(e) => e,
         }
+    }
+
+    /// Publishes the seeded node kits; run once at server start.
+    pub async fn publish_kits(&self) -> Result<()> {
+        self.publish_standin_kits().await
     }
 
     pub async fn image_list(&self, tenant: &str) -> Result<Vec<crate::model::image::Image>> {

@@ -21,7 +21,7 @@ pub fn seed_catalog() -> Vec<Image> {
         .into_iter()
         .map(|v| Image {
             id: format!("dss-{v}-default"),
-            label: format!("Node {v}"),
+            label: format!("Stand-in node {v} (test kit, not Dataiku DSS)"),
             node_version: v.to_string(),
         })
         .collect()

@@ -11,6 +11,7 @@
 //! exactly once. A failing step unwinds the finished ones through their undo
 //! actions, in reverse; an abort does the same between steps.
 
+pub mod lifecycle;
 pub mod sagas;
 
 use crate::error::{Error, Result};
@@ -24,6 +25,38 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+
+/// The ports and settings saga steps act through.
+#[derive(Debug)]
+pub struct Services {
+    pub store: Store,
+    pub secrets: crate::crypto::SecretBox,
+    pub hub: crate::agents::AgentHub,
+    pub cloud: Arc<dyn crate::cloud::CloudProvider>,
+    pub lc: LifecycleConfig,
+    pub ca: Arc<crate::pki::Ca>,
+    /// The URL agents dial (FM's agent endpoint), known once it listens.
+    pub agent_url: std::sync::OnceLock<String>,
+}
+
+/// Settings of the instance lifecycle.
+#[derive(Debug, Clone)]
+pub struct LifecycleConfig {
+    /// FM's CA certificate, given to agents in their user-data.
+    pub ca_pem: String,
+    pub heartbeat_secs: u32,
+    /// How long a new or restarted VM's agent has to connect.
+    pub agent_connect_timeout: Duration,
+    /// How long one agent command may take.
+    pub command_timeout: Duration,
+    /// How long a started node has to answer its health check.
+    pub health_timeout_secs: u32,
+    /// Nodes get port blocks `port_base + k * port_step`.
+    pub port_base: u16,
+    pub port_step: u16,
+    /// How long an enrollment token stays valid.
+    pub token_ttl: Duration,
+}
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -61,6 +94,7 @@ pub struct Engine {
 
 struct Inner {
     store: Store,
+    svc: Arc<Services>,
     owner: String,
     cfg: EngineConfig,
     sagas: HashMap<&'static str, Saga>,
@@ -79,7 +113,8 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// An engine with FM's sagas, plus `extra` ones (tests add their own).
-    pub fn new(store: Store, cfg: EngineConfig, extra: Vec<Saga>) -> Engine {
+    pub fn new(svc: Arc<Services>, cfg: EngineConfig, extra: Vec<Saga>) -> Engine {
+        let store = svc.store.clone();
         let mut sagas: HashMap<&'static str, Saga> =
             sagas::all().into_iter().map(|s| (s.kind, s)).collect();
         for s in extra {
@@ -88,6 +123,7 @@ impl Engine {
         Engine {
             inner: Arc::new(Inner {
                 store,
+                svc,
                 owner: crate::model::new_id("worker"),
                 cfg,
                 sagas,
@@ -96,6 +132,10 @@ impl Engine {
                 shutdown: watch::channel(false).0,
             }),
         }
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.inner.svc
     }
 
     pub fn saga(&self, kind: &str) -> Option<&Saga> {
@@ -280,6 +320,7 @@ impl Engine {
         let params: Value = serde_json::from_str(&op.params).unwrap_or(Value::Null);
         let ctx = |outputs: &Map<String, Value>| StepCtx {
             store: store.clone(),
+            svc: self.inner.svc.clone(),
             op_id: op.id.clone(),
             tenant: op.tenant_id.clone(),
             target: op.target_id.clone(),

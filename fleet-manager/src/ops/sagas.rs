@@ -13,6 +13,8 @@ use std::pin::Pin;
 #[derive(Clone, Debug)]
 pub struct StepCtx {
     pub store: Store,
+    /// The ports and settings steps act through.
+    pub svc: std::sync::Arc<super::Services>,
     pub op_id: String,
     pub tenant: String,
     /// The id of the object the operation acts on.
@@ -51,11 +53,11 @@ pub struct Saga {
 pub const DELETE_CLOUD_ACCOUNT: &str = "DELETE_CLOUD_ACCOUNT";
 pub const DELETE_VIRTUAL_NETWORK: &str = "DELETE_VIRTUAL_NETWORK";
 pub const DELETE_INSTANCE_TEMPLATE: &str = "DELETE_INSTANCE_TEMPLATE";
-pub const DELETE_INSTANCE: &str = "DELETE_INSTANCE";
 
 /// Every saga FM knows.
 pub fn all() -> Vec<Saga> {
-    vec![
+    let mut all = super::lifecycle::sagas();
+    all.extend([
         Saga {
             kind: DELETE_CLOUD_ACCOUNT,
             steps: vec![
@@ -101,15 +103,8 @@ pub fn all() -> Vec<Saga> {
                 },
             ],
         },
-        Saga {
-            kind: DELETE_INSTANCE,
-            steps: vec![Step {
-                name: "delete-instance-record",
-                run: |c| Box::pin(delete_instance(c)),
-                undo: None,
-            }],
-        },
-    ]
+    ]);
+    all
 }
 
 /// The objects that other objects refer to, and so can only be deleted when
@@ -176,10 +171,5 @@ async fn delete_unused(c: StepCtx, owner: Owner) -> Result<Value> {
     }
     owner.delete(&txn, &c.tenant, &c.target).await?;
     txn.commit().await?;
-    Ok(json!({"id": c.target, "deleted": true}))
-}
-
-async fn delete_instance(c: StepCtx) -> Result<Value> {
-    q::instance_delete(&c.store.db, &c.tenant, &c.target).await?;
     Ok(json!({"id": c.target, "deleted": true}))
 }

@@ -51,6 +51,8 @@ pub mod image {
         pub node_version: String,
         pub sort_key: i64,
         pub created_at: i64,
+        pub kit_file: Option<String>,
+        pub kit_sha256: Option<String>,
     }
     entity_boilerplate!();
 }
@@ -191,6 +193,84 @@ pub mod event {
         pub target_id: String,
         pub at: i64,
         pub detail: String,
+    }
+    entity_boilerplate!();
+}
+
+pub mod setting {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "settings")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        pub value: String,
+        pub updated_at: i64,
+    }
+    entity_boilerplate!();
+}
+
+pub mod enrollment_token {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "enrollment_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub token_hash: String,
+        pub instance_id: String,
+        pub vm_id: String,
+        pub expires_at: i64,
+        pub used_at: Option<i64>,
+        pub created_at: i64,
+    }
+    entity_boilerplate!();
+}
+
+pub mod instance_runtime {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "instance_runtimes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub instance_id: String,
+        pub tenant_id: String,
+        pub state: String,
+        pub vm_id: Option<String>,
+        pub volume_id: Option<String>,
+        pub port: Option<i32>,
+        pub public_url: Option<String>,
+        pub node_version: Option<String>,
+        pub initial_password: Option<String>,
+        pub initial_password_taken: bool,
+        pub admin_api_key: Option<String>,
+        pub agent_generation: i64,
+        pub agent_version: Option<String>,
+        pub node_state: Option<String>,
+        pub last_heartbeat_at: Option<i64>,
+        pub heartbeat: Option<String>,
+        pub updated_at: i64,
+    }
+    entity_boilerplate!();
+}
+
+pub mod snapshot {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "snapshots")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub instance_id: String,
+        pub cloud_ref: String,
+        pub reason: Option<String>,
+        pub node_version: Option<String>,
+        pub size_bytes: Option<i64>,
+        pub created_at: i64,
     }
     entity_boilerplate!();
 }

@@ -6,6 +6,7 @@
 //! Multi-row writes run in one transaction each.
 
 pub mod entities;
+pub mod lifecycle;
 pub mod operations;
 pub mod resources;
 

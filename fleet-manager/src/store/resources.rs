@@ -157,6 +157,8 @@ pub async fn image_ensure<C: ConnectionTrait>(c: &C, m: image::Model) -> Result<
         node_version: Set(m.node_version),
         sort_key: Set(m.sort_key),
         created_at: Set(m.created_at),
+        kit_file: Set(m.kit_file),
+        kit_sha256: Set(m.kit_sha256),
     })
     .on_conflict(
         OnConflict::column(image::Column::Id)

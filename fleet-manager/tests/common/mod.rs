@@ -71,12 +71,37 @@ impl TestDb {
         };
         let mut cfg = Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
         cfg.engine.poll_interval = Duration::from_millis(50);
+        cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");
+        // Packaging node kits takes a while; lifecycle tests turn it back on.
+        cfg.lifecycle.standin_bin = PathBuf::from("/nonexistent/standin-node");
         cfg
+    }
+}
+
+/// Kills every process of the local cloud's VMs under `dir` (agents and
+/// the nodes they started), so no test leaves one running.
+pub fn kill_local_vms(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir.join("local-cloud").join("vms")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path().join("vm.json")) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        if let Some(pid) = v["pid"].as_u64() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        kill_local_vms(self.dir.path());
         if let Some((admin, name)) = self.pg.take() {
             // Drop runs outside any runtime we may use; do it on a thread.
             let _ = std::thread::spawn(move || {
@@ -221,9 +246,7 @@ impl TestApp {
             .api_key_create(Some("test".into()))
             .await
             .expect("api key");
-        let running = server::start(app.clone(), cfg.listen, cfg.max_body_bytes)
-            .await
-            .expect("start");
+        let running = server::start(app.clone(), &cfg).await.expect("start");
         let api = Api {
             base: format!("http://{}", running.addr),
             key: (key.id, key.secret),
@@ -254,7 +277,7 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fleet-manager"))
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -301,6 +324,9 @@ impl FmProcess {
             ])
             .stdout(std::process::Stdio::null())
             .stderr(log);
+        if !env.iter().any(|(k, _)| *k == "FM_AGENT_LISTEN") {
+            cmd.env("FM_AGENT_LISTEN", format!("127.0.0.1:{}", free_port()));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

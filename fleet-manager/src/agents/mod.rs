@@ -1,0 +1,290 @@
+//! The agents port: a registry of connected agents and the commands waiting
+//! for them, plus the gRPC endpoint agents dial (`grpc`).
+//!
+//! A command is sent with an id chosen by the caller (stable across retries
+//! of the same operation step) and stays pending until the agent reports its
+//! result: if the agent reconnects in the meantime, results it journaled
+//! while disconnected arrive in its Hello, and commands it never received are
+//! sent again. Agent reports carry generation numbers; the store applies a
+//! heartbeat only if it is newer than the last one applied.
+
+pub mod grpc;
+
+use crate::error::{Error, Result};
+use crate::model::now_ms;
+use crate::store::Store;
+use fm_proto::agent::{Command, CommandResult, FmMessage, Heartbeat, fm_message};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+type Outbox = mpsc::Sender<Result<FmMessage, tonic::Status>>;
+
+struct Session {
+    id: u64,
+    tx: Outbox,
+    connected_at: i64,
+}
+
+struct Pending {
+    instance_id: String,
+    command: Command,
+    op_id: Option<String>,
+    done: Option<oneshot::Sender<CommandResult>>,
+}
+
+#[derive(Default)]
+struct State {
+    next_session: u64,
+    sessions: HashMap<String, Session>,
+    pending: HashMap<String, Pending>,
+    /// The last refused enrollment per instance, to explain a VM whose
+    /// agent never connects.
+    refused: HashMap<String, String>,
+}
+
+/// The registry of connected agents; cheap to clone.
+#[derive(Clone)]
+pub struct AgentHub {
+    store: Store,
+    state: Arc<Mutex<State>>,
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for AgentHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentHub(..)")
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // A panic while holding the lock leaves consistent maps behind.
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl AgentHub {
+    pub fn new(store: Store) -> AgentHub {
+        AgentHub {
+            store,
+            state: Arc::default(),
+            changed: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Registers a session after the agent's Hello; completes commands whose
+    /// results the agent journaled and resends those it never answered.
+    pub(crate) async fn session_opened(
+        &self,
+        instance_id: &str,
+        tx: Outbox,
+        journal: Vec<CommandResult>,
+    ) -> u64 {
+        for r in journal {
+            self.command_result(r).await;
+        }
+        let (id, resend) = {
+            let mut st = lock(&self.state);
+            st.next_session += 1;
+            let id = st.next_session;
+            st.sessions.insert(
+                instance_id.to_string(),
+                Session {
+                    id,
+                    tx: tx.clone(),
+                    connected_at: now_ms(),
+                },
+            );
+            st.refused.remove(instance_id);
+            let resend: Vec<Command> = st
+                .pending
+                .values()
+                .filter(|p| p.instance_id == instance_id)
+                .map(|p| p.command.clone())
+                .collect();
+            (id, resend)
+        };
+        for c in resend {
+            let _ = tx
+                .send(Ok(FmMessage {
+                    body: Some(fm_message::Body::Command(c)),
+                }))
+                .await;
+        }
+        self.bump();
+        id
+    }
+
+    pub(crate) fn session_closed(&self, instance_id: &str, session: u64) {
+        let mut st = lock(&self.state);
+        if st
+            .sessions
+            .get(instance_id)
+            .is_some_and(|s| s.id == session)
+        {
+            st.sessions.remove(instance_id);
+        }
+        drop(st);
+        self.bump();
+    }
+
+    pub(crate) fn enrollment_refused(&self, instance_id: &str, why: &str) {
+        lock(&self.state)
+            .refused
+            .insert(instance_id.to_string(), why.to_string());
+        self.bump();
+    }
+
+    /// Ends every session (FM is stopping): their streams close, so the
+    /// agent endpoint can drain, and agents reconnect to the next FM.
+    pub fn close_all(&self) {
+        lock(&self.state).sessions.clear();
+        self.bump();
+    }
+
+    /// When the agent's current session started, if it is connected.
+    pub fn connected_since(&self, instance_id: &str) -> Option<i64> {
+        lock(&self.state)
+            .sessions
+            .get(instance_id)
+            .map(|s| s.connected_at)
+    }
+
+    /// Waits until the instance's agent has a session opened at or after
+    /// `since_ms`.
+    pub async fn wait_connected(
+        &self,
+        instance_id: &str,
+        since_ms: i64,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.changed.subscribe();
+        loop {
+            if self
+                .connected_since(instance_id)
+                .is_some_and(|t| t >= since_ms)
+            {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                let why = lock(&self.state)
+                    .refused
+                    .get(instance_id)
+                    .map(|w| format!(": its enrollment was refused ({w})"))
+                    .unwrap_or_default();
+                return Err(Error::OperationFailed {
+                    error_type: "AgentUnreachable".into(),
+                    message: format!(
+                        "the agent of instance '{instance_id}' did not connect within {} s{why}",
+                        timeout.as_secs()
+                    ),
+                });
+            }
+        }
+    }
+
+    pub(crate) async fn progress(&self, command_id: &str, line: &str) {
+        let op = lock(&self.state)
+            .pending
+            .get(command_id)
+            .and_then(|p| p.op_id.clone());
+        if let Some(op) = op {
+            let _ = self.store.op_log(&op, &format!("agent: {line}")).await;
+        }
+    }
+
+    pub(crate) async fn command_result(&self, r: CommandResult) {
+        let pending = lock(&self.state).pending.remove(&r.command_id);
+        if let Some(mut p) = pending {
+            if let Some(done) = p.done.take() {
+                let _ = done.send(r);
+            }
+        }
+    }
+
+    pub(crate) async fn heartbeat(&self, instance_id: &str, generation: u64, hb: Heartbeat) {
+        if let Err(e) = self
+            .store
+            .runtime_heartbeat(instance_id, generation as i64, &hb)
+            .await
+        {
+            tracing::warn!(instance = instance_id, error = %e, "can't store heartbeat");
+        }
+    }
+
+    /// Sends a command to the instance's agent and waits for its result. The
+    /// command waits for the agent to connect if it is not, within `timeout`
+    /// overall. Progress lines land in the log of operation `op_id`.
+    pub async fn run_command(
+        &self,
+        instance_id: &str,
+        command: Command,
+        op_id: Option<&str>,
+        timeout: Duration,
+    ) -> Result<CommandResult> {
+        let id = command.command_id.clone();
+        let (tx, rx) = oneshot::channel();
+        let session = {
+            let mut st = lock(&self.state);
+            st.pending.insert(
+                id.clone(),
+                Pending {
+                    instance_id: instance_id.to_string(),
+                    command: command.clone(),
+                    op_id: op_id.map(str::to_string),
+                    done: Some(tx),
+                },
+            );
+            st.sessions.get(instance_id).map(|s| s.tx.clone())
+        };
+        if let Some(out) = session {
+            let _ = out
+                .send(Ok(FmMessage {
+                    body: Some(fm_message::Body::Command(command)),
+                }))
+                .await;
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => Ok(r),
+            _ => {
+                lock(&self.state).pending.remove(&id);
+                Err(Error::OperationFailed {
+                    error_type: "AgentTimeout".into(),
+                    message: format!(
+                        "the agent of instance '{instance_id}' did not finish command {id} within {} s",
+                        timeout.as_secs()
+                    ),
+                })
+            }
+        }
+    }
+
+    /// As [`AgentHub::run_command`], turning a failed command into an error.
+    pub async fn run_ok(
+        &self,
+        instance_id: &str,
+        command: Command,
+        op_id: Option<&str>,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        let r = self
+            .run_command(instance_id, command, op_id, timeout)
+            .await?;
+        if r.ok {
+            Ok(serde_json::from_str(&r.output_json).unwrap_or(serde_json::Value::Null))
+        } else {
+            Err(Error::OperationFailed {
+                error_type: "AgentCommandFailed".into(),
+                message: r.error,
+            })
+        }
+    }
+}

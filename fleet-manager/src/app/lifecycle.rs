@@ -1,0 +1,301 @@
+//! Instance lifecycle: the actions of the public API (reprovision,
+//! deprovision, start, stop, restart the node, replay setup actions, reset a
+//! password, delete), status, secrets of the node, and snapshots.
+
+use super::{App, StartedFuture};
+use crate::error::{Error, Result};
+use crate::model::{check_id, check_len, new_id, now_ms};
+use crate::ops::lifecycle::{self as lc, snapshot_view, version_cmp};
+use crate::store::entities::instance_runtime;
+use crate::store::lifecycle as lq;
+use crate::store::resources as q;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+
+/// The lifecycle actions that take no parameters.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    Deprovision,
+    Start,
+    Stop,
+    RestartNode,
+    ReplaySetupActions,
+}
+
+impl App {
+    async fn runtime_of(&self, tenant: &str, id: &str) -> Result<Option<instance_runtime::Model>> {
+        self.instance_get(tenant, id).await?;
+        lq::runtime_get(self.store.conn(), id).await
+    }
+
+    async fn provisioned(&self, tenant: &str, id: &str) -> Result<instance_runtime::Model> {
+        match self.runtime_of(tenant, id).await? {
+            Some(rt) if rt.vm_id.is_some() => Ok(rt),
+            _ => Err(Error::conflict(format!(
+                "instance '{id}' is not provisioned; reprovision it first"
+            ))),
+        }
+    }
+
+    /// Provisions the instance, or replaces its VM (the data volume stays).
+    /// Moving to an older image is refused unless `allow_downgrade`.
+    pub async fn instance_reprovision(
+        &self,
+        tenant: &str,
+        id: &str,
+        allow_downgrade: bool,
+        snapshot: Option<&str>,
+    ) -> Result<StartedFuture> {
+        let inst = self.instance_get(tenant, id).await?;
+        if let Some(s) = snapshot {
+            check_id("snapshot", s)?;
+            if lq::snapshot_get(self.store.conn(), id, s).await?.is_none() {
+                return Err(Error::not_found("snapshot", s));
+            }
+        }
+        let image = q::image_get(self.store.conn(), &inst.image_id)
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(format!("imageId: image '{}' does not exist", inst.image_id))
+            })?;
+        if image.kit_file.is_none() {
+            return Err(Error::conflict(format!(
+                "image '{}' has no node kit: it can't be provisioned",
+                image.id
+            )));
+        }
+        if let Some(rt) = lq::runtime_get(self.store.conn(), id).await? {
+            if let Some(installed) = rt.node_version.as_deref() {
+                if version_cmp(&image.node_version, installed).is_lt() && !allow_downgrade {
+                    return Err(Error::conflict(format!(
+                        "image {} would downgrade the node from {installed} to {}; add allowDowngrade=true to force it",
+                        image.id, image.node_version
+                    )));
+                }
+            }
+        }
+        let mut params = json!({"allowDowngrade": allow_downgrade});
+        if let Some(s) = snapshot {
+            params["snapshotId"] = json!(s);
+        }
+        self.start_operation(tenant, lc::PROVISION, id, params)
+            .await
+    }
+
+    pub async fn instance_action(
+        &self,
+        tenant: &str,
+        id: &str,
+        action: Action,
+    ) -> Result<StartedFuture> {
+        let kind = match action {
+            Action::Deprovision => {
+                self.instance_get(tenant, id).await?;
+                lc::DEPROVISION
+            }
+            Action::Start => {
+                self.provisioned(tenant, id).await?;
+                lc::START
+            }
+            Action::Stop => {
+                self.provisioned(tenant, id).await?;
+                lc::STOP
+            }
+            Action::RestartNode => {
+                self.provisioned(tenant, id).await?;
+                lc::RESTART_NODE
+            }
+            Action::ReplaySetupActions => {
+                self.provisioned(tenant, id).await?;
+                lc::REPLAY_SETUP
+            }
+        };
+        self.start_operation(tenant, kind, id, json!({})).await
+    }
+
+    /// Resets a node user's password; the password travels sealed in the
+    /// operation's parameters and is never logged.
+    pub async fn instance_reset_password(
+        &self,
+        tenant: &str,
+        id: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<StartedFuture> {
+        self.provisioned(tenant, id).await?;
+        let ok_user = !user.is_empty()
+            && user.len() <= 128
+            && user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+        if !ok_user {
+            return Err(Error::invalid(
+                "userName must be 1 to 128 letters, digits, '.', '_', '@' or '-'",
+            ));
+        }
+        if password.len() < 8 || password.len() > 256 {
+            return Err(Error::invalid("password must be 8 to 256 characters"));
+        }
+        let params = json!({"userName": user, "passwordSealed": self.secrets.seal(password)?});
+        self.start_operation(tenant, lc::RESET_PASSWORD, id, params)
+            .await
+    }
+
+    /// The node's initial admin password, once.
+    pub async fn instance_initial_password(&self, tenant: &str, id: &str) -> Result<Value> {
+        let rt = self.runtime_of(tenant, id).await?;
+        let sealed = rt.and_then(|r| r.initial_password).ok_or_else(|| {
+            Error::conflict(format!(
+                "instance '{id}' has no initial password yet: provision it first"
+            ))
+        })?;
+        let res = instance_runtime::Entity::update_many()
+            .col_expr(
+                instance_runtime::Column::InitialPasswordTaken,
+                Expr::value(true),
+            )
+            .filter(instance_runtime::Column::InstanceId.eq(id))
+            .filter(instance_runtime::Column::InitialPasswordTaken.eq(false))
+            .exec(self.store.conn())
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(Error::conflict(
+                "the initial password was already retrieved; it is given only once",
+            ));
+        }
+        Ok(json!({"user": "admin", "password": self.secrets.open(&sealed)?}))
+    }
+
+    pub async fn instance_admin_api_key(&self, tenant: &str, id: &str) -> Result<Value> {
+        let rt = self.runtime_of(tenant, id).await?;
+        let sealed = rt.and_then(|r| r.admin_api_key).ok_or_else(|| {
+            Error::conflict(format!(
+                "instance '{id}' has no admin API key yet: provision it first"
+            ))
+        })?;
+        Ok(json!({"adminAPIKey": self.secrets.open(&sealed)?}))
+    }
+
+    /// What FM knows of the instance's VM, node and agent.
+    pub async fn instance_status(&self, tenant: &str, id: &str) -> Result<Value> {
+        let Some(rt) = self.runtime_of(tenant, id).await? else {
+            return Ok(
+                json!({"hasPhysicalInstance": false, "state": "none", "publicURL": null, "agentState": "none"}),
+            );
+        };
+        let svc = self.engine.services();
+        let cloud_state = match &rt.vm_id {
+            Some(vm) => Some(svc.cloud.vm_state(vm).await?.as_str()),
+            None => None,
+        };
+        let agent_state = match rt.last_heartbeat_at {
+            None => "none",
+            Some(t) if now_ms() - t <= self.cfg.agent_timeout.as_millis() as i64 => "connected",
+            Some(_) => "unreachable",
+        };
+        let node_state = if agent_state == "connected" {
+            rt.node_state.clone()
+        } else {
+            Some("unknown".into())
+        };
+        let heartbeat: Value = rt
+            .heartbeat
+            .as_deref()
+            .and_then(|h| serde_json::from_str(h).ok())
+            .unwrap_or(Value::Null);
+        Ok(json!({
+            "hasPhysicalInstance": rt.vm_id.is_some(),
+            "state": rt.state,
+            "publicURL": rt.public_url,
+            "cloudState": cloud_state,
+            "vmId": rt.vm_id,
+            "dataVolumeId": rt.volume_id,
+            "nodeVersion": rt.node_version,
+            "nodeState": node_state,
+            "agentState": agent_state,
+            "agentVersion": rt.agent_version,
+            "lastHeartbeatAt": rt.last_heartbeat_at,
+            "heartbeat": heartbeat,
+        }))
+    }
+
+    // ---------------------------------------------------------------- snapshots
+
+    pub async fn snapshot_list(&self, tenant: &str, id: &str) -> Result<Vec<Value>> {
+        self.instance_get(tenant, id).await?;
+        Ok(lq::snapshot_list(self.store.conn(), id)
+            .await?
+            .iter()
+            .map(snapshot_view)
+            .collect())
+    }
+
+    pub async fn snapshot_get(&self, tenant: &str, id: &str, snapshot: &str) -> Result<Value> {
+        self.instance_get(tenant, id).await?;
+        check_id("snapshot", snapshot)?;
+        lq::snapshot_get(self.store.conn(), id, snapshot)
+            .await?
+            .map(|s| snapshot_view(&s))
+            .ok_or_else(|| Error::not_found("snapshot", snapshot))
+    }
+
+    /// Snapshots the data volume and answers with the snapshot.
+    pub async fn snapshot_create(
+        &self,
+        tenant: &str,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<Value> {
+        let rt = self.runtime_of(tenant, id).await?;
+        if rt.and_then(|r| r.volume_id).is_none() {
+            return Err(Error::conflict(format!(
+                "instance '{id}' has no data volume yet: provision it first"
+            )));
+        }
+        if let Some(r) = reason {
+            check_len("reasonForSnapshot", r, 1024)?;
+        }
+        let sid = new_id("snap");
+        let op = self
+            .engine
+            .submit(
+                self.store.conn(),
+                tenant,
+                lc::SNAPSHOT,
+                id,
+                json!({"snapshotId": sid, "reason": reason}),
+            )
+            .await?;
+        self.engine.kick();
+        let op = self
+            .engine
+            .wait(tenant, &op.id, std::time::Duration::from_secs(600))
+            .await?;
+        match (op.state.as_str(), op.result) {
+            ("done", Some(r)) => serde_json::from_str(&r).map_err(Error::internal),
+            _ => Err(Error::OperationFailed {
+                error_type: op.error_type.unwrap_or_else(|| "SnapshotFailed".into()),
+                message: op
+                    .error_message
+                    .unwrap_or_else(|| format!("the snapshot did not finish (future {})", op.id)),
+            }),
+        }
+    }
+
+    pub async fn snapshot_delete(
+        &self,
+        tenant: &str,
+        id: &str,
+        snapshot: &str,
+    ) -> Result<StartedFuture> {
+        self.snapshot_get(tenant, id, snapshot).await?;
+        self.start_operation(
+            tenant,
+            lc::DELETE_SNAPSHOT,
+            id,
+            json!({"snapshotId": snapshot}),
+        )
+        .await
+    }
+}

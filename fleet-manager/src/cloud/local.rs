@@ -1,0 +1,359 @@
+//! The `local` cloud, FM's embedded default: a VM is a directory plus an
+//! `fm-agent` process (in its own process group, so stopping the VM stops
+//! everything it started), a data volume is a directory kept across
+//! reprovisions, and a snapshot is an archived copy of a volume.
+//!
+//! Like a real VM, a local VM outlives a restart of FM: its state is in
+//! `vms/<id>/vm.json` and its processes are not FM's children after FM
+//! restarts; FM finds them again by pid.
+
+use super::{CloudProvider, VmLayout, VmSpec, VmState};
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct LocalCloud {
+    root: PathBuf,
+    agent_bin: PathBuf,
+    /// Serializes changes to VMs, so housekeeping never restarts an agent
+    /// that a stop or a termination is taking down.
+    vm_lock: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct VmRecord {
+    vm_id: String,
+    instance_id: String,
+    volume_id: String,
+    pid: Option<u32>,
+    /// "running", "stopped" or "terminated" (as asked by FM).
+    state: String,
+}
+
+fn io(what: &str, p: &Path, e: std::io::Error) -> Error {
+    Error::internal(format!("local cloud: {what} {}: {e}", p.display()))
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<()> {
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| Error::internal(format!("local cloud: {what}: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Error::internal(format!(
+            "local cloud: {what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl LocalCloud {
+    pub fn new(root: PathBuf, agent_bin: PathBuf) -> Result<LocalCloud> {
+        for d in ["vms", "volumes", "snapshots"] {
+            std::fs::create_dir_all(root.join(d))
+                .map_err(|e| io("can't create", &root.join(d), e))?;
+        }
+        Ok(LocalCloud {
+            root,
+            agent_bin,
+            vm_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn vm_dir(&self, vm_id: &str) -> PathBuf {
+        self.root.join("vms").join(vm_id)
+    }
+
+    fn volume_dir(&self, volume_id: &str) -> PathBuf {
+        self.root.join("volumes").join(volume_id)
+    }
+
+    fn read_vm(&self, vm_id: &str) -> Result<Option<VmRecord>> {
+        let p = self.vm_dir(vm_id).join("vm.json");
+        match std::fs::read_to_string(&p) {
+            Ok(s) => serde_json::from_str(&s).map(Some).map_err(Error::internal),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("can't read", &p, e)),
+        }
+    }
+
+    fn write_vm(&self, rec: &VmRecord) -> Result<()> {
+        let p = self.vm_dir(&rec.vm_id).join("vm.json");
+        let tmp = p.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(rec).map_err(Error::internal)?,
+        )
+        .map_err(|e| io("can't write", &tmp, e))?;
+        std::fs::rename(&tmp, &p).map_err(|e| io("can't write", &p, e))
+    }
+
+    /// Starts the VM's agent in a new process group.
+    fn boot(&self, rec: &mut VmRecord) -> Result<()> {
+        let dir = self.vm_dir(&rec.vm_id);
+        let log_path = dir.join("agent.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io("can't open", &log_path, e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| io("can't open", &log_path, e))?;
+        let mut cmd = tokio::process::Command::new(&self.agent_bin);
+        cmd.arg("--user-data")
+            .arg(dir.join("user-data.toml"))
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .env_remove("FM_DATABASE_URL")
+            .env_remove("FM_SECRETS_KEY");
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::internal(format!(
+                "local cloud: can't start {}: {e}",
+                self.agent_bin.display()
+            ))
+        })?;
+        rec.pid = child.id();
+        rec.state = "running".into();
+        // Reap the agent when it exits while FM runs.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        self.write_vm(rec)
+    }
+
+    /// Stops every process of the VM (its process group): TERM, then KILL.
+    async fn halt(&self, pid: Option<u32>) -> Result<()> {
+        let Some(pid) = pid else { return Ok(()) };
+        if !pid_alive(pid) {
+            return Ok(());
+        }
+        let group = format!("-{pid}");
+        let _ = run(
+            tokio::process::Command::new("kill").args(["-TERM", "--", &group]),
+            "kill -TERM",
+        )
+        .await;
+        for _ in 0..100 {
+            if !pid_alive(pid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Whatever is left of the group (the node, a hung child) goes now.
+        let _ = run(
+            tokio::process::Command::new("kill").args(["-KILL", "--", &group]),
+            "kill -KILL",
+        )
+        .await;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl CloudProvider for LocalCloud {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn layout(&self, vm_id: &str, volume_id: &str) -> VmLayout {
+        let vm = self.vm_dir(vm_id);
+        VmLayout {
+            state_dir: vm.join("agent").display().to_string(),
+            data_dir: self
+                .volume_dir(volume_id)
+                .join("data")
+                .display()
+                .to_string(),
+            home_dir: vm.join("home").display().to_string(),
+        }
+    }
+
+    fn public_url(&self, _vm_id: &str, port: u16) -> String {
+        format!("http://127.0.0.1:{port}")
+    }
+
+    async fn ensure_volume(&self, volume_id: &str, _size_gb: u32) -> Result<()> {
+        let d = self.volume_dir(volume_id);
+        std::fs::create_dir_all(&d).map_err(|e| io("can't create", &d, e))
+    }
+
+    async fn volume_from_snapshot(&self, snapshot_ref: &str, volume_id: &str) -> Result<()> {
+        let d = self.volume_dir(volume_id);
+        if d.exists() {
+            return Ok(());
+        }
+        let archive = self.root.join("snapshots").join(snapshot_ref);
+        if !archive.exists() {
+            return Err(Error::invalid(format!(
+                "snapshot '{snapshot_ref}' does not exist in the local cloud"
+            )));
+        }
+        let tmp = self
+            .root
+            .join("volumes")
+            .join(format!(".{volume_id}.restoring"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| io("can't create", &tmp, e))?;
+        run(
+            tokio::process::Command::new("tar")
+                .arg("-xzf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(&tmp),
+            "restore snapshot",
+        )
+        .await?;
+        std::fs::rename(&tmp, &d).map_err(|e| io("can't create", &d, e))
+    }
+
+    async fn delete_volume(&self, volume_id: &str) -> Result<()> {
+        let d = self.volume_dir(volume_id);
+        match std::fs::remove_dir_all(&d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("can't delete", &d, e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn ensure_vm(&self, spec: &VmSpec) -> Result<()> {
+        let _guard = self.vm_lock.lock().await;
+        if let Some(mut rec) = self.read_vm(&spec.vm_id)? {
+            if rec.state == "running" && !rec.pid.is_some_and(pid_alive) {
+                self.boot(&mut rec)?;
+            }
+            return Ok(());
+        }
+        let dir = self.vm_dir(&spec.vm_id);
+        std::fs::create_dir_all(dir.join("home")).map_err(|e| io("can't create", &dir, e))?;
+        let ud = dir.join("user-data.toml");
+        std::fs::write(&ud, &spec.user_data).map_err(|e| io("can't write", &ud, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&ud, std::fs::Permissions::from_mode(0o600));
+        }
+        let mut rec = VmRecord {
+            vm_id: spec.vm_id.clone(),
+            instance_id: spec.instance_id.clone(),
+            volume_id: spec.volume_id.clone(),
+            pid: None,
+            state: "running".into(),
+        };
+        self.boot(&mut rec)
+    }
+
+    async fn vm_state(&self, vm_id: &str) -> Result<VmState> {
+        Ok(match self.read_vm(vm_id)? {
+            None => VmState::Missing,
+            Some(r) if r.pid.is_some_and(pid_alive) => VmState::Running,
+            Some(_) => VmState::Stopped,
+        })
+    }
+
+    async fn start_vm(&self, vm_id: &str) -> Result<()> {
+        let _guard = self.vm_lock.lock().await;
+        let mut rec = self
+            .read_vm(vm_id)?
+            .ok_or_else(|| Error::invalid(format!("VM '{vm_id}' does not exist")))?;
+        if rec.pid.is_some_and(pid_alive) {
+            return Ok(());
+        }
+        self.boot(&mut rec)
+    }
+
+    async fn stop_vm(&self, vm_id: &str) -> Result<()> {
+        let _guard = self.vm_lock.lock().await;
+        let Some(mut rec) = self.read_vm(vm_id)? else {
+            return Ok(());
+        };
+        let pid = rec.pid;
+        rec.state = "stopped".into();
+        self.write_vm(&rec)?;
+        self.halt(pid).await?;
+        rec.pid = None;
+        self.write_vm(&rec)
+    }
+
+    async fn terminate_vm(&self, vm_id: &str) -> Result<()> {
+        let _guard = self.vm_lock.lock().await;
+        if let Some(mut rec) = self.read_vm(vm_id)? {
+            let pid = rec.pid;
+            rec.state = "terminated".into();
+            self.write_vm(&rec)?;
+            self.halt(pid).await?;
+        }
+        let d = self.vm_dir(vm_id);
+        match std::fs::remove_dir_all(&d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("can't delete", &d, e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn snapshot_volume(&self, volume_id: &str, snapshot_id: &str) -> Result<(String, u64)> {
+        let name = format!("{snapshot_id}.tar.gz");
+        let dest = self.root.join("snapshots").join(&name);
+        if !dest.exists() {
+            let src = self.volume_dir(volume_id);
+            let tmp = self.root.join("snapshots").join(format!(".{name}.tmp"));
+            run(
+                tokio::process::Command::new("tar")
+                    .arg("-czf")
+                    .arg(&tmp)
+                    .arg("-C")
+                    .arg(&src)
+                    .arg("."),
+                "snapshot",
+            )
+            .await?;
+            std::fs::rename(&tmp, &dest).map_err(|e| io("can't write", &dest, e))?;
+        }
+        let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+        Ok((name, size))
+    }
+
+    /// Restarts the agent of every VM that should run but whose agent died,
+    /// as the VM's init system would.
+    async fn tick(&self) -> Result<()> {
+        let _guard = self.vm_lock.lock().await;
+        let dir = self.root.join("vms");
+        let entries = std::fs::read_dir(&dir).map_err(|e| io("can't list", &dir, e))?;
+        for e in entries.flatten() {
+            let Some(vm_id) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if let Ok(Some(mut rec)) = self.read_vm(&vm_id) {
+                if rec.state == "running" && !rec.pid.is_some_and(pid_alive) {
+                    tracing::info!(vm = %vm_id, "local cloud: restarting the VM's agent");
+                    self.boot(&mut rec)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_snapshot(&self, snapshot_ref: &str) -> Result<()> {
+        let p = self.root.join("snapshots").join(snapshot_ref);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("can't delete", &p, e)),
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,863 @@
+//! The instance lifecycle as sagas: provision (and reprovision, from a
+//! snapshot too), deprovision, start, stop, restart the node, replay setup
+//! actions, reset a password, snapshot, delete a snapshot, delete the
+//! instance.
+//!
+//! Steps are idempotent: cloud calls are keyed by ids derived from the
+//! instance and the operation (`vm-<op>`, `vol-<instance>`), agent commands
+//! by `<op>:<step>` so an agent that already ran one answers from its
+//! journal.
+
+use super::sagas::{Saga, Step, StepCtx};
+use crate::cloud::{VmSpec, VmState};
+use crate::error::{Error, Result};
+use crate::model::instance::Instance;
+use crate::model::now_ms;
+use crate::model::template::InstanceTemplate;
+use crate::store::entities::{instance_runtime, snapshot};
+use crate::store::lifecycle as lq;
+use crate::store::resources as q;
+use fm_proto::agent::{Command, command};
+use sea_orm::{ActiveModelTrait, Set};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub const PROVISION: &str = "PROVISION_INSTANCE";
+pub const DEPROVISION: &str = "DEPROVISION_INSTANCE";
+pub const START: &str = "START_INSTANCE";
+pub const STOP: &str = "STOP_INSTANCE";
+pub const RESTART_NODE: &str = "RESTART_NODE";
+pub const REPLAY_SETUP: &str = "REPLAY_SETUP_ACTIONS";
+pub const RESET_PASSWORD: &str = "RESET_USER_PASSWORD";
+pub const SNAPSHOT: &str = "SNAPSHOT_INSTANCE";
+pub const DELETE_SNAPSHOT: &str = "DELETE_SNAPSHOT";
+pub const DELETE_INSTANCE: &str = "DELETE_INSTANCE";
+
+macro_rules! step {
+    ($name:literal, $f:path) => {
+        Step {
+            name: $name,
+            run: |c| Box::pin($f(c)),
+            undo: None,
+        }
+    };
+}
+
+pub fn sagas() -> Vec<Saga> {
+    vec![
+        Saga {
+            kind: PROVISION,
+            steps: vec![
+                step!("plan", plan),
+                step!("data-volume", data_volume),
+                step!("replace-vm", replace_vm),
+                step!("boot-vm", boot_vm),
+                step!("agent-connected", agent_connected),
+                step!("setup-before-install", setup_before_install),
+                step!("install-node", install_node),
+                step!("setup-after-install", setup_after_install),
+                step!("start-node", start_node),
+                step!("setup-after-startup", setup_after_startup),
+                step!("finish", finish_provision),
+            ],
+        },
+        Saga {
+            kind: DEPROVISION,
+            steps: vec![
+                step!("stop-node", stop_node_best_effort),
+                step!("terminate-vm", terminate_vm),
+            ],
+        },
+        Saga {
+            kind: START,
+            steps: vec![
+                step!("start-vm", start_vm),
+                step!("agent-connected", agent_connected),
+                step!("start-node", start_node),
+                step!("finish", finish_start),
+            ],
+        },
+        Saga {
+            kind: STOP,
+            steps: vec![
+                step!("stop-node", stop_node_best_effort),
+                step!("stop-vm", stop_vm),
+            ],
+        },
+        Saga {
+            kind: RESTART_NODE,
+            steps: vec![step!("restart-node", restart_node)],
+        },
+        Saga {
+            kind: REPLAY_SETUP,
+            steps: vec![
+                step!("plan", plan_setup),
+                step!("setup-before-install", setup_before_install),
+                step!("setup-after-install", setup_after_install),
+                step!("setup-after-startup", setup_after_startup),
+            ],
+        },
+        Saga {
+            kind: RESET_PASSWORD,
+            steps: vec![step!("reset-password", reset_password)],
+        },
+        Saga {
+            kind: SNAPSHOT,
+            steps: vec![step!("snapshot-volume", snapshot_volume)],
+        },
+        Saga {
+            kind: DELETE_SNAPSHOT,
+            steps: vec![step!("delete-snapshot", delete_snapshot)],
+        },
+        Saga {
+            kind: DELETE_INSTANCE,
+            steps: vec![
+                step!("terminate-vm", terminate_vm),
+                step!("delete-snapshots", delete_all_snapshots),
+                step!("delete-volume", delete_volume),
+                step!("delete-records", delete_records),
+            ],
+        },
+    ]
+}
+
+/// Setup actions split by the stage the agent runs them in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SetupPlan {
+    before_install: Vec<(String, String)>,
+    after_install: Vec<(String, String)>,
+    after_dss_startup: Vec<(String, String)>,
+}
+
+/// What a provisioning decided in its first step; later steps read it back,
+/// so a resumed operation keeps the same ids.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Plan {
+    vm_id: String,
+    old_vm_id: Option<String>,
+    volume_id: String,
+    old_volume_id: Option<String>,
+    snapshot_ref: Option<String>,
+    port: u16,
+    image_version: String,
+    kit_file: String,
+    kit_sha256: String,
+    node_type: String,
+    allow_downgrade: bool,
+    setup: SetupPlan,
+}
+
+fn failed(error_type: &str, message: impl Into<String>) -> Error {
+    Error::OperationFailed {
+        error_type: error_type.into(),
+        message: message.into(),
+    }
+}
+
+fn read_plan(c: &StepCtx) -> Result<Plan> {
+    let v = c
+        .outputs
+        .get("plan")
+        .cloned()
+        .ok_or_else(|| Error::internal("the plan step's output is missing"))?;
+    serde_json::from_value(v).map_err(Error::internal)
+}
+
+fn command_for(c: &StepCtx, step: &str, kind: command::Kind) -> Command {
+    Command {
+        command_id: format!("{}:{step}", c.op_id),
+        kind: Some(kind),
+    }
+}
+
+/// Dotted versions compared number by number.
+pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |v: &str| {
+        v.split('.')
+            .map(|p| p.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
+    parse(a).cmp(&parse(b))
+}
+
+fn stage_of(action_type: &str, params: &Value) -> &'static str {
+    match action_type {
+        "RUN_ANSIBLE_TASKS" => match params.get("stage").and_then(Value::as_str) {
+            Some("before_install") => "before_install",
+            Some("after_dss_startup") => "after_dss_startup",
+            _ => "after_install",
+        },
+        "ADD_AUTHORIZED_KEY"
+        | "ADD_SSH_KEY"
+        | "ADD_CA_TO_TRUSTSTORE"
+        | "INSTALL_SYSTEM_PACKAGES" => "before_install",
+        _ => "after_install",
+    }
+}
+
+async fn instance_and_template(c: &StepCtx) -> Result<(Instance, InstanceTemplate)> {
+    let row = q::instance_get(c.store.conn(), &c.tenant, &c.target)
+        .await?
+        .ok_or_else(|| Error::not_found("instance", &c.target))?;
+    let inst: Instance = serde_json::from_str(&row.doc).map_err(Error::internal)?;
+    let tpl = q::template_get(
+        c.store.conn(),
+        &c.tenant,
+        &inst.instance_settings_template_id,
+    )
+    .await?
+    .ok_or_else(|| Error::not_found("instance template", &inst.instance_settings_template_id))?;
+    let tpl: InstanceTemplate = serde_json::from_str(&tpl.doc).map_err(Error::internal)?;
+    Ok((inst, tpl))
+}
+
+fn setup_plan(tpl: &InstanceTemplate) -> Result<SetupPlan> {
+    let mut p = SetupPlan::default();
+    for a in tpl.setup_actions.iter().filter(|a| a.enabled) {
+        let t = serde_json::to_value(a.action_type).map_err(Error::internal)?;
+        let t = t.as_str().unwrap_or_default().to_string();
+        let params = Value::Object(a.params.clone().unwrap_or_default());
+        let entry = (t.clone(), params.to_string());
+        match stage_of(&t, &params) {
+            "before_install" => p.before_install.push(entry),
+            "after_dss_startup" => p.after_dss_startup.push(entry),
+            _ => p.after_install.push(entry),
+        }
+    }
+    Ok(p)
+}
+
+async fn runtime(c: &StepCtx) -> Result<instance_runtime::Model> {
+    lq::runtime_ensure(c.store.conn(), &c.tenant, &c.target).await
+}
+
+/// Picks the lowest free port block for an instance that has none.
+async fn allocate_port(c: &StepCtx) -> Result<u16> {
+    let lc = &c.svc.lc;
+    for _ in 0..5 {
+        let rt = runtime(c).await?;
+        if let Some(p) = rt.port {
+            return Ok(p as u16);
+        }
+        let used = lq::runtime_ports(c.store.conn()).await?;
+        let local = c.svc.cloud.name() == "local";
+        let port = (0..1000u32)
+            .map(|k| lc.port_base as u32 + k * lc.port_step as u32)
+            .filter(|p| *p <= 65_000 && !used.contains(&(*p as i32)))
+            // On the local cloud all nodes share this host: skip ports
+            // something else already holds.
+            .find(|p| !local || std::net::TcpListener::bind(("127.0.0.1", *p as u16)).is_ok())
+            .ok_or_else(|| failed("NoFreePort", "no free port block left for a new node"))?;
+        match lq::runtime_set(
+            c.store.conn(),
+            &c.target,
+            vec![(instance_runtime::Column::Port, (port as i32).into())],
+        )
+        .await
+        {
+            Ok(()) => return Ok(port as u16),
+            Err(Error::Conflict(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(failed(
+        "NoFreePort",
+        "could not reserve a port block; try again",
+    ))
+}
+
+// ------------------------------------------------------------ provision
+
+async fn plan(c: StepCtx) -> Result<Value> {
+    let (inst, tpl) = instance_and_template(&c).await?;
+    let image = q::image_get(c.store.conn(), &inst.image_id)
+        .await?
+        .ok_or_else(|| Error::invalid(format!("image '{}' does not exist", inst.image_id)))?;
+    let (Some(kit_file), Some(kit_sha256)) = (image.kit_file.clone(), image.kit_sha256.clone())
+    else {
+        return Err(failed(
+            "ImageWithoutKit",
+            format!("image '{}' has no node kit to install", image.id),
+        ));
+    };
+    let rt = runtime(&c).await?;
+    let allow_downgrade = c
+        .params
+        .get("allowDowngrade")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(installed) = &rt.node_version {
+        if version_cmp(&image.node_version, installed).is_lt() && !allow_downgrade {
+            return Err(Error::conflict(format!(
+                "image {} would downgrade the node from {installed} to {}; reprovision with allowDowngrade=true to force it",
+                image.id, image.node_version
+            )));
+        }
+    }
+    let port = allocate_port(&c).await?;
+    let short = c.op_id.trim_start_matches("op-");
+    let current_volume = rt
+        .volume_id
+        .clone()
+        .unwrap_or_else(|| format!("vol-{}", c.target));
+    let (volume_id, old_volume_id, snapshot_ref) =
+        match c.params.get("snapshotId").and_then(Value::as_str) {
+            Some(sid) => {
+                let snap = lq::snapshot_get(c.store.conn(), &c.target, sid)
+                    .await?
+                    .ok_or_else(|| Error::not_found("snapshot", sid))?;
+                let old = rt.volume_id.clone();
+                (
+                    format!("vol-{}-{short}", c.target),
+                    old,
+                    Some(snap.cloud_ref),
+                )
+            }
+            None => (current_volume, None, None),
+        };
+    let p = Plan {
+        vm_id: format!("vm-{short}"),
+        old_vm_id: rt.vm_id.clone(),
+        volume_id,
+        old_volume_id,
+        snapshot_ref,
+        port,
+        image_version: image.node_version.clone(),
+        kit_file,
+        kit_sha256,
+        node_type: serde_json::to_value(inst.dss_node_type)
+            .map_err(Error::internal)?
+            .as_str()
+            .unwrap_or("design")
+            .to_string(),
+        allow_downgrade,
+        setup: setup_plan(&tpl)?,
+    };
+    c.log(format!(
+        "plan: VM {}, volume {}, port {}, node {} {}",
+        p.vm_id, p.volume_id, p.port, p.node_type, p.image_version
+    ))
+    .await;
+    serde_json::to_value(&p).map_err(Error::internal)
+}
+
+async fn data_volume(c: StepCtx) -> Result<Value> {
+    let p = read_plan(&c)?;
+    match &p.snapshot_ref {
+        Some(snap) => c.svc.cloud.volume_from_snapshot(snap, &p.volume_id).await?,
+        None => c.svc.cloud.ensure_volume(&p.volume_id, 0).await?,
+    }
+    Ok(json!({"volumeId": p.volume_id}))
+}
+
+async fn replace_vm(c: StepCtx) -> Result<Value> {
+    let p = read_plan(&c)?;
+    if let Some(old) = p.old_vm_id.as_deref().filter(|old| *old != p.vm_id) {
+        if c.svc.hub.connected_since(&c.target).is_some() {
+            let stop = command_for(&c, "stop-old-node", command::Kind::Stop(Default::default()));
+            if let Err(e) = c
+                .svc
+                .hub
+                .run_ok(&c.target, stop, Some(&c.op_id), Duration::from_secs(60))
+                .await
+            {
+                c.log(format!(
+                    "stopping the node on the old VM failed ({}); terminating anyway",
+                    e.message()
+                ))
+                .await;
+            }
+        }
+        c.svc.cloud.terminate_vm(old).await?;
+        c.log(format!("terminated the previous VM {old}")).await;
+    }
+    lq::runtime_set(
+        c.store.conn(),
+        &c.target,
+        vec![
+            (
+                instance_runtime::Column::VmId,
+                Option::<String>::None.into(),
+            ),
+            (instance_runtime::Column::State, "provisioning".into()),
+        ],
+    )
+    .await?;
+    Ok(json!({}))
+}
+
+fn toml_str(s: &str) -> String {
+    // JSON string escapes are valid TOML basic-string escapes.
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The agent's user-data for a VM, from `templates/agent-user-data.toml`.
+pub fn render_user_data(
+    instance_id: &str,
+    fm_url: &str,
+    token: &str,
+    layout: &crate::cloud::VmLayout,
+    heartbeat_secs: u32,
+    ca_pem: &str,
+) -> String {
+    include_str!("../../../templates/agent-user-data.toml")
+        .replace("{{instance_id}}", &toml_str(instance_id))
+        .replace("{{fm_url}}", &toml_str(fm_url))
+        .replace("{{enrollment_token}}", &toml_str(token))
+        .replace("{{state_dir}}", &toml_str(&layout.state_dir))
+        .replace("{{data_dir}}", &toml_str(&layout.data_dir))
+        .replace("{{home_dir}}", &toml_str(&layout.home_dir))
+        .replace("{{heartbeat_secs}}", &heartbeat_secs.to_string())
+        .replace("{{ca_pem}}", &toml_str(ca_pem))
+}
+
+async fn boot_vm(c: StepCtx) -> Result<Value> {
+    let p = read_plan(&c)?;
+    let cloud = &c.svc.cloud;
+    let booted_at = now_ms();
+    // The runtime names the VM first: only its agent is let in.
+    lq::runtime_set(
+        c.store.conn(),
+        &c.target,
+        vec![
+            (instance_runtime::Column::VmId, Some(p.vm_id.clone()).into()),
+            (
+                instance_runtime::Column::VolumeId,
+                Some(p.volume_id.clone()).into(),
+            ),
+        ],
+    )
+    .await?;
+    if cloud.vm_state(&p.vm_id).await? == VmState::Missing {
+        let (_, token) = crate::crypto::new_api_key();
+        c.store
+            .token_insert(
+                &crate::agents::grpc::token_hash(&token),
+                &c.target,
+                &p.vm_id,
+                c.svc.lc.token_ttl.as_millis() as i64,
+            )
+            .await?;
+        let layout = cloud.layout(&p.vm_id, &p.volume_id);
+        let agent_url = c
+            .svc
+            .agent_url
+            .get()
+            .ok_or_else(|| Error::internal("the agent endpoint is not listening"))?;
+        let user_data = render_user_data(
+            &c.target,
+            agent_url,
+            &token,
+            &layout,
+            c.svc.lc.heartbeat_secs,
+            &c.svc.lc.ca_pem,
+        );
+        cloud
+            .ensure_vm(&VmSpec {
+                vm_id: p.vm_id.clone(),
+                instance_id: c.target.clone(),
+                volume_id: p.volume_id.clone(),
+                user_data,
+            })
+            .await?;
+        c.log(format!("VM {} booted", p.vm_id)).await;
+    } else {
+        // A resumed step: the VM exists; make sure it runs.
+        cloud
+            .ensure_vm(&VmSpec {
+                vm_id: p.vm_id.clone(),
+                instance_id: c.target.clone(),
+                volume_id: p.volume_id.clone(),
+                user_data: String::new(),
+            })
+            .await?;
+    }
+    Ok(json!({"bootedAt": booted_at}))
+}
+
+async fn agent_connected(c: StepCtx) -> Result<Value> {
+    let since = c
+        .outputs
+        .get("boot-vm")
+        .or_else(|| c.outputs.get("start-vm"))
+        .and_then(|v| v.get("bootedAt"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    c.svc
+        .hub
+        .wait_connected(&c.target, since, c.svc.lc.agent_connect_timeout)
+        .await?;
+    c.log("agent connected").await;
+    Ok(json!({}))
+}
+
+async fn setup_stage(c: &StepCtx, stage: &str, actions: &[(String, String)]) -> Result<Value> {
+    if actions.is_empty() {
+        return Ok(json!({"actions": 0}));
+    }
+    let cmd = command_for(
+        c,
+        &format!("setup-{stage}"),
+        command::Kind::RunSetupActions(fm_proto::agent::RunSetupActions {
+            stage: stage.to_string(),
+            actions: actions
+                .iter()
+                .map(|(t, p)| fm_proto::agent::SetupAction {
+                    r#type: t.clone(),
+                    params_json: p.clone(),
+                })
+                .collect(),
+        }),
+    );
+    c.svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+        .await?;
+    Ok(json!({"actions": actions.len()}))
+}
+
+fn setup_from(c: &StepCtx) -> Result<SetupPlan> {
+    if let Ok(p) = read_plan(c) {
+        return Ok(p.setup);
+    }
+    c.outputs
+        .get("plan")
+        .and_then(|v| v.get("setup"))
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(Error::internal)?
+        .ok_or_else(|| Error::internal("no setup plan"))
+}
+
+async fn setup_before_install(c: StepCtx) -> Result<Value> {
+    let s = setup_from(&c)?;
+    setup_stage(&c, "before_install", &s.before_install).await
+}
+
+async fn setup_after_install(c: StepCtx) -> Result<Value> {
+    let s = setup_from(&c)?;
+    setup_stage(&c, "after_install", &s.after_install).await
+}
+
+async fn setup_after_startup(c: StepCtx) -> Result<Value> {
+    let s = setup_from(&c)?;
+    setup_stage(&c, "after_dss_startup", &s.after_dss_startup).await
+}
+
+async fn plan_setup(c: StepCtx) -> Result<Value> {
+    let (_, tpl) = instance_and_template(&c).await?;
+    Ok(json!({"setup": setup_plan(&tpl)?}))
+}
+
+async fn install_node(c: StepCtx) -> Result<Value> {
+    let p = read_plan(&c)?;
+    let cmd = command_for(
+        &c,
+        "install-node",
+        command::Kind::Install(fm_proto::agent::InstallNode {
+            kit_url: format!("fm:kits/{}", p.kit_file),
+            kit_sha256: p.kit_sha256.clone(),
+            node_version: p.image_version.clone(),
+            node_type: p.node_type.clone(),
+            port: p.port as u32,
+            allow_downgrade: p.allow_downgrade,
+        }),
+    );
+    let out = c
+        .svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+        .await?;
+    let rt = runtime(&c).await?;
+    let mut sets = vec![(
+        instance_runtime::Column::NodeVersion,
+        Some(p.image_version.clone()).into(),
+    )];
+    if let Some(key) = out.get("adminApiKey").and_then(Value::as_str) {
+        sets.push((
+            instance_runtime::Column::AdminApiKey,
+            Some(c.svc.secrets.seal(key)?).into(),
+        ));
+    }
+    if rt.initial_password.is_none() {
+        if let Some(pw) = out.get("initialPassword").and_then(Value::as_str) {
+            sets.push((
+                instance_runtime::Column::InitialPassword,
+                Some(c.svc.secrets.seal(pw)?).into(),
+            ));
+        }
+    }
+    lq::runtime_set(c.store.conn(), &c.target, sets).await?;
+    Ok(json!({"nodeVersion": p.image_version}))
+}
+
+async fn start_node(c: StepCtx) -> Result<Value> {
+    let cmd = command_for(
+        &c,
+        "start-node",
+        command::Kind::Start(fm_proto::agent::StartNode {
+            health_timeout_secs: c.svc.lc.health_timeout_secs,
+        }),
+    );
+    c.svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+        .await?;
+    Ok(json!({}))
+}
+
+async fn finish_provision(c: StepCtx) -> Result<Value> {
+    let p = read_plan(&c)?;
+    let url = c.svc.cloud.public_url(&p.vm_id, p.port);
+    lq::runtime_set(
+        c.store.conn(),
+        &c.target,
+        vec![
+            (instance_runtime::Column::State, "running".into()),
+            (
+                instance_runtime::Column::PublicUrl,
+                Some(url.clone()).into(),
+            ),
+        ],
+    )
+    .await?;
+    if let Some(old) = p.old_volume_id.as_deref().filter(|v| *v != p.volume_id) {
+        // Restored from a snapshot: the previous volume goes now that the
+        // node runs healthy on the new one.
+        c.svc.cloud.delete_volume(old).await?;
+        c.log(format!("deleted the previous data volume {old}"))
+            .await;
+    }
+    Ok(json!({"instanceId": c.target, "publicURL": url, "nodeVersion": p.image_version}))
+}
+
+// ------------------------------------------------------------ power
+
+async fn require_vm(c: &StepCtx) -> Result<String> {
+    runtime(c)
+        .await?
+        .vm_id
+        .ok_or_else(|| Error::conflict(format!("instance '{}' is not provisioned", c.target)))
+}
+
+async fn stop_node_best_effort(c: StepCtx) -> Result<Value> {
+    let Some(vm) = runtime(&c).await?.vm_id else {
+        return Ok(json!({"skipped": "not provisioned"}));
+    };
+    if c.svc.cloud.vm_state(&vm).await? != VmState::Running
+        || c.svc.hub.connected_since(&c.target).is_none()
+    {
+        return Ok(json!({"skipped": "agent not connected"}));
+    }
+    let cmd = command_for(&c, "stop-node", command::Kind::Stop(Default::default()));
+    if let Err(e) = c
+        .svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), Duration::from_secs(120))
+        .await
+    {
+        c.log(format!(
+            "stopping the node failed ({}); going on",
+            e.message()
+        ))
+        .await;
+    }
+    Ok(json!({}))
+}
+
+async fn terminate_vm(c: StepCtx) -> Result<Value> {
+    let rt = runtime(&c).await?;
+    if let Some(vm) = &rt.vm_id {
+        c.svc.cloud.terminate_vm(vm).await?;
+        c.log(format!("VM {vm} terminated; the data volume is kept"))
+            .await;
+    }
+    lq::runtime_set(
+        c.store.conn(),
+        &c.target,
+        vec![
+            (
+                instance_runtime::Column::VmId,
+                Option::<String>::None.into(),
+            ),
+            (instance_runtime::Column::State, "deprovisioned".into()),
+            (
+                instance_runtime::Column::PublicUrl,
+                Option::<String>::None.into(),
+            ),
+        ],
+    )
+    .await?;
+    Ok(json!({}))
+}
+
+async fn start_vm(c: StepCtx) -> Result<Value> {
+    let vm = require_vm(&c).await?;
+    let booted_at = now_ms();
+    let already = c.svc.cloud.vm_state(&vm).await? == VmState::Running;
+    if !already {
+        c.svc.cloud.start_vm(&vm).await?;
+    }
+    // A VM that was already up keeps its agent session.
+    Ok(json!({"bootedAt": if already { 0 } else { booted_at }}))
+}
+
+async fn finish_start(c: StepCtx) -> Result<Value> {
+    lq::runtime_set(
+        c.store.conn(),
+        &c.target,
+        vec![(instance_runtime::Column::State, "running".into())],
+    )
+    .await?;
+    Ok(json!({}))
+}
+
+async fn stop_vm(c: StepCtx) -> Result<Value> {
+    let vm = require_vm(&c).await?;
+    c.svc.cloud.stop_vm(&vm).await?;
+    lq::runtime_set(
+        c.store.conn(),
+        &c.target,
+        vec![(instance_runtime::Column::State, "stopped".into())],
+    )
+    .await?;
+    Ok(json!({}))
+}
+
+async fn restart_node(c: StepCtx) -> Result<Value> {
+    require_vm(&c).await?;
+    let cmd = command_for(
+        &c,
+        "restart-node",
+        command::Kind::Restart(fm_proto::agent::RestartNode {
+            health_timeout_secs: c.svc.lc.health_timeout_secs,
+        }),
+    );
+    c.svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+        .await?;
+    Ok(json!({}))
+}
+
+async fn reset_password(c: StepCtx) -> Result<Value> {
+    require_vm(&c).await?;
+    let user = c
+        .params
+        .get("userName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let sealed = c
+        .params
+        .get("passwordSealed")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let password = c.svc.secrets.open(sealed)?;
+    let cmd = command_for(
+        &c,
+        "reset-password",
+        command::Kind::ResetUserPassword(fm_proto::agent::ResetUserPassword {
+            user_name: user.clone(),
+            password,
+        }),
+    );
+    c.svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+        .await?;
+    Ok(json!({"userName": user}))
+}
+
+// ------------------------------------------------------------ snapshots
+
+/// The public JSON of a snapshot.
+pub fn snapshot_view(s: &snapshot::Model) -> Value {
+    json!({
+        "id": s.id,
+        "instanceId": s.instance_id,
+        "reasonForSnapshot": s.reason,
+        "nodeVersion": s.node_version,
+        "sizeBytes": s.size_bytes,
+        "creationDate": s.created_at,
+        "cloudSnapshotId": s.cloud_ref,
+    })
+}
+
+async fn snapshot_volume(c: StepCtx) -> Result<Value> {
+    let rt = runtime(&c).await?;
+    let volume = rt.volume_id.clone().ok_or_else(|| {
+        Error::conflict(format!("instance '{}' has no data volume yet", c.target))
+    })?;
+    let id = c
+        .params
+        .get("snapshotId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(s) = lq::snapshot_get(c.store.conn(), &c.target, &id).await? {
+        return Ok(snapshot_view(&s));
+    }
+    let (cloud_ref, size) = c.svc.cloud.snapshot_volume(&volume, &id).await?;
+    let m = snapshot::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(c.tenant.clone()),
+        instance_id: Set(c.target.clone()),
+        cloud_ref: Set(cloud_ref),
+        reason: Set(c
+            .params
+            .get("reason")
+            .and_then(Value::as_str)
+            .map(str::to_string)),
+        node_version: Set(rt.node_version.clone()),
+        size_bytes: Set(Some(size as i64)),
+        created_at: Set(now_ms()),
+    }
+    .insert(c.store.conn())
+    .await?;
+    Ok(snapshot_view(&m))
+}
+
+async fn delete_snapshot(c: StepCtx) -> Result<Value> {
+    let id = c
+        .params
+        .get("snapshotId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(s) = lq::snapshot_get(c.store.conn(), &c.target, &id).await? {
+        c.svc.cloud.delete_snapshot(&s.cloud_ref).await?;
+        lq::snapshot_delete(c.store.conn(), &s.id).await?;
+    }
+    Ok(json!({"id": id, "deleted": true}))
+}
+
+// ------------------------------------------------------------ delete
+
+async fn delete_all_snapshots(c: StepCtx) -> Result<Value> {
+    let snaps = lq::snapshot_list(c.store.conn(), &c.target).await?;
+    for s in &snaps {
+        c.svc.cloud.delete_snapshot(&s.cloud_ref).await?;
+        lq::snapshot_delete(c.store.conn(), &s.id).await?;
+    }
+    Ok(json!({"snapshots": snaps.len()}))
+}
+
+async fn delete_volume(c: StepCtx) -> Result<Value> {
+    if let Some(v) = runtime(&c).await?.volume_id {
+        c.svc.cloud.delete_volume(&v).await?;
+        c.log(format!("data volume {v} deleted")).await;
+    }
+    Ok(json!({}))
+}
+
+async fn delete_records(c: StepCtx) -> Result<Value> {
+    use sea_orm::TransactionTrait;
+    let txn = c.store.conn().begin().await?;
+    lq::runtime_delete(&txn, &c.target).await?;
+    q::instance_delete(&txn, &c.tenant, &c.target).await?;
+    txn.commit().await?;
+    Ok(json!({"id": c.target, "deleted": true}))
+}

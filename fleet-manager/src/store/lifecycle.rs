@@ -1,0 +1,235 @@
+//! Data access for the instance lifecycle: runtimes (VM, volume, agent
+//! reports), enrollment tokens and snapshots.
+
+use super::Store;
+use super::entities::{enrollment_token, instance_runtime, snapshot};
+use crate::error::Result;
+use crate::model::now_ms;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+pub async fn runtime_get<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+) -> Result<Option<instance_runtime::Model>> {
+    Ok(
+        instance_runtime::Entity::find_by_id(instance_id.to_string())
+            .one(c)
+            .await?,
+    )
+}
+
+/// The runtime row of an instance, made (state `none`) if missing.
+pub async fn runtime_ensure<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    instance_id: &str,
+) -> Result<instance_runtime::Model> {
+    instance_runtime::Entity::insert(instance_runtime::ActiveModel {
+        instance_id: Set(instance_id.to_string()),
+        tenant_id: Set(tenant.to_string()),
+        state: Set("none".into()),
+        vm_id: Set(None),
+        volume_id: Set(None),
+        port: Set(None),
+        public_url: Set(None),
+        node_version: Set(None),
+        initial_password: Set(None),
+        initial_password_taken: Set(false),
+        admin_api_key: Set(None),
+        agent_generation: Set(0),
+        agent_version: Set(None),
+        node_state: Set(None),
+        last_heartbeat_at: Set(None),
+        heartbeat: Set(None),
+        updated_at: Set(now_ms()),
+    })
+    .on_conflict(
+        OnConflict::column(instance_runtime::Column::InstanceId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(c)
+    .await?;
+    Ok(runtime_get(c, instance_id)
+        .await?
+        .ok_or_else(|| crate::error::Error::internal("runtime row vanished"))?)
+}
+
+/// Sets columns of a runtime row.
+pub async fn runtime_set<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    sets: Vec<(instance_runtime::Column, sea_orm::Value)>,
+) -> Result<()> {
+    let mut q = instance_runtime::Entity::update_many()
+        .col_expr(instance_runtime::Column::UpdatedAt, Expr::value(now_ms()))
+        .filter(instance_runtime::Column::InstanceId.eq(instance_id));
+    for (col, v) in sets {
+        q = q.col_expr(col, Expr::value(v));
+    }
+    q.exec(c).await?;
+    Ok(())
+}
+
+pub async fn runtime_delete<C: ConnectionTrait>(c: &C, instance_id: &str) -> Result<()> {
+    instance_runtime::Entity::delete_by_id(instance_id.to_string())
+        .exec(c)
+        .await?;
+    Ok(())
+}
+
+/// The ports already given to instances.
+pub async fn runtime_ports<C: ConnectionTrait>(c: &C) -> Result<Vec<i32>> {
+    Ok(instance_runtime::Entity::find()
+        .select_only()
+        .column(instance_runtime::Column::Port)
+        .filter(instance_runtime::Column::Port.is_not_null())
+        .into_tuple::<Option<i32>>()
+        .all(c)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+impl Store {
+    /// Applies an agent heartbeat if its generation is newer than the last
+    /// one applied; returns whether it was applied.
+    pub async fn runtime_heartbeat(
+        &self,
+        instance_id: &str,
+        generation: i64,
+        hb: &fm_proto::agent::Heartbeat,
+    ) -> Result<bool> {
+        let node_state = fm_proto::agent::NodeState::try_from(hb.node_state)
+            .map(|s| {
+                s.as_str_name()
+                    .trim_start_matches("NODE_STATE_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_else(|_| "unknown".into());
+        let detail = serde_json::json!({
+            "nodeVersion": hb.node_version,
+            "dataDiskUsedBytes": hb.data_disk_used_bytes,
+            "dataDiskTotalBytes": hb.data_disk_total_bytes,
+            "osDiskUsedBytes": hb.os_disk_used_bytes,
+            "osDiskTotalBytes": hb.os_disk_total_bytes,
+            "memoryUsedBytes": hb.memory_used_bytes,
+            "memoryTotalBytes": hb.memory_total_bytes,
+            "cpuLoad": hb.cpu_load,
+        });
+        let res = instance_runtime::Entity::update_many()
+            .col_expr(
+                instance_runtime::Column::AgentGeneration,
+                Expr::value(generation),
+            )
+            .col_expr(
+                instance_runtime::Column::AgentVersion,
+                Expr::value(hb.agent_version.clone()),
+            )
+            .col_expr(instance_runtime::Column::NodeState, Expr::value(node_state))
+            .col_expr(
+                instance_runtime::Column::LastHeartbeatAt,
+                Expr::value(now_ms()),
+            )
+            .col_expr(
+                instance_runtime::Column::Heartbeat,
+                Expr::value(detail.to_string()),
+            )
+            .filter(instance_runtime::Column::InstanceId.eq(instance_id))
+            .filter(instance_runtime::Column::AgentGeneration.lt(generation))
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    pub async fn token_insert(
+        &self,
+        token_hash: &str,
+        instance_id: &str,
+        vm_id: &str,
+        ttl_ms: i64,
+    ) -> Result<()> {
+        let now = now_ms();
+        enrollment_token::Entity::insert(enrollment_token::ActiveModel {
+            token_hash: Set(token_hash.to_string()),
+            instance_id: Set(instance_id.to_string()),
+            vm_id: Set(vm_id.to_string()),
+            expires_at: Set(now + ttl_ms),
+            used_at: Set(None),
+            created_at: Set(now),
+        })
+        .exec_without_returning(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a token used if it is valid for `instance_id` (unused, not
+    /// expired); returns the VM it was issued for when this call consumed
+    /// it. Also resets the agent's generation: a new VM's agent counts from
+    /// the start again.
+    pub async fn token_consume(
+        &self,
+        token_hash: &str,
+        instance_id: &str,
+    ) -> Result<Option<String>> {
+        use sea_orm::TransactionTrait;
+        let now = now_ms();
+        let txn = self.db.begin().await?;
+        let res = enrollment_token::Entity::update_many()
+            .col_expr(enrollment_token::Column::UsedAt, Expr::value(now))
+            .filter(enrollment_token::Column::TokenHash.eq(token_hash))
+            .filter(enrollment_token::Column::InstanceId.eq(instance_id))
+            .filter(enrollment_token::Column::UsedAt.is_null())
+            .filter(enrollment_token::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected != 1 {
+            return Ok(None);
+        }
+        let vm = enrollment_token::Entity::find_by_id(token_hash.to_string())
+            .one(&txn)
+            .await?
+            .map(|t| t.vm_id);
+        runtime_set(
+            &txn,
+            instance_id,
+            vec![(instance_runtime::Column::AgentGeneration, 0i64.into())],
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(vm)
+    }
+}
+
+pub async fn snapshot_list<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+) -> Result<Vec<snapshot::Model>> {
+    Ok(snapshot::Entity::find()
+        .filter(snapshot::Column::InstanceId.eq(instance_id))
+        .order_by_asc(snapshot::Column::CreatedAt)
+        .all(c)
+        .await?)
+}
+
+pub async fn snapshot_get<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    id: &str,
+) -> Result<Option<snapshot::Model>> {
+    Ok(snapshot::Entity::find_by_id(id.to_string())
+        .filter(snapshot::Column::InstanceId.eq(instance_id))
+        .one(c)
+        .await?)
+}
+
+pub async fn snapshot_delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<()> {
+    snapshot::Entity::delete_by_id(id.to_string())
+        .exec(c)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,457 @@
+//! The instance lifecycle on the `local` cloud with the real binaries: FM
+//! in-process, a real `fm-agent` process per VM, the stand-in node kit.
+//! Needs the workspace's binaries built (`cargo build --workspace`).
+
+mod common;
+
+use common::{Api, TestApp};
+use fleet_manager::config::sibling_binary;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn lifecycle_app() -> TestApp {
+    for b in ["fm-agent", "standin-node"] {
+        assert!(
+            sibling_binary(b).exists(),
+            "{b} is not built: run `cargo build --workspace` first"
+        );
+    }
+    TestApp::with(
+        |cfg| {
+            cfg.lifecycle.standin_bin = sibling_binary("standin-node");
+            cfg.lifecycle.heartbeat_secs = 1;
+            cfg.lifecycle.agent_timeout = Duration::from_secs(4);
+            cfg.lifecycle.health_timeout_secs = 30;
+            cfg.lifecycle.agent_connect_timeout = Duration::from_secs(30);
+            cfg.lifecycle.port_base = 21000 + (std::process::id() % 200) as u16 * 20;
+            cfg.future_wait = Duration::ZERO;
+        },
+        vec![],
+    )
+    .await
+}
+
+/// Starts an action and waits for its future; returns the final state.
+async fn act(api: &Api, instance: &str, action: &str) -> Value {
+    let (s, f) = api
+        .get(&format!(
+            "/tenants/main/instances/{instance}/actions/{action}"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{action}: {f}");
+    api.wait_future(f["jobId"].as_str().unwrap()).await
+}
+
+fn assert_done(f: &Value) {
+    assert_eq!(
+        f["state"],
+        "done",
+        "{}",
+        serde_json::to_string_pretty(f).unwrap()
+    );
+}
+
+async fn node_get(url: &str, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{url}{path}"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn setup(api: &Api, actions: Value) -> (String, String) {
+    let net = api.create_network().await;
+    let (s, t) = api
+        .post(
+            "/tenants/main/instance-settings-templates",
+            json!({"label": "tpl", "setupActions": actions}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    (t["id"].as_str().unwrap().to_string(), net)
+}
+
+#[tokio::test]
+async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() {
+    let t = lifecycle_app().await;
+    let (tpl, net) = setup(
+        &t.api,
+        json!([
+            {"type": "ADD_ENV_VARIABLES", "params": {"variables": [{"key": "FM_TEST_VAR", "value": "hello"}]}},
+            {"type": "ADD_PROPERTIES", "params": {"properties": [{"key": "fm.test.prop", "value": "42"}]}},
+            {"type": "ADD_AUTHORIZED_KEY", "params": {"sshKey": "ssh-ed25519 AAAAC3NzaTEST test@fm"}}
+        ]),
+    )
+    .await;
+    let inst = t.api.create_instance(&tpl, &net).await;
+    let id = inst["id"].as_str().unwrap().to_string();
+
+    let f = act(&t.api, &id, "reprovision").await;
+    assert_done(&f);
+    let (_, status) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    assert_eq!(status["hasPhysicalInstance"], true, "{status}");
+    let url = status["publicURL"].as_str().unwrap().to_string();
+    let node: Value = node_get(&url, "/api/status").await.json().await.unwrap();
+    assert_eq!(node["version"], "14.2.0");
+    assert_eq!(node["envVariables"]["FM_TEST_VAR"], "hello", "{node}");
+    assert_eq!(node["properties"]["fm.test.prop"], "42", "{node}");
+
+    // Heartbeats arrive and report the node.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, status) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    assert_eq!(status["agentState"], "connected", "{status}");
+    assert_eq!(status["nodeState"], "running", "{status}");
+
+    // The initial password answers once; the admin key answers.
+    let (s, pw) = t
+        .api
+        .get(&format!(
+            "/tenants/main/instances/{id}/actions/get-initial-password"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{pw}");
+    let (s, _) = t
+        .api
+        .get(&format!(
+            "/tenants/main/instances/{id}/actions/get-initial-password"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, key) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/admin-api-key"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(key["adminAPIKey"].as_str().is_some_and(|k| !k.is_empty()));
+
+    assert_done(&act(&t.api, &id, "stop").await);
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{url}/api/health"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_err()
+    );
+    assert_done(&act(&t.api, &id, "start").await);
+    assert_eq!(node_get(&url, "/api/health").await.status(), StatusCode::OK);
+    assert_done(&act(&t.api, &id, "restart-dss").await);
+    assert_done(&act(&t.api, &id, "replay-setup-actions").await);
+
+    let f = act(&t.api, &id, "delete").await;
+    assert_done(&f);
+    let (s, _) = t.api.get(&format!("/tenants/main/instances/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{url}/api/health"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_err()
+    );
+    t.stop().await;
+}
+
+/// The VM records of the local cloud under a data dir: (vm id, agent pid).
+fn local_vms(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = vec![];
+    if let Ok(entries) = std::fs::read_dir(dir.join("local-cloud").join("vms")) {
+        for e in entries.flatten() {
+            if let Ok(text) = std::fs::read_to_string(e.path().join("vm.json")) {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if let Some(pid) = v["pid"].as_u64() {
+                    out.push((v["vm_id"].as_str().unwrap().to_string(), pid));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Polls a future until its log has a line containing `needle`.
+async fn wait_log(api: &Api, job: &str, needle: &str) {
+    for _ in 0..1200 {
+        let (_, f) = api
+            .get(&format!("/tenants/main/futures/{job}?peek=true"))
+            .await;
+        if f["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains(needle)))
+        {
+            return;
+        }
+        assert_eq!(
+            f["alive"], true,
+            "the operation ended before '{needle}': {f}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no log line '{needle}' in future {job}");
+}
+
+fn count_lines(f: &Value, needle: &str) -> usize {
+    f["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.as_str().is_some_and(|l| l.contains(needle)))
+        .count()
+}
+
+#[tokio::test]
+async fn killing_the_agent_mid_install_still_provisions_once() {
+    let t = lifecycle_app().await;
+    let (tpl, net) = setup(&t.api, json!([])).await;
+    let id = t.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, f) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/actions/reprovision"))
+        .await;
+    let job = f["jobId"].as_str().unwrap().to_string();
+    wait_log(&t.api, &job, "install-node: started").await;
+    let (_, pid) = local_vms(t.db.dir.path()).pop().expect("a VM");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    // The VM's init restarts the agent; it reconnects and finishes the command.
+    let done = t.api.wait_future(&job).await;
+    assert_done(&done);
+    assert_eq!(count_lines(&done, "operation done"), 1);
+    let (_, status) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    let url = status["publicURL"].as_str().unwrap().to_string();
+    assert_eq!(node_get(&url, "/api/health").await.status(), StatusCode::OK);
+    let events = fleet_manager::store::resources::events_for_operation(t.app.store.conn(), &job)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_done(&act(&t.api, &id, "delete").await);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn killing_fm_mid_provision_still_provisions_once_after_restart() {
+    use common::{FmProcess, TestDb, cli_create_key, free_port};
+    let db = TestDb::new().await;
+    let key = cli_create_key(&db);
+    let agent_listen = format!("127.0.0.1:{}", free_port());
+    let port_base = (24000 + (std::process::id() % 100) * 20).to_string();
+    let env = [
+        ("FM_AGENT_LISTEN", agent_listen.as_str()),
+        ("FM_OPS_LEASE_SECS", "2"),
+        ("FM_FUTURE_WAIT_MS", "0"),
+        ("FM_HEARTBEAT_SECS", "1"),
+        ("FM_LOCAL_PORT_BASE", port_base.as_str()),
+    ];
+    let fm = FmProcess::start(&db, &key, &env).await;
+    let (tpl, net) = setup(&fm.api, json!([])).await;
+    let id = fm.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, f) = fm
+        .api
+        .get(&format!("/tenants/main/instances/{id}/actions/reprovision"))
+        .await;
+    let job = f["jobId"].as_str().unwrap().to_string();
+    wait_log(&fm.api, &job, "agent-connected: done").await;
+    fm.kill();
+
+    let fm = FmProcess::start(&db, &key, &env).await;
+    let done = fm.api.wait_future(&job).await;
+    assert_done(&done);
+    assert_eq!(count_lines(&done, "operation done"), 1, "{done}");
+    assert_eq!(count_lines(&done, "VM vm-"), 1, "one VM booted: {done}");
+    assert_eq!(local_vms(db.dir.path()).len(), 1);
+    let (_, status) = fm
+        .api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    let url = status["publicURL"].as_str().unwrap().to_string();
+    assert_eq!(node_get(&url, "/api/health").await.status(), StatusCode::OK);
+    let (_, f) = fm
+        .api
+        .get(&format!("/tenants/main/instances/{id}/actions/delete"))
+        .await;
+    assert_done(&fm.api.wait_future(f["jobId"].as_str().unwrap()).await);
+    fm.kill();
+}
+
+/// Runs a reprovision expected to fail; returns the future's error message.
+async fn failing_reprovision(api: &Api, id: &str) -> String {
+    let f = act(api, id, "reprovision").await;
+    assert_eq!(f["state"], "failed", "{f}");
+    f["error"]["message"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_failing_setup_action_fails_the_future_with_its_output_and_reprovision_recovers() {
+    let t = lifecycle_app().await;
+    let bad = json!([{"type": "INSTALL_JDBC_DRIVER", "params": {"url": "file:///nonexistent/driver.jar", "dbType": "mysql"}}]);
+    let (tpl, net) = setup(&t.api, bad).await;
+    let id = t.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let msg = failing_reprovision(&t.api, &id).await;
+    assert!(
+        msg.contains("INSTALL_JDBC_DRIVER") || msg.contains("driver.jar"),
+        "{msg}"
+    );
+    // Fix the template; the same instance provisions.
+    let (_, mut tdoc) = t
+        .api
+        .get(&format!("/tenants/main/instance-settings-templates/{tpl}"))
+        .await;
+    tdoc["setupActions"] = json!([]);
+    let (s, _) = t
+        .api
+        .put(
+            &format!("/tenants/main/instance-settings-templates/{tpl}"),
+            tdoc,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_done(&act(&t.api, &id, "reprovision").await);
+    assert_done(&act(&t.api, &id, "delete").await);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_corrupted_kit_or_a_node_that_never_gets_healthy_fails_clearly() {
+    let t = TestApp::with(
+        |cfg| {
+            cfg.lifecycle.standin_bin = sibling_binary("standin-node");
+            cfg.lifecycle.heartbeat_secs = 1;
+            cfg.lifecycle.health_timeout_secs = 4;
+            cfg.lifecycle.agent_connect_timeout = Duration::from_secs(30);
+            cfg.lifecycle.port_base = 25000 + (std::process::id() % 100) as u16 * 20;
+            cfg.future_wait = Duration::ZERO;
+        },
+        vec![],
+    )
+    .await;
+    let kits = t.db.dir.path().join("kits");
+    // A never-healthy kit of an older version, and a corrupted copy of another.
+    let out = std::process::Command::new(sibling_binary("standin-node"))
+        .args(["package", "--version", "14.1.0", "--never-healthy", "--out"])
+        .arg(t.db.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let sick: Value = serde_json::from_slice(&out.stdout).unwrap();
+    t.app
+        .image_register(
+            "sick-14.1.0",
+            "never healthy",
+            "14.1.0",
+            std::path::Path::new(sick["file"].as_str().unwrap()),
+            10,
+        )
+        .await
+        .unwrap();
+    let good = kits.join("standin-kit-13.5.4.tar.gz");
+    let bad = t.db.dir.path().join("standin-kit-13.9.0.tar.gz");
+    std::fs::copy(&good, &bad).unwrap();
+    t.app
+        .image_register("corrupt-13.9.0", "corrupted", "13.9.0", &bad, 11)
+        .await
+        .unwrap();
+    let mut bytes = std::fs::read(kits.join("standin-kit-13.9.0.tar.gz")).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(kits.join("standin-kit-13.9.0.tar.gz"), bytes).unwrap();
+
+    let (tpl, net) = setup(&t.api, json!([])).await;
+    let (s, i) = t
+        .api
+        .post(
+            "/tenants/main/instances",
+            json!({"label": "c", "instanceSettingsTemplateId": tpl, "virtualNetworkId": net, "imageId": "corrupt-13.9.0"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let id = i["id"].as_str().unwrap().to_string();
+    let msg = failing_reprovision(&t.api, &id).await;
+    assert!(msg.contains("failed verification"), "{msg}");
+
+    let mut doc = i.clone();
+    doc["imageId"] = json!("sick-14.1.0");
+    assert_eq!(
+        t.api
+            .put(&format!("/tenants/main/instances/{id}"), doc.clone())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let msg = failing_reprovision(&t.api, &id).await;
+    assert!(msg.contains("did not become healthy"), "{msg}");
+
+    // From either failure, a reprovision with a good image works.
+    doc["imageId"] = json!("dss-14.2.0-default");
+    assert_eq!(
+        t.api
+            .put(&format!("/tenants/main/instances/{id}"), doc)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_done(&act(&t.api, &id, "reprovision").await);
+    assert_done(&act(&t.api, &id, "delete").await);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_with_a_bad_enrollment_token_fails_the_future_and_reprovision_recovers() {
+    use common::{FmProcess, TestDb, cli_create_key, free_port};
+    let db = TestDb::new().await;
+    let key = cli_create_key(&db);
+    let agent_listen = format!("127.0.0.1:{}", free_port());
+    let port_base = (26000 + (std::process::id() % 100) * 20).to_string();
+    let mut env = vec![
+        ("FM_AGENT_LISTEN", agent_listen.as_str()),
+        ("FM_FUTURE_WAIT_MS", "0"),
+        ("FM_HEARTBEAT_SECS", "1"),
+        ("FM_AGENT_CONNECT_TIMEOUT_SECS", "6"),
+        ("FM_LOCAL_PORT_BASE", port_base.as_str()),
+    ];
+    // Every token this FM hands out has expired by the time the agent uses it.
+    let mut expired = env.clone();
+    expired.push(("FM_ENROLLMENT_TOKEN_TTL_SECS", "0"));
+    let fm = FmProcess::start(&db, &key, &expired).await;
+    let (tpl, net) = setup(&fm.api, json!([])).await;
+    let id = fm.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let msg = failing_reprovision(&fm.api, &id).await;
+    assert!(msg.contains("enrollment was refused"), "{msg}");
+    fm.kill();
+
+    env.push(("FM_AGENT_CONNECT_TIMEOUT_SECS", "60"));
+    let fm = FmProcess::start(&db, &key, &env).await;
+    assert_done(&act(&fm.api, &id, "reprovision").await);
+    assert_eq!(
+        local_vms(db.dir.path()).len(),
+        1,
+        "the VM with the bad token is gone"
+    );
+    assert_done(&act(&fm.api, &id, "delete").await);
+    fm.kill();
+}

@@ -1,0 +1,601 @@
+//! FM's commands: a queue run by one worker, in arrival order, each one
+//! journaled before it runs and after it finishes, so that a command id
+//! already done is answered from the journal and never run again.
+//!
+//! Every command converges: it checks the real state first, so running it
+//! again after an agent restart (journal entry still "started") is safe.
+
+pub mod install;
+pub mod node;
+pub mod password;
+pub mod setup_actions;
+
+use crate::config::Config;
+use crate::journal::{Entry, Journal, MAX_LINES, State, StoredResult};
+use crate::session::Link;
+use fm_proto::agent::agent_message::Body;
+use fm_proto::agent::command::Kind;
+use fm_proto::agent::{Command, CommandProgress, CommandResult};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+/// What a command needs.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The user-data.
+    pub cfg: Arc<Config>,
+    /// The mutual-TLS channel to FM (for kits).
+    pub channel: Channel,
+    /// The command journal.
+    pub journal: Journal,
+    /// The current session, for progress and results.
+    pub link: Link,
+    starting: AtomicUsize,
+}
+
+impl Ctx {
+    /// A context with no session yet.
+    pub fn new(cfg: Arc<Config>, channel: Channel, journal: Journal) -> Self {
+        Ctx {
+            cfg,
+            channel,
+            journal,
+            link: Link::default(),
+            starting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether a start or restart command is waiting for the node.
+    pub fn node_starting(&self) -> bool {
+        self.starting.load(Ordering::Relaxed) > 0
+    }
+
+    fn starting_guard(&self) -> StartingGuard<'_> {
+        self.starting.fetch_add(1, Ordering::Relaxed);
+        StartingGuard(&self.starting)
+    }
+}
+
+struct StartingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for StartingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A command's output (a JSON object) or what went wrong.
+pub type Outcome = Result<Value, String>;
+
+/// A running command's progress: lines go to FM (when connected, and
+/// dropped rather than waited for when the session is backed up) and the
+/// last [`MAX_LINES`] to the journal. Registered secrets are masked.
+#[derive(Debug)]
+pub struct Progress {
+    command_id: String,
+    link: Link,
+    lines: VecDeque<String>,
+    secrets: Vec<String>,
+}
+
+impl Progress {
+    /// Progress of command `command_id`, sent through `link`.
+    pub fn new(command_id: &str, link: Link) -> Self {
+        Progress {
+            command_id: command_id.to_owned(),
+            link,
+            lines: VecDeque::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Masks `secret` in every line and error from now on.
+    pub fn add_secret(&mut self, secret: &str) {
+        if !secret.is_empty() && !self.secrets.iter().any(|s| s == secret) {
+            self.secrets.push(secret.to_owned());
+            // Longest first, so a secret containing another is masked whole.
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// `text` with the registered secrets masked.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            out = out.replace(s.as_str(), "***");
+        }
+        out
+    }
+
+    /// Reports one line (percent unknown).
+    pub async fn line(&mut self, line: impl Into<String>) {
+        self.step(line, 0).await;
+    }
+
+    /// Reports one line with a completion percentage.
+    pub async fn step(&mut self, line: impl Into<String>, percent: u32) {
+        let line = self.redact(&line.into());
+        if self.lines.len() == MAX_LINES {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line.clone());
+        self.link.try_send(Body::Progress(CommandProgress {
+            command_id: self.command_id.clone(),
+            line,
+            percent: percent.min(100),
+        }));
+        // Let the session send it before the next line comes.
+        tokio::task::yield_now().await;
+    }
+
+    /// The lines kept so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.iter().cloned().collect()
+    }
+}
+
+/// Takes a command from FM: one already done is answered at once from the
+/// journal; any other joins the queue.
+pub async fn accept(ctx: &Ctx, cmd: Command, queue: &mpsc::UnboundedSender<Command>) {
+    if let Some(r) = journaled_result(ctx, &cmd.command_id) {
+        tracing::info!(command_id = %cmd.command_id, "command already done; answering from the journal");
+        ctx.link.send(Body::Result(r)).await;
+        return;
+    }
+    tracing::debug!(command_id = %cmd.command_id, "command queued");
+    if queue.send(cmd).is_err() {
+        tracing::error!("the command worker is gone");
+    }
+}
+
+/// Starts the worker that runs queued commands one at a time.
+pub fn spawn_worker(ctx: Arc<Ctx>) -> mpsc::UnboundedSender<Command> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+    tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            run_command(&ctx, cmd).await;
+        }
+    });
+    tx
+}
+
+fn journaled_result(ctx: &Ctx, id: &str) -> Option<CommandResult> {
+    match ctx.journal.get(id)? {
+        Entry {
+            state: State::Done,
+            result: Some(r),
+            ..
+        } => Some(r.to_proto(id)),
+        _ => None,
+    }
+}
+
+/// Runs one command with its journal entries (or answers it from the
+/// journal if it is done), sends and returns the result.
+pub async fn run_command(ctx: &Ctx, cmd: Command) -> CommandResult {
+    let id = cmd.command_id.clone();
+    if let Some(r) = journaled_result(ctx, &id) {
+        tracing::info!(command_id = %id, "command already done; answering from the journal");
+        ctx.link.send(Body::Result(r.clone())).await;
+        return r;
+    }
+    let kind = kind_name(&cmd);
+    let mut entry = Entry {
+        command_id: id.clone(),
+        command: describe(&cmd),
+        state: State::Started,
+        result: None,
+        lines: Vec::new(),
+    };
+    let stored = if let Err(e) = ctx.journal.put(&entry) {
+        // Without a journal entry a crash could make us run it twice.
+        StoredResult {
+            ok: false,
+            error: format!("can't write the command journal: {e}"),
+            output_json: String::new(),
+        }
+    } else {
+        tracing::info!(command_id = %id, kind, "running command");
+        let mut progress = Progress::new(&id, ctx.link.clone());
+        let outcome = execute(ctx, &cmd, &mut progress).await;
+        let stored = match outcome {
+            Ok(v) => StoredResult {
+                ok: true,
+                error: String::new(),
+                output_json: v.to_string(),
+            },
+            Err(e) => StoredResult {
+                ok: false,
+                error: progress.redact(&e),
+                output_json: String::new(),
+            },
+        };
+        entry.state = State::Done;
+        entry.result = Some(stored.clone());
+        entry.lines = progress.lines();
+        if let Err(e) = ctx.journal.put(&entry) {
+            tracing::error!(command_id = %id, "can't journal the result: {e}");
+        }
+        stored
+    };
+    if stored.ok {
+        tracing::info!(command_id = %id, kind, "command done");
+    } else {
+        tracing::warn!(command_id = %id, kind, "command failed: {}", stored.error);
+    }
+    let result = stored.to_proto(&id);
+    ctx.link.send(Body::Result(result.clone())).await;
+    result
+}
+
+async fn execute(ctx: &Ctx, cmd: &Command, p: &mut Progress) -> Outcome {
+    match &cmd.kind {
+        Some(Kind::Install(c)) => install::install(ctx, p, c).await,
+        Some(Kind::Start(c)) => node::start(ctx, p, c.health_timeout_secs).await,
+        Some(Kind::Stop(_)) => node::stop(ctx, p).await,
+        Some(Kind::Restart(c)) => node::restart(ctx, p, c.health_timeout_secs).await,
+        Some(Kind::RunSetupActions(c)) => setup_actions::run(ctx, p, c).await,
+        Some(Kind::ResetUserPassword(c)) => password::reset(ctx, p, c).await,
+        Some(Kind::Ping(_)) => Ok(json!({ "agentTimeMs": crate::heartbeat::now_ms() })),
+        None => Err("unknown command (this agent is older than FM?)".into()),
+    }
+}
+
+fn kind_name(cmd: &Command) -> &'static str {
+    match &cmd.kind {
+        Some(Kind::Install(_)) => "install",
+        Some(Kind::Start(_)) => "start",
+        Some(Kind::Stop(_)) => "stop",
+        Some(Kind::Restart(_)) => "restart",
+        Some(Kind::RunSetupActions(_)) => "runSetupActions",
+        Some(Kind::ResetUserPassword(_)) => "resetUserPassword",
+        Some(Kind::Ping(_)) => "ping",
+        None => "unknown",
+    }
+}
+
+/// The command as JSON for the journal, without secrets: no password, no
+/// setup action parameters (they may hold credentials), no URL userinfo.
+pub fn describe(cmd: &Command) -> Value {
+    let body = match &cmd.kind {
+        Some(Kind::Install(c)) => json!({
+            "kitUrl": redact_url(&c.kit_url),
+            "kitSha256": c.kit_sha256,
+            "nodeVersion": c.node_version,
+            "nodeType": c.node_type,
+            "port": c.port,
+            "allowDowngrade": c.allow_downgrade,
+        }),
+        Some(Kind::Start(c)) => json!({ "healthTimeoutSecs": c.health_timeout_secs }),
+        Some(Kind::Restart(c)) => json!({ "healthTimeoutSecs": c.health_timeout_secs }),
+        Some(Kind::Stop(_) | Kind::Ping(_)) | None => json!({}),
+        Some(Kind::RunSetupActions(c)) => json!({
+            "stage": c.stage,
+            "actions": c.actions.iter().map(|a| a.r#type.as_str()).collect::<Vec<_>>(),
+        }),
+        Some(Kind::ResetUserPassword(c)) => json!({ "userName": c.user_name }),
+    };
+    json!({ kind_name(cmd): body })
+}
+
+/// `url` with any `user:password@` replaced by `***@`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// The last path segment of a URL (no query or fragment).
+pub fn url_file_name(url: &str) -> Option<String> {
+    let no_query = url.split(['?', '#']).next()?;
+    let path = no_query.split_once("://").map_or(no_query, |(_, r)| r);
+    let name = path.rsplit('/').next()?;
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.starts_with('.')
+        && !name.contains('\\');
+    ok.then(|| name.to_owned())
+}
+
+/// A file being written while its SHA-256 is computed.
+pub(crate) struct HashingFile {
+    file: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl HashingFile {
+    /// Creates `path` (must not exist), mode 0644.
+    pub(crate) async fn create(path: &Path) -> Result<Self, String> {
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+            .await
+            .map_err(|e| format!("can't create {}: {e}", path.display()))?;
+        Ok(HashingFile {
+            file,
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    pub(crate) async fn write(&mut self, data: &[u8]) -> Result<(), String> {
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        self.file
+            .write_all(data)
+            .await
+            .map_err(|e| format!("write: {e}"))
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes to disk; (hex SHA-256, size).
+    pub(crate) async fn finish(mut self) -> Result<(String, u64), String> {
+        self.file.flush().await.map_err(|e| format!("write: {e}"))?;
+        self.file
+            .sync_all()
+            .await
+            .map_err(|e| format!("fsync: {e}"))?;
+        Ok((hex::encode(self.hasher.finalize()), self.size))
+    }
+}
+
+/// Credentials and headers for an HTTP download.
+#[derive(Debug, Default)]
+pub(crate) struct HttpAuth {
+    pub headers: Vec<(String, String)>,
+    pub basic: Option<(String, String)>,
+}
+
+/// A failed download: what happened, and whether trying again may help.
+#[derive(Debug)]
+pub(crate) struct FetchError {
+    pub msg: String,
+    pub transient: bool,
+}
+
+impl FetchError {
+    pub(crate) fn transient(msg: String) -> Self {
+        FetchError {
+            msg,
+            transient: true,
+        }
+    }
+}
+
+/// Local failures (writing the file) are not worth retrying.
+impl From<String> for FetchError {
+    fn from(msg: String) -> Self {
+        FetchError {
+            msg,
+            transient: false,
+        }
+    }
+}
+
+/// GETs `url` into `out`, reporting every 64 MiB.
+pub(crate) async fn http_download(
+    url: &str,
+    auth: &HttpAuth,
+    out: &mut HashingFile,
+    p: &mut Progress,
+) -> Result<(), FetchError> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    let mut req = client.get(url);
+    for (k, v) in &auth.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    if let Some((u, pw)) = &auth.basic {
+        req = req.basic_auth(u, Some(pw));
+    }
+    let shown = redact_url(url);
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| FetchError::transient(format!("GET {shown}: {}", e.without_url())))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let msg = format!("GET {shown}: HTTP {status}");
+        return Err(
+            if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+                FetchError::transient(msg)
+            } else {
+                msg.into()
+            },
+        );
+    }
+    let mut next_report = 64 << 20;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| FetchError::transient(format!("GET {shown}: {}", e.without_url())))?
+    {
+        out.write(&chunk).await?;
+        if out.size() >= next_report {
+            p.line(format!("downloaded {} MiB", out.size() >> 20)).await;
+            next_report += 64 << 20;
+        }
+    }
+    Ok(())
+}
+
+/// Path of `prog` on `$PATH`, if it is there and executable.
+pub fn find_on_path(prog: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A context on `dir` (state, data and home dirs under it) whose
+    /// channel leads nowhere.
+    pub fn ctx(dir: &Path) -> Ctx {
+        let cfg = Config::parse(&format!(
+            r#"instance_id = "i"
+fm_url = "https://127.0.0.1:1"
+ca_pem = "-----BEGIN CERTIFICATE-----"
+enrollment_token = "t"
+state_dir = "{0}/state"
+data_dir = "{0}/data"
+home_dir = "{0}/home"
+"#,
+            dir.display()
+        ))
+        .unwrap();
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        let journal = Journal::open(&cfg.state_dir).unwrap();
+        Ctx::new(Arc::new(cfg), channel, journal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::ctx;
+    use super::*;
+    use fm_proto::agent::{Ping, ResetUserPassword};
+
+    fn ping(id: &str) -> Command {
+        Command {
+            command_id: id.into(),
+            kind: Some(Kind::Ping(Ping {})),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_done_command_is_answered_from_the_journal_not_rerun() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = ctx(d.path());
+        let stored = StoredResult {
+            ok: true,
+            error: String::new(),
+            output_json: r#"{"marker":1}"#.into(),
+        };
+        ctx.journal
+            .put(&Entry {
+                command_id: "c1".into(),
+                command: json!({"ping": {}}),
+                state: State::Done,
+                result: Some(stored.clone()),
+                lines: vec![],
+            })
+            .unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        ctx.link.set(Some(tx));
+        let r = run_command(&ctx, ping("c1")).await;
+        // A real run would answer {"agentTimeMs": ...}.
+        assert_eq!(r.output_json, r#"{"marker":1}"#);
+        match rx.recv().await.unwrap() {
+            Body::Result(r) => assert_eq!(r.output_json, r#"{"marker":1}"#),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(rx.try_recv().is_err(), "nothing else was sent");
+    }
+
+    #[tokio::test]
+    async fn a_new_command_is_journaled_done_with_its_result() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = ctx(d.path());
+        let first = run_command(&ctx, ping("p1")).await;
+        assert!(first.ok);
+        assert!(first.output_json.contains("agentTimeMs"));
+        let e = ctx.journal.get("p1").unwrap();
+        assert_eq!(e.state, State::Done);
+        assert_eq!(e.result.unwrap().to_proto("p1"), first);
+        let again = run_command(&ctx, ping("p1")).await;
+        assert_eq!(again, first);
+    }
+
+    #[tokio::test]
+    async fn a_command_started_before_a_restart_runs_again() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = ctx(d.path());
+        ctx.journal
+            .put(&Entry {
+                command_id: "p2".into(),
+                command: json!({"ping": {}}),
+                state: State::Started,
+                result: None,
+                lines: vec![],
+            })
+            .unwrap();
+        let r = run_command(&ctx, ping("p2")).await;
+        assert!(r.output_json.contains("agentTimeMs"));
+        assert_eq!(ctx.journal.get("p2").unwrap().state, State::Done);
+    }
+
+    #[test]
+    fn the_journaled_command_holds_no_password() {
+        let cmd = Command {
+            command_id: "r".into(),
+            kind: Some(Kind::ResetUserPassword(ResetUserPassword {
+                user_name: "admin".into(),
+                password: "hunter2".into(),
+            })),
+        };
+        let s = describe(&cmd).to_string();
+        assert!(s.contains("admin") && !s.contains("hunter2"), "{s}");
+    }
+
+    #[test]
+    fn url_credentials_are_masked() {
+        assert_eq!(
+            redact_url("https://u:pw@host/x/k.tar.gz?a=b"),
+            "https://***@host/x/k.tar.gz?a=b"
+        );
+        assert_eq!(redact_url("https://host/a@b"), "https://host/a@b");
+    }
+
+    #[test]
+    fn file_names_come_from_the_last_url_segment() {
+        assert_eq!(
+            url_file_name("https://h/a/driver.jar?x=1").as_deref(),
+            Some("driver.jar")
+        );
+        assert_eq!(
+            url_file_name("file:///tmp/k.tar.gz").as_deref(),
+            Some("k.tar.gz")
+        );
+        assert_eq!(url_file_name("https://h/a/"), None);
+    }
+
+    #[tokio::test]
+    async fn progress_masks_secrets_and_keeps_the_last_lines() {
+        let mut p = Progress::new("c", Link::default());
+        p.add_secret("s3cret");
+        for i in 0..(MAX_LINES + 5) {
+            p.line(format!("line {i} s3cret")).await;
+        }
+        let lines = p.lines();
+        assert_eq!(lines.len(), MAX_LINES);
+        assert_eq!(lines[0], "line 5 ***");
+        assert_eq!(p.redact("x s3cret y"), "x *** y");
+    }
+}

@@ -1,0 +1,195 @@
+//! Enrollment: a one-time exchange of the enrollment token and a CSR for a
+//! client certificate signed by FM's CA (subject CN = the instance id).
+//! Skipped when `state_dir/agent.crt` and `agent.key` exist; retried with
+//! backoff until it works (a refused token may be fixed by re-provisioning).
+
+use crate::config::{Config, Secret};
+use crate::fsutil;
+use crate::session::{Backoff, status_text};
+use fm_proto::agent::EnrollRequest;
+use fm_proto::agent::enrollment_client::EnrollmentClient;
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+use tonic::Code;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+/// File name of the agent's certificate in the state dir.
+pub const CERT_FILE: &str = "agent.crt";
+/// File name of the agent's private key in the state dir.
+pub const KEY_FILE: &str = "agent.key";
+
+/// The agent's client certificate and key (PEM).
+#[derive(Debug, Clone)]
+pub struct AgentIdentity {
+    /// The certificate FM signed.
+    pub cert_pem: String,
+    /// The private key (PKCS#8 PEM).
+    pub key_pem: Secret,
+}
+
+/// Why an enrollment attempt failed.
+#[derive(Debug)]
+pub enum EnrollError {
+    /// FM refused the request (bad, used or expired token; bad CSR).
+    Refused(String),
+    /// Anything else: FM unreachable, TLS failure, local error.
+    Failed(String),
+}
+
+/// The stored identity, if both files exist.
+pub fn load_identity(state_dir: &Path) -> io::Result<Option<AgentIdentity>> {
+    let (cert, key) = (state_dir.join(CERT_FILE), state_dir.join(KEY_FILE));
+    if !cert.exists() || !key.exists() {
+        return Ok(None);
+    }
+    Ok(Some(AgentIdentity {
+        cert_pem: std::fs::read_to_string(cert)?,
+        key_pem: Secret::new(std::fs::read_to_string(key)?),
+    }))
+}
+
+/// The agent's identity: the stored one, or a new one from FM (retrying
+/// with backoff for as long as it takes).
+pub async fn ensure_enrolled(cfg: &Config) -> AgentIdentity {
+    match load_identity(&cfg.state_dir) {
+        Ok(Some(id)) => return id,
+        Ok(None) => {}
+        Err(e) => tracing::warn!("can't read the stored certificate, enrolling again: {e}"),
+    }
+    let mut backoff = Backoff::default();
+    loop {
+        match enroll_once(cfg).await {
+            Ok(id) => {
+                tracing::info!(instance_id = %cfg.instance_id, "enrolled with FM");
+                store_identity(&cfg.state_dir, &id);
+                return id;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                match e {
+                    EnrollError::Refused(m) => tracing::error!(
+                        "enrollment refused: {m}; retrying in {:.1} s (re-provision the instance if the token is spent)",
+                        delay.as_secs_f64()
+                    ),
+                    EnrollError::Failed(m) => tracing::warn!(
+                        "enrollment failed: {m}; retrying in {:.1} s",
+                        delay.as_secs_f64()
+                    ),
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn store_identity(state_dir: &Path, id: &AgentIdentity) {
+    // Key first: a certificate without its key would skip enrollment.
+    let write = || {
+        fsutil::write_atomic(
+            &state_dir.join(KEY_FILE),
+            id.key_pem.expose().as_bytes(),
+            0o600,
+        )?;
+        fsutil::write_atomic(&state_dir.join(CERT_FILE), id.cert_pem.as_bytes(), 0o600)
+    };
+    if let Err(e) = write() {
+        tracing::error!(
+            "can't store the agent certificate in {}: {e}; it is kept in memory only",
+            state_dir.display()
+        );
+    }
+}
+
+/// A new key and CSR (subject CN = `instance_id`): (key PEM, CSR PEM).
+pub fn key_and_csr(instance_id: &str) -> Result<(Secret, String), rcgen::Error> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, instance_id);
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((Secret::new(key.serialize_pem()), csr))
+}
+
+/// One enrollment attempt.
+pub async fn enroll_once(cfg: &Config) -> Result<AgentIdentity, EnrollError> {
+    let (key_pem, csr_pem) = key_and_csr(&cfg.instance_id)
+        .map_err(|e| EnrollError::Failed(format!("can't make a key and CSR: {e}")))?;
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&cfg.ca_pem))
+        .domain_name(cfg.fm_host.clone());
+    let channel = Endpoint::from_shared(cfg.fm_url.clone())
+        .map_err(|e| EnrollError::Failed(format!("bad fm_url: {e}")))?
+        .tls_config(tls)
+        .map_err(|e| EnrollError::Failed(format!("TLS setup: {e}")))?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .map_err(|e| {
+            EnrollError::Failed(format!("can't reach FM at {}: {}", cfg.fm_url, chain(&e)))
+        })?;
+    let resp = EnrollmentClient::new(channel)
+        .enroll(EnrollRequest {
+            instance_id: cfg.instance_id.clone(),
+            token: cfg.enrollment_token.expose().to_owned(),
+            csr_pem,
+        })
+        .await
+        .map_err(|s| match s.code() {
+            Code::PermissionDenied | Code::Unauthenticated | Code::InvalidArgument => {
+                EnrollError::Refused(status_text(&s))
+            }
+            _ => EnrollError::Failed(status_text(&s)),
+        })?
+        .into_inner();
+    if !resp.certificate_pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(EnrollError::Failed(
+            "FM answered without a PEM certificate".into(),
+        ));
+    }
+    Ok(AgentIdentity {
+        cert_pem: resp.certificate_pem,
+        key_pem,
+    })
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csr_names_the_instance_and_verifies() {
+        let (key, csr) = key_and_csr("inst-abc123").unwrap();
+        assert!(key.expose().contains("PRIVATE KEY"));
+        let parsed = rcgen::CertificateSigningRequestParams::from_pem(&csr).unwrap();
+        let cn = parsed
+            .params
+            .distinguished_name
+            .get(&DnType::CommonName)
+            .unwrap();
+        assert!(format!("{cn:?}").contains("inst-abc123"));
+    }
+
+    #[test]
+    fn a_stored_identity_needs_both_files() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(load_identity(d.path()).unwrap().is_none());
+        std::fs::write(d.path().join(CERT_FILE), "c").unwrap();
+        assert!(load_identity(d.path()).unwrap().is_none());
+        std::fs::write(d.path().join(KEY_FILE), "k").unwrap();
+        assert_eq!(load_identity(d.path()).unwrap().unwrap().cert_pem, "c");
+    }
+}

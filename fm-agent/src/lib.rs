@@ -1,0 +1,139 @@
+//! The Fleet Manager (FM) agent: it runs beside the node on every instance.
+//!
+//! At start it reads its user-data ([`config`]), bumps its boot counter
+//! ([`session::Generation`]), drops week-old [`journal`] entries, enrolls
+//! with FM once to get a client certificate ([`enroll`]), then keeps one
+//! mutual-TLS [`session`] open to FM: it says hello, sends a [`heartbeat`]
+//! every few seconds and runs the [`commands`] FM sends, one at a time, with
+//! a journal so that a command is never run twice for one command id.
+//!
+//! Everything runs on one tokio current-thread runtime to keep the agent
+//! small; heavy file work goes to the blocking pool.
+//!
+//! Logs go to stderr; `FM_AGENT_LOG` (an `EnvFilter` directive, default
+//! `info`) sets their level. The enrollment token, keys, passwords and setup
+//! action parameters are never logged.
+
+pub mod commands;
+pub mod config;
+pub mod enroll;
+pub mod fsutil;
+pub mod heartbeat;
+pub mod journal;
+pub mod proc;
+pub mod session;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "fm-agent",
+    version,
+    about = "Fleet Manager agent: enrolls with FM, reports the node and runs FM's commands"
+)]
+pub struct Args {
+    /// The user-data file (TOML) FM rendered for this instance.
+    #[arg(long, env = "FM_AGENT_USER_DATA")]
+    pub user_data: PathBuf,
+}
+
+/// Exit code for an unusable user-data file.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Runs the agent until SIGTERM/SIGINT (exit 0), a bad user-data file
+/// (exit 2) or a fatal local error such as an unwritable state dir (exit 1).
+pub fn run(args: Args) -> ExitCode {
+    init_tracing();
+    let cfg = match config::Config::load(&args.user_data) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fm-agent: can't start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = agent(Arc::new(cfg)) => r,
+            () = shutdown_signal() => {
+                tracing::info!("stopping");
+                Ok(())
+            }
+        }
+    });
+    // Don't wait for blocking work (a kit copy, say) still under way.
+    rt.shutdown_background();
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FM_AGENT_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tower=warn,rustls=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// The agent proper: local state, enrollment, then sessions forever.
+async fn agent(cfg: Arc<config::Config>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    fsutil::create_private_dir(&cfg.state_dir)
+        .with_context(|| format!("can't create the state dir {}", cfg.state_dir.display()))?;
+    let generation = session::Generation::load_and_bump(&cfg.state_dir)
+        .context("can't update the boot counter")?;
+    let journal = journal::Journal::open(&cfg.state_dir).context("can't open the journal")?;
+    let pruned = journal.prune(journal::MAX_AGE);
+    tracing::info!(
+        instance_id = %cfg.instance_id,
+        version = env!("CARGO_PKG_VERSION"),
+        boot = generation.boot(),
+        pruned_journal_entries = pruned,
+        "fm-agent starting"
+    );
+    let identity = enroll::ensure_enrolled(&cfg).await;
+    let channel = session::mtls_channel(&cfg, &identity).context("can't configure the channel")?;
+    let ctx = Arc::new(commands::Ctx::new(cfg, channel, journal));
+    let queue = commands::spawn_worker(ctx.clone());
+    session::run_sessions(ctx, Arc::new(generation), queue).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

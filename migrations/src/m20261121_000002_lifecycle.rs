@@ -1,0 +1,275 @@
+//! The instance lifecycle: FM's own settings (its CA), enrollment tokens,
+//! each instance's runtime (VM, data volume, agent reports), snapshots, and
+//! the kit behind each image.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Settings {
+    Table,
+    Key,
+    Value,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum EnrollmentTokens {
+    Table,
+    TokenHash,
+    InstanceId,
+    VmId,
+    ExpiresAt,
+    UsedAt,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum InstanceRuntimes {
+    Table,
+    InstanceId,
+    TenantId,
+    State,
+    VmId,
+    VolumeId,
+    Port,
+    PublicUrl,
+    NodeVersion,
+    InitialPassword,
+    InitialPasswordTaken,
+    AdminApiKey,
+    AgentGeneration,
+    AgentVersion,
+    NodeState,
+    LastHeartbeatAt,
+    Heartbeat,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Snapshots {
+    Table,
+    Id,
+    TenantId,
+    InstanceId,
+    CloudRef,
+    Reason,
+    NodeVersion,
+    SizeBytes,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Images {
+    Table,
+    KitFile,
+    KitSha256,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Settings::Table)
+                    .col(
+                        ColumnDef::new(Settings::Key)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Settings::Value).text().not_null())
+                    .col(ColumnDef::new(Settings::UpdatedAt).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(EnrollmentTokens::Table)
+                    .col(
+                        ColumnDef::new(EnrollmentTokens::TokenHash)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(EnrollmentTokens::InstanceId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(EnrollmentTokens::VmId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(EnrollmentTokens::ExpiresAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(EnrollmentTokens::UsedAt).big_integer())
+                    .col(
+                        ColumnDef::new(EnrollmentTokens::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(InstanceRuntimes::Table)
+                    .col(
+                        ColumnDef::new(InstanceRuntimes::InstanceId)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(InstanceRuntimes::TenantId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(InstanceRuntimes::State)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(InstanceRuntimes::VmId).string_len(128))
+                    .col(ColumnDef::new(InstanceRuntimes::VolumeId).string_len(128))
+                    .col(ColumnDef::new(InstanceRuntimes::Port).integer())
+                    .col(ColumnDef::new(InstanceRuntimes::PublicUrl).text())
+                    .col(ColumnDef::new(InstanceRuntimes::NodeVersion).string_len(64))
+                    .col(ColumnDef::new(InstanceRuntimes::InitialPassword).text())
+                    .col(
+                        ColumnDef::new(InstanceRuntimes::InitialPasswordTaken)
+                            .boolean()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(InstanceRuntimes::AdminApiKey).text())
+                    .col(
+                        ColumnDef::new(InstanceRuntimes::AgentGeneration)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(InstanceRuntimes::AgentVersion).string_len(64))
+                    .col(ColumnDef::new(InstanceRuntimes::NodeState).string_len(32))
+                    .col(ColumnDef::new(InstanceRuntimes::LastHeartbeatAt).big_integer())
+                    .col(ColumnDef::new(InstanceRuntimes::Heartbeat).text())
+                    .col(
+                        ColumnDef::new(InstanceRuntimes::UpdatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_runtime_port")
+                    .table(InstanceRuntimes::Table)
+                    .col(InstanceRuntimes::Port)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Snapshots::Table)
+                    .col(
+                        ColumnDef::new(Snapshots::Id)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Snapshots::TenantId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Snapshots::InstanceId)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Snapshots::CloudRef)
+                            .string_len(256)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Snapshots::Reason).text())
+                    .col(ColumnDef::new(Snapshots::NodeVersion).string_len(64))
+                    .col(ColumnDef::new(Snapshots::SizeBytes).big_integer())
+                    .col(
+                        ColumnDef::new(Snapshots::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_snapshots_instance")
+                    .table(Snapshots::Table)
+                    .col(Snapshots::InstanceId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Images::Table)
+                    .add_column(ColumnDef::new(Images::KitFile).text())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Images::Table)
+                    .add_column(ColumnDef::new(Images::KitSha256).string_len(64))
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Images::Table)
+                    .drop_column(Images::KitSha256)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Images::Table)
+                    .drop_column(Images::KitFile)
+                    .to_owned(),
+            )
+            .await?;
+        for t in [
+            Snapshots::Table.into_iden(),
+            InstanceRuntimes::Table.into_iden(),
+            EnrollmentTokens::Table.into_iden(),
+            Settings::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(t).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}
