@@ -203,10 +203,10 @@ impl AgentHub {
 
     pub(crate) async fn command_result(&self, r: CommandResult) {
         let pending = lock(&self.state).pending.remove(&r.command_id);
-        if let Some(mut p) = pending {
-            if let Some(done) = p.done.take() {
-                let _ = done.send(r);
-            }
+        if let Some(mut p) = pending
+            && let Some(done) = p.done.take()
+        {
+            let _ = done.send(r);
         }
     }
 

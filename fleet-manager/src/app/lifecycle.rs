@@ -65,15 +65,15 @@ impl App {
                 image.id
             )));
         }
-        if let Some(rt) = lq::runtime_get(self.store.conn(), id).await? {
-            if let Some(installed) = rt.node_version.as_deref() {
-                if version_cmp(&image.node_version, installed).is_lt() && !allow_downgrade {
-                    return Err(Error::conflict(format!(
-                        "image {} would downgrade the node from {installed} to {}; add allowDowngrade=true to force it",
-                        image.id, image.node_version
-                    )));
-                }
-            }
+        if let Some(rt) = lq::runtime_get(self.store.conn(), id).await?
+            && let Some(installed) = rt.node_version.as_deref()
+            && version_cmp(&image.node_version, installed).is_lt()
+            && !allow_downgrade
+        {
+            return Err(Error::conflict(format!(
+                "image {} would downgrade the node from {installed} to {}; add allowDowngrade=true to force it",
+                image.id, image.node_version
+            )));
         }
         let mut params = json!({"allowDowngrade": allow_downgrade});
         if let Some(s) = snapshot {

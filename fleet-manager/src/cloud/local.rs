@@ -339,11 +339,12 @@ impl CloudProvider for LocalCloud {
             let Some(vm_id) = e.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            if let Ok(Some(mut rec)) = self.read_vm(&vm_id) {
-                if rec.state == "running" && !rec.pid.is_some_and(pid_alive) {
-                    tracing::info!(vm = %vm_id, "local cloud: restarting the VM's agent");
-                    self.boot(&mut rec)?;
-                }
+            if let Ok(Some(mut rec)) = self.read_vm(&vm_id)
+                && rec.state == "running"
+                && !rec.pid.is_some_and(pid_alive)
+            {
+                tracing::info!(vm = %vm_id, "local cloud: restarting the VM's agent");
+                self.boot(&mut rec)?;
             }
         }
         Ok(())

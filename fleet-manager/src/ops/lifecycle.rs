@@ -287,13 +287,14 @@ async fn plan(c: StepCtx) -> Result<Value> {
         .get("allowDowngrade")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if let Some(installed) = &rt.node_version {
-        if version_cmp(&image.node_version, installed).is_lt() && !allow_downgrade {
-            return Err(Error::conflict(format!(
-                "image {} would downgrade the node from {installed} to {}; reprovision with allowDowngrade=true to force it",
-                image.id, image.node_version
-            )));
-        }
+    if let Some(installed) = &rt.node_version
+        && version_cmp(&image.node_version, installed).is_lt()
+        && !allow_downgrade
+    {
+        return Err(Error::conflict(format!(
+            "image {} would downgrade the node from {installed} to {}; reprovision with allowDowngrade=true to force it",
+            image.id, image.node_version
+        )));
     }
     let port = allocate_port(&c).await?;
     let short = c.op_id.trim_start_matches("op-");
@@ -581,13 +582,13 @@ async fn install_node(c: StepCtx) -> Result<Value> {
             Some(c.svc.secrets.seal(key)?).into(),
         ));
     }
-    if rt.initial_password.is_none() {
-        if let Some(pw) = out.get("initialPassword").and_then(Value::as_str) {
-            sets.push((
-                instance_runtime::Column::InitialPassword,
-                Some(c.svc.secrets.seal(pw)?).into(),
-            ));
-        }
+    if rt.initial_password.is_none()
+        && let Some(pw) = out.get("initialPassword").and_then(Value::as_str)
+    {
+        sets.push((
+            instance_runtime::Column::InitialPassword,
+            Some(c.svc.secrets.seal(pw)?).into(),
+        ));
     }
     lq::runtime_set(c.store.conn(), &c.target, sets).await?;
     Ok(json!({"nodeVersion": p.image_version}))

@@ -53,9 +53,9 @@ pub async fn runtime_ensure<C: ConnectionTrait>(
     )
     .exec_without_returning(c)
     .await?;
-    Ok(runtime_get(c, instance_id)
+    runtime_get(c, instance_id)
         .await?
-        .ok_or_else(|| crate::error::Error::internal("runtime row vanished"))?)
+        .ok_or_else(|| crate::error::Error::internal("runtime row vanished"))
 }
 
 /// Sets columns of a runtime row.
