@@ -20,7 +20,8 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// (RSS in KiB, CPU ticks) of a process.
+/// (RSS in KiB, CPU ticks of the process and of its reaped children) of a
+/// process: the agent's `dss status` checks count too.
 fn proc_sample(pid: u64) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
@@ -170,5 +171,7 @@ async fn main() {
         ms(pct(&rtts, 0.99))
     );
     println!("| agent idle RSS | {:.1} MiB |", rss as f64 / 1024.0);
-    println!("| agent idle CPU over {idle_secs} s (10 s heartbeat) | {cpu:.3} % of a core |");
+    println!(
+        "| agent idle CPU over {idle_secs} s (10 s heartbeat, node running, its checks included) | {cpu:.3} % of a core |"
+    );
 }

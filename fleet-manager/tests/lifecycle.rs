@@ -90,6 +90,8 @@ async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() 
 
     let f = act(&t.api, &id, "reprovision").await;
     assert_done(&f);
+    // The agent's progress lines landed in the operation's log.
+    assert!(count_lines(&f, "agent: ") > 0, "{f}");
     let (_, status) = t
         .api
         .get(&format!("/tenants/main/instances/{id}/status"))
@@ -155,36 +157,13 @@ async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() 
     let _ = std::process::Command::new("kill")
         .args(["-STOP", &pid.to_string()])
         .status();
-    let mut seen = false;
-    for _ in 0..100 {
-        let (_, st) = t
-            .api
-            .get(&format!("/tenants/main/instances/{id}/status"))
-            .await;
-        if st["agentState"] == "unreachable" {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let seen = wait_agent_state(&t.api, &id, "unreachable").await;
     let _ = std::process::Command::new("kill")
         .args(["-CONT", &pid.to_string()])
         .status();
     assert!(seen, "a silent agent was never shown unreachable");
-    let mut back = false;
-    for _ in 0..100 {
-        let (_, st) = t
-            .api
-            .get(&format!("/tenants/main/instances/{id}/status"))
-            .await;
-        if st["agentState"] == "connected" {
-            back = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        back,
+        wait_agent_state(&t.api, &id, "connected").await,
         "the agent did not recover after its heartbeats returned"
     );
 
@@ -215,6 +194,20 @@ async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() 
             .is_err()
     );
     t.stop().await;
+}
+
+/// Polls the instance's status (up to 10 s) until `agentState` is `want`.
+async fn wait_agent_state(api: &Api, id: &str, want: &str) -> bool {
+    for _ in 0..100 {
+        let (_, st) = api
+            .get(&format!("/tenants/main/instances/{id}/status"))
+            .await;
+        if st["agentState"] == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// The VM records of the local cloud under a data dir: (vm id, agent pid).

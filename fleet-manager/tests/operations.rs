@@ -65,6 +65,21 @@ async fn app_with_test_saga(future_wait_ms: u64) -> TestApp {
     .await
 }
 
+/// An app whose workers look for work only when woken (and once at start),
+/// so a test can stage an operation before any worker sees it.
+async fn idle_app() -> TestApp {
+    let t = TestApp::with(
+        |cfg| {
+            cfg.engine.poll_interval = Duration::from_secs(3600);
+            cfg.future_wait = Duration::ZERO;
+        },
+        vec![test_saga()],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await; // let the workers' first look pass
+    t
+}
+
 /// The operation's own log lines that steps wrote (`ran x`, `undid x`).
 fn step_lines(f: &Value) -> Vec<String> {
     f["log"]
@@ -165,15 +180,7 @@ async fn an_abort_while_running_unwinds_the_finished_steps() {
 #[tokio::test]
 async fn a_pending_operation_aborts_at_once_and_never_runs() {
     // Workers poll rarely and are never woken: the operation stays pending.
-    let t = TestApp::with(
-        |cfg| {
-            cfg.engine.poll_interval = Duration::from_secs(3600);
-            cfg.future_wait = Duration::ZERO;
-        },
-        vec![test_saga()],
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(100)).await; // let the workers' first look pass
+    let t = idle_app().await;
     let op = t
         .app
         .engine
@@ -225,15 +232,7 @@ async fn a_second_operation_on_a_busy_object_is_refused() {
 #[tokio::test]
 async fn an_operation_whose_worker_died_resumes_at_the_first_unfinished_step() {
     // Workers look for work only when woken, so the test can stage the crash.
-    let t = TestApp::with(
-        |cfg| {
-            cfg.engine.poll_interval = Duration::from_secs(3600);
-            cfg.future_wait = Duration::ZERO;
-        },
-        vec![test_saga()],
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = idle_app().await;
     // As a dead worker leaves it: running, step a recorded done, lease expired.
     let id = "op-crashed0001".to_string();
     op_insert(

@@ -46,3 +46,56 @@ async fn migrations_apply_from_scratch_roll_back_and_apply_again() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_stale_agent_report_never_rolls_the_instance_state_back() {
+    use fm_proto::agent::{Heartbeat, NodeState};
+    let db = TestDb::new().await;
+    let store = Store::open(&db.url).await.unwrap();
+    fleet_manager::store::lifecycle::runtime_ensure(store.conn(), "main", "inst-gen")
+        .await
+        .unwrap();
+    let hb = |state: NodeState, version: &str| Heartbeat {
+        node_state: state as i32,
+        node_version: version.into(),
+        ..Default::default()
+    };
+    let boot2 = (2u64 << 32) | 7;
+    let boot1 = (1u64 << 32) | 900;
+    assert!(
+        store
+            .runtime_heartbeat("inst-gen", boot2 as i64, &hb(NodeState::Running, "14.2.0"))
+            .await
+            .unwrap()
+    );
+    // A late message from before the agent restarted, and a duplicate.
+    assert!(
+        !store
+            .runtime_heartbeat("inst-gen", boot1 as i64, &hb(NodeState::Stopped, "13.5.4"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .runtime_heartbeat("inst-gen", boot2 as i64, &hb(NodeState::Stopped, "13.5.4"))
+            .await
+            .unwrap()
+    );
+    let rt = fleet_manager::store::lifecycle::runtime_get(store.conn(), "inst-gen")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rt.node_state.as_deref(), Some("running"));
+    assert!(rt.heartbeat.unwrap().contains("14.2.0"));
+    assert!(
+        store
+            .runtime_heartbeat(
+                "inst-gen",
+                boot2 as i64 + 1,
+                &hb(NodeState::Stopped, "14.2.0")
+            )
+            .await
+            .unwrap()
+    );
+    store.close().await;
+}
