@@ -68,6 +68,23 @@ enum AdminCommand {
         #[arg(long)]
         label: Option<String>,
     },
+    /// Write a backup of FM's database (every table, one consistent read) to a file.
+    Backup {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty database (or, with --replace, over one).
+    Restore {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Delete everything in the target database first.
+        #[arg(long)]
+        replace: bool,
+    },
     /// Print the OpenAPI document of the public API.
     Openapi,
 }
@@ -149,6 +166,28 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
                 let app = server::open_app(&Config::resolve(&store, None)?).await?;
                 let label = label.unwrap_or_else(|| format!("Node {version}"));
                 app.image_register(&id, &label, &version, &kit, 100).await
+            }
+            AdminCommand::Backup { store, out } => {
+                let cfg = Config::resolve(&store, None)?;
+                let db = fleet_manager::store::Store::open(&cfg.database_url).await?;
+                let b = db.backup().await?;
+                fleet_manager::store::backup::write_file(&b, &out)?;
+                let rows: usize = b.tables.values().map(Vec::len).sum();
+                print_json(&serde_json::json!({"file": out, "rows": rows, "format": b.format}))
+            }
+            AdminCommand::Restore {
+                store,
+                from,
+                replace,
+            } => {
+                let cfg = Config::resolve(&store, None)?;
+                std::fs::create_dir_all(&cfg.data_dir)
+                    .map_err(fleet_manager::error::Error::internal)?;
+                let b = fleet_manager::store::backup::read_file(&from)?;
+                let db = fleet_manager::store::Store::open(&cfg.database_url).await?;
+                db.restore(&b, replace).await?;
+                let rows: usize = b.tables.values().map(Vec::len).sum();
+                print_json(&serde_json::json!({"restored": from, "rows": rows}))
             }
             AdminCommand::Openapi => {
                 let mut out = std::io::stdout().lock();

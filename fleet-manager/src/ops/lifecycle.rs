@@ -518,18 +518,16 @@ async fn setup_stage(c: &StepCtx, stage: &str, actions: &[(String, String)]) -> 
     Ok(json!({"actions": actions.len()}))
 }
 
+/// The setup actions the `plan` step chose (both the provisioning plan and
+/// the replay's keep them under `setup`).
 fn setup_from(c: &StepCtx) -> Result<SetupPlan> {
-    if let Ok(p) = read_plan(c) {
-        return Ok(p.setup);
-    }
-    c.outputs
+    let setup = c
+        .outputs
         .get("plan")
         .and_then(|v| v.get("setup"))
         .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(Error::internal)?
-        .ok_or_else(|| Error::internal("no setup plan"))
+        .ok_or_else(|| Error::internal("the plan step's setup actions are missing"))?;
+    serde_json::from_value(setup).map_err(Error::internal)
 }
 
 async fn setup_before_install(c: StepCtx) -> Result<Value> {

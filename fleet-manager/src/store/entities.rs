@@ -12,7 +12,9 @@ macro_rules! entity_boilerplate {
 pub mod tenant {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "tenants")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -27,7 +29,9 @@ pub mod tenant {
 pub mod api_key {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "api_keys")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -42,7 +46,9 @@ pub mod api_key {
 pub mod image {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "images")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -60,7 +66,9 @@ pub mod image {
 pub mod cloud_account {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "cloud_accounts")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -78,7 +86,9 @@ pub mod cloud_account {
 pub mod virtual_network {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "virtual_networks")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -96,7 +106,9 @@ pub mod virtual_network {
 pub mod instance_template {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "instance_templates")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -114,7 +126,9 @@ pub mod instance_template {
 pub mod instance {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "instances")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -135,7 +149,9 @@ pub mod instance {
 pub mod operation {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "operations")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -167,7 +183,9 @@ pub mod operation {
 pub mod operation_log {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "operation_logs")]
     pub struct Model {
         #[sea_orm(primary_key)]
@@ -182,7 +200,9 @@ pub mod operation_log {
 pub mod event {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "events")]
     pub struct Model {
         #[sea_orm(primary_key)]
@@ -200,7 +220,9 @@ pub mod event {
 pub mod setting {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "settings")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -214,7 +236,9 @@ pub mod setting {
 pub mod enrollment_token {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "enrollment_tokens")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -231,7 +255,9 @@ pub mod enrollment_token {
 pub mod instance_runtime {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "instance_runtimes")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -259,7 +285,9 @@ pub mod instance_runtime {
 pub mod snapshot {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
     #[sea_orm(table_name = "snapshots")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]

@@ -5,6 +5,7 @@
 //! (`instance_list`, `op_claim`) and live in one file per resource.
 //! Multi-row writes run in one transaction each.
 
+pub mod backup;
 pub mod entities;
 pub mod lifecycle;
 pub mod operations;

@@ -238,7 +238,11 @@ impl TestApp {
 
     /// A server whose configuration `tune` adjusts, with extra sagas.
     pub async fn with(tune: impl FnOnce(&mut Config), sagas: Vec<Saga>) -> TestApp {
-        let db = TestDb::new().await;
+        Self::on(TestDb::new().await, tune, sagas).await
+    }
+
+    /// A server on a given database.
+    pub async fn on(db: TestDb, tune: impl FnOnce(&mut Config), sagas: Vec<Saga>) -> TestApp {
         let mut cfg = db.config();
         tune(&mut cfg);
         let app = server::open_app_with(&cfg, sagas).await.expect("open app");
@@ -307,18 +311,28 @@ pub fn cli_create_key(db: &TestDb) -> (String, String) {
 impl FmProcess {
     /// Starts `fleet-manager serve` on the test database with extra env.
     pub async fn start(db: &TestDb, key: &(String, String), env: &[(&str, &str)]) -> FmProcess {
+        Self::start_on(db.dir.path(), &db.url, key, env).await
+    }
+
+    /// Starts `fleet-manager serve` with this data dir and database.
+    pub async fn start_on(
+        dir: &std::path::Path,
+        url: &str,
+        key: &(String, String),
+        env: &[(&str, &str)],
+    ) -> FmProcess {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(db.dir.path().join("serve.log"))
+            .open(dir.join("serve.log"))
             .expect("log file");
         let mut cmd = std::process::Command::new(bin());
         cmd.args(["serve", "--data-dir"])
-            .arg(db.dir.path())
+            .arg(dir)
             .args([
                 "--database-url",
-                &db.url,
+                url,
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
@@ -351,7 +365,7 @@ impl FmProcess {
         }
         panic!(
             "fleet-manager did not start; see {}",
-            db.dir.path().join("serve.log").display()
+            dir.join("serve.log").display()
         );
     }
 
