@@ -88,6 +88,11 @@ pub struct LifecycleSettings {
     pub port_base: u16,
     /// How long an enrollment token stays valid.
     pub token_ttl: Duration,
+    /// How often reconcilers (the snapshot schedule) run.
+    pub reconcile_interval: Duration,
+    /// How long an "hour" of `automatedSnapshotPeriod` is: 3600 s, shorter
+    /// only to test the schedule on a compressed clock.
+    pub snapshot_hour: Duration,
 }
 
 /// A binary shipped beside this one (or beside the test harness's, whose
@@ -204,6 +209,12 @@ impl Config {
                 port_base: env_parse("FM_LOCAL_PORT_BASE")?.unwrap_or(20000),
                 token_ttl: Duration::from_secs(
                     env_parse("FM_ENROLLMENT_TOKEN_TTL_SECS")?.unwrap_or(3600),
+                ),
+                reconcile_interval: Duration::from_millis(
+                    env_parse("FM_RECONCILE_MS")?.unwrap_or(30_000),
+                ),
+                snapshot_hour: Duration::from_millis(
+                    env_parse("FM_SNAPSHOT_HOUR_MS")?.unwrap_or(3_600_000),
                 ),
             },
         })

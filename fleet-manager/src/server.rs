@@ -179,6 +179,31 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
             }
         })
     };
+    let schedule = {
+        let app = app.clone();
+        let (every, hour) = (
+            cfg.lifecycle.reconcile_interval,
+            cfg.lifecycle.snapshot_hour,
+        );
+        let mut stop = rx.clone();
+        tokio::spawn(async move {
+            loop {
+                match app.reconcile_automated_snapshots(hour).await {
+                    Ok(r) if r != Default::default() => tracing::info!(
+                        snapshots = r.snapshots_started,
+                        deletions = r.deletions_started,
+                        "automated snapshot schedule"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "automated snapshot schedule failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    };
     let workers = app.engine.start();
     let router = crate::api::router(app.clone(), cfg.max_body_bytes);
     let http_task = {
@@ -194,7 +219,7 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
         agent_addr,
         app,
         shutdown: tx,
-        tasks: vec![http_task, agent_task, housekeeping],
+        tasks: vec![http_task, agent_task, housekeeping, schedule],
         workers,
     })
 }

@@ -504,3 +504,156 @@ async fn an_agent_with_a_bad_enrollment_token_fails_the_future_and_reprovision_r
     assert_done(&act(&fm.api, &id, "delete").await);
     fm.kill();
 }
+
+async fn automated(api: &Api, id: &str) -> Vec<Value> {
+    let (_, snaps) = api
+        .get(&format!("/tenants/main/instances/{id}/snapshots"))
+        .await;
+    snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["automated"] == true)
+        .cloned()
+        .collect()
+}
+
+async fn schedule(api: &Api, id: &str, enable: bool, period: u32, keep: u32) {
+    let (_, mut doc) = api.get(&format!("/tenants/main/instances/{id}")).await;
+    doc["enableAutomatedSnapshot"] = json!(enable);
+    doc["automatedSnapshotPeriod"] = json!(period);
+    doc["automatedSnapshotRetention"] = json!(keep);
+    let (s, b) = api.put(&format!("/tenants/main/instances/{id}"), doc).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+/// On a compressed clock (an "hour" of the schedule lasts 300 ms), the
+/// schedule keeps snapshotting, never keeps more than the retention (plus
+/// the one just taken), follows edits without a restart, and leaves manual
+/// snapshots alone.
+#[tokio::test]
+async fn automated_snapshots_keep_coming_and_hold_the_retention_exactly() {
+    let t = TestApp::with(
+        |cfg| {
+            cfg.lifecycle.standin_bin = sibling_binary("standin-node");
+            cfg.lifecycle.heartbeat_secs = 1;
+            cfg.lifecycle.port_base = 29000 + (std::process::id() % 100) as u16 * 20;
+            cfg.lifecycle.reconcile_interval = Duration::from_millis(100);
+            cfg.lifecycle.snapshot_hour = Duration::from_millis(300);
+            cfg.future_wait = Duration::ZERO;
+        },
+        vec![],
+    )
+    .await;
+    let (tpl, net) = setup(&t.api, json!([])).await;
+    let id = t.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_done(&act(&t.api, &id, "reprovision").await);
+    let (s, manual) = t
+        .api
+        .post(
+            &format!("/tenants/main/instances/{id}/snapshots?reasonForSnapshot=manual"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{manual}");
+
+    schedule(&t.api, &id, true, 1, 2).await;
+    // Snapshots keep coming (each takes as long as archiving the volume),
+    // and never more than the retention plus the one just taken is kept.
+    let mut seen = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    while seen.len() < 5 && start.elapsed() < Duration::from_secs(30) {
+        let autos = automated(&t.api, &id).await;
+        assert!(autos.len() <= 3, "retention 2 exceeded: {autos:?}");
+        seen.extend(autos.iter().map(|s| s["id"].as_str().unwrap().to_string()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen.len() >= 5,
+        "only {} automated snapshots in 30 s",
+        seen.len()
+    );
+
+    // An edit applies at once: keep 1, and (a long period) no new ones.
+    schedule(&t.api, &id, true, 1000, 1).await;
+    let mut settled = vec![];
+    for _ in 0..100 {
+        settled = automated(&t.api, &id).await;
+        if settled.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(settled.len(), 1, "{settled:?}");
+    let newest = settled[0]["creationDate"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = automated(&t.api, &id).await;
+    assert_eq!(after.len(), 1, "the retention is held: {after:?}");
+    assert_eq!(
+        after[0]["creationDate"].as_i64().unwrap(),
+        newest,
+        "the newest is the one kept"
+    );
+    let (_, all) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/snapshots"))
+        .await;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == manual["id"]),
+        "manual snapshots are never pruned"
+    );
+    assert_done(&act(&t.api, &id, "delete").await);
+    t.stop().await;
+}
+
+/// After FM was away for many periods, one pass takes one snapshot.
+#[tokio::test]
+async fn a_missed_snapshot_period_is_caught_up_once() {
+    let t = TestApp::with(
+        |cfg| {
+            cfg.lifecycle.standin_bin = sibling_binary("standin-node");
+            cfg.lifecycle.port_base = 30000 + (std::process::id() % 100) as u16 * 20;
+            cfg.lifecycle.reconcile_interval = Duration::from_secs(3600); // passes run only when called here
+            cfg.future_wait = Duration::ZERO;
+        },
+        vec![],
+    )
+    .await;
+    let (tpl, net) = setup(&t.api, json!([])).await;
+    let id = t.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_done(&act(&t.api, &id, "reprovision").await);
+    schedule(&t.api, &id, true, 1, 0).await;
+    let hour = Duration::from_millis(100);
+    let first = t.app.reconcile_automated_snapshots(hour).await.unwrap();
+    assert_eq!(first.snapshots_started, 1);
+    while automated(&t.api, &id).await.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Ten periods pass with no reconciler running.
+    tokio::time::sleep(hour * 10).await;
+    let pass = t.app.reconcile_automated_snapshots(hour).await.unwrap();
+    assert_eq!(pass.snapshots_started, 1, "one catch-up snapshot, not ten");
+    for _ in 0..100 {
+        if automated(&t.api, &id).await.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(automated(&t.api, &id).await.len(), 2);
+    let again = t.app.reconcile_automated_snapshots(hour).await.unwrap();
+    assert_eq!(
+        again.snapshots_started, 0,
+        "the catch-up counts as this period's snapshot"
+    );
+    assert_done(&act(&t.api, &id, "delete").await);
+    t.stop().await;
+}

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_initial;
 mod m20261121_000002_lifecycle;
+mod m20261121_000003_automated_snapshots;
 
 /// The ordered list of migrations.
 #[derive(Debug)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261121_000002_lifecycle::Migration),
+            Box::new(m20261121_000003_automated_snapshots::Migration),
         ]
     }
 }

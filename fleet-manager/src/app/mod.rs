@@ -9,6 +9,7 @@ mod images;
 mod instances;
 mod lifecycle;
 mod networks;
+mod schedules;
 mod templates;
 mod tenants;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 pub use futures::StartedFuture;
 pub use images::file_sha256;
 pub use lifecycle::Action;
+pub use schedules::ScheduleReport;
 
 /// Settings the application layer needs.
 #[derive(Debug, Clone)]

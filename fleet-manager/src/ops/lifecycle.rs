@@ -781,6 +781,7 @@ pub fn snapshot_view(s: &snapshot::Model) -> Value {
         "nodeVersion": s.node_version,
         "sizeBytes": s.size_bytes,
         "creationDate": s.created_at,
+        "automated": s.automated,
         "cloudSnapshotId": s.cloud_ref,
     })
 }
@@ -813,6 +814,11 @@ async fn snapshot_volume(c: StepCtx) -> Result<Value> {
         node_version: Set(rt.node_version.clone()),
         size_bytes: Set(Some(size as i64)),
         created_at: Set(now_ms()),
+        automated: Set(c
+            .params
+            .get("automated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)),
     }
     .insert(c.store.conn())
     .await?;

@@ -299,6 +299,7 @@ pub mod snapshot {
         pub node_version: Option<String>,
         pub size_bytes: Option<i64>,
         pub created_at: i64,
+        pub automated: bool,
     }
     entity_boilerplate!();
 }

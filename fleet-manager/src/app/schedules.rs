@@ -1,0 +1,106 @@
+//! The automated-snapshot schedule: a reconciler that, for every instance
+//! with `enableAutomatedSnapshot`, takes a snapshot when the last automated
+//! one is older than `automatedSnapshotPeriod` hours and deletes the oldest
+//! automated ones past `automatedSnapshotRetention` (0 keeps all).
+//!
+//! It reads the settings on every pass, so edits apply without a restart,
+//! and it takes at most one snapshot per instance per pass: after FM was
+//! down for several periods, the missed ones are caught up once, not N
+//! times. It acts through operations, one at a time per instance.
+
+use super::{App, from_doc};
+use crate::error::{Error, Result};
+use crate::model::instance::Instance;
+use crate::model::{new_id, now_ms};
+use crate::ops::lifecycle as lc;
+use crate::store::entities::instance_runtime;
+use crate::store::lifecycle as lq;
+use crate::store::operations::op_active_for_target;
+use crate::store::resources as q;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+use std::time::Duration;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleReport {
+    pub snapshots_started: u32,
+    pub deletions_started: u32,
+}
+
+impl App {
+    /// One pass of the schedule. `hour` is how long an hour of
+    /// `automatedSnapshotPeriod` lasts (an hour, except in tests).
+    pub async fn reconcile_automated_snapshots(&self, hour: Duration) -> Result<ScheduleReport> {
+        let mut report = ScheduleReport::default();
+        let runtimes = instance_runtime::Entity::find()
+            .filter(instance_runtime::Column::VolumeId.is_not_null())
+            .all(self.store.conn())
+            .await?;
+        for rt in runtimes {
+            let Some(row) =
+                q::instance_get(self.store.conn(), &rt.tenant_id, &rt.instance_id).await?
+            else {
+                continue;
+            };
+            let inst: Instance = from_doc(&row.doc)?;
+            if !inst.enable_automated_snapshot
+                || op_active_for_target(self.store.conn(), &rt.instance_id)
+                    .await?
+                    .is_some()
+            {
+                continue;
+            }
+            let period = hour.as_millis() as i64
+                * i64::from(inst.automated_snapshot_period.unwrap_or(24).max(1));
+            let mut autos: Vec<_> = lq::snapshot_list(self.store.conn(), &rt.instance_id)
+                .await?
+                .into_iter()
+                .filter(|s| s.automated)
+                .collect();
+            autos.sort_by_key(|s| s.created_at);
+            let due = autos
+                .last()
+                .is_none_or(|s| now_ms() - s.created_at >= period);
+            let started = if due {
+                let params =
+                    json!({"snapshotId": new_id("snap"), "reason": "automated", "automated": true});
+                self.engine
+                    .submit(
+                        self.store.conn(),
+                        &rt.tenant_id,
+                        lc::SNAPSHOT,
+                        &rt.instance_id,
+                        params,
+                    )
+                    .await
+            } else if inst.automated_snapshot_retention > 0
+                && autos.len() > inst.automated_snapshot_retention as usize
+            {
+                let params = json!({"snapshotId": autos[0].id});
+                self.engine
+                    .submit(
+                        self.store.conn(),
+                        &rt.tenant_id,
+                        lc::DELETE_SNAPSHOT,
+                        &rt.instance_id,
+                        params,
+                    )
+                    .await
+            } else {
+                continue;
+            };
+            match started {
+                Ok(_) if due => report.snapshots_started += 1,
+                Ok(_) => report.deletions_started += 1,
+                // A user's operation got there first; next pass.
+                Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if report != ScheduleReport::default() {
+            self.engine.kick();
+        }
+        Ok(report)
+    }
+}
