@@ -88,6 +88,8 @@ pub struct LifecycleSettings {
     pub port_base: u16,
     /// How long an enrollment token stays valid.
     pub token_ttl: Duration,
+    /// How long FM waits for one agent command (an install may be long).
+    pub command_timeout: Duration,
     /// How often reconcilers (the snapshot schedule) run.
     pub reconcile_interval: Duration,
     /// How long an "hour" of `automatedSnapshotPeriod` is: 3600 s, shorter
@@ -209,6 +211,9 @@ impl Config {
                 port_base: env_parse("FM_LOCAL_PORT_BASE")?.unwrap_or(20000),
                 token_ttl: Duration::from_secs(
                     env_parse("FM_ENROLLMENT_TOKEN_TTL_SECS")?.unwrap_or(3600),
+                ),
+                command_timeout: Duration::from_secs(
+                    env_parse("FM_COMMAND_TIMEOUT_SECS")?.unwrap_or(7200),
                 ),
                 reconcile_interval: Duration::from_millis(
                     env_parse("FM_RECONCILE_MS")?.unwrap_or(30_000),

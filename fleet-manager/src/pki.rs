@@ -134,6 +134,17 @@ impl Ca {
         })
     }
 
+    /// Checks that a CSR can be read and its signature holds.
+    pub fn check_csr(csr_pem: &str) -> Result<()> {
+        CertificateSigningRequestParams::from_pem(csr_pem)
+            .map(|_| ())
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "the certificate signing request can't be read: {e}"
+                ))
+            })
+    }
+
     /// Signs an agent's CSR. The certificate names the instance (common
     /// name) and the VM (organizational unit), whatever the CSR asked for;
     /// it can only authenticate a client.

@@ -42,7 +42,7 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
             ca_pem: ca.cert_pem.clone(),
             heartbeat_secs: l.heartbeat_secs,
             agent_connect_timeout: l.agent_connect_timeout,
-            command_timeout: Duration::from_secs(900),
+            command_timeout: l.command_timeout,
             health_timeout_secs: l.health_timeout_secs,
             port_base: l.port_base,
             port_step: 20,
@@ -96,7 +96,14 @@ impl Running {
             }
         }
         for w in self.workers {
-            let _ = w.await;
+            // Workers give their leases back at once; don't wait forever.
+            let abort = w.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
     }
 }

@@ -183,6 +183,7 @@ async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() 
 
     let f = act(&t.api, &id, "delete").await;
     assert_done(&f);
+    assert_no_processes(t.db.dir.path()).await;
     let (s, _) = t.api.get(&format!("/tenants/main/instances/{id}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(
@@ -194,6 +195,19 @@ async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() 
             .is_err()
     );
     t.stop().await;
+}
+
+/// No agent or node of the test's VMs is left running (within 5 s).
+async fn assert_no_processes(dir: &std::path::Path) {
+    let mut left = vec![];
+    for _ in 0..50 {
+        left = common::procs_under(dir);
+        if left.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("processes left running: {left:?}");
 }
 
 /// Polls the instance's status (up to 10 s) until `agentState` is `want`.
@@ -286,16 +300,29 @@ async fn killing_the_agent_mid_install_still_provisions_once() {
         .await;
     let url = status["publicURL"].as_str().unwrap().to_string();
     assert_eq!(node_get(&url, "/api/health").await.status(), StatusCode::OK);
+    assert_eq!(local_vms(t.db.dir.path()).len(), 1, "one VM");
+    let log: Vec<&str> = done["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.as_str())
+        .collect();
+    assert_eq!(
+        log.iter().filter(|l| l.contains(" booted")).count(),
+        1,
+        "{log:?}"
+    );
     let events = fleet_manager::store::resources::events_for_operation(t.app.store.conn(), &job)
         .await
         .unwrap();
     assert_eq!(events.len(), 1);
     assert_done(&act(&t.api, &id, "delete").await);
+    assert_no_processes(t.db.dir.path()).await;
     t.stop().await;
 }
 
 #[tokio::test]
-async fn killing_fm_mid_provision_still_provisions_once_after_restart() {
+async fn killing_fm_at_any_step_of_provisioning_still_provisions_once_after_restart() {
     use common::{FmProcess, TestDb, cli_create_key, free_port};
     let db = TestDb::new().await;
     let key = cli_create_key(&db);
@@ -308,37 +335,58 @@ async fn killing_fm_mid_provision_still_provisions_once_after_restart() {
         ("FM_HEARTBEAT_SECS", "1"),
         ("FM_LOCAL_PORT_BASE", port_base.as_str()),
     ];
-    let fm = FmProcess::start(&db, &key, &env).await;
+    let mut fm = FmProcess::start(&db, &key, &env).await;
     let (tpl, net) = setup(&fm.api, json!([])).await;
-    let id = fm.api.create_instance(&tpl, &net).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, f) = fm
-        .api
-        .get(&format!("/tenants/main/instances/{id}/actions/reprovision"))
-        .await;
-    let job = f["jobId"].as_str().unwrap().to_string();
-    wait_log(&fm.api, &job, "agent-connected: done").await;
-    fm.kill();
+    // FM dies at a different point of the saga each round.
+    for point in [
+        "boot-vm: started",
+        "agent-connected: done",
+        "install-node: started",
+        "start-node: started",
+    ] {
+        let id = fm.api.create_instance(&tpl, &net).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (_, f) = fm
+            .api
+            .get(&format!("/tenants/main/instances/{id}/actions/reprovision"))
+            .await;
+        let job = f["jobId"].as_str().unwrap().to_string();
+        wait_log(&fm.api, &job, point).await;
+        fm.kill();
 
-    let fm = FmProcess::start(&db, &key, &env).await;
-    let done = fm.api.wait_future(&job).await;
-    assert_done(&done);
-    assert_eq!(count_lines(&done, "operation done"), 1, "{done}");
-    assert_eq!(count_lines(&done, " booted"), 1, "one VM booted: {done}");
-    assert_eq!(local_vms(db.dir.path()).len(), 1);
-    let (_, status) = fm
-        .api
-        .get(&format!("/tenants/main/instances/{id}/status"))
-        .await;
-    let url = status["publicURL"].as_str().unwrap().to_string();
-    assert_eq!(node_get(&url, "/api/health").await.status(), StatusCode::OK);
-    let (_, f) = fm
-        .api
-        .get(&format!("/tenants/main/instances/{id}/actions/delete"))
-        .await;
-    assert_done(&fm.api.wait_future(f["jobId"].as_str().unwrap()).await);
+        fm = FmProcess::start(&db, &key, &env).await;
+        let done = fm.api.wait_future(&job).await;
+        assert_done(&done);
+        assert_eq!(
+            count_lines(&done, "operation done"),
+            1,
+            "killed at {point}: {done}"
+        );
+        assert_eq!(
+            local_vms(db.dir.path()).len(),
+            1,
+            "killed at {point}: exactly one VM"
+        );
+        let (_, status) = fm
+            .api
+            .get(&format!("/tenants/main/instances/{id}/status"))
+            .await;
+        let url = status["publicURL"].as_str().unwrap().to_string();
+        assert_eq!(
+            node_get(&url, "/api/health").await.status(),
+            StatusCode::OK,
+            "killed at {point}"
+        );
+        let (_, f) = fm
+            .api
+            .get(&format!("/tenants/main/instances/{id}/actions/delete"))
+            .await;
+        assert_done(&fm.api.wait_future(f["jobId"].as_str().unwrap()).await);
+        assert!(local_vms(db.dir.path()).is_empty());
+    }
+    assert_no_processes(db.dir.path()).await;
     fm.kill();
 }
 

@@ -57,7 +57,7 @@ impl AgentEndpoint {
     /// The instance an mTLS peer is, from its certificate. Only the agent
     /// of the instance's current VM is accepted: an agent left on a VM FM
     /// replaced can't take its place.
-    async fn peer_instance<T>(&self, req: &Request<T>) -> Result<String, Status> {
+    async fn peer_instance<T>(&self, req: &Request<T>) -> Result<(String, String), Status> {
         let certs = req.peer_certs().ok_or_else(|| {
             Status::unauthenticated("a client certificate from enrollment is required")
         })?;
@@ -69,7 +69,7 @@ impl AgentEndpoint {
         })?;
         check_id("instance", &id).map_err(status)?;
         match runtime_get(self.store.conn(), &id).await.map_err(status)? {
-            Some(rt) if rt.vm_id.as_deref() == Some(vm.as_str()) => Ok(id),
+            Some(rt) if rt.vm_id.as_deref() == Some(vm.as_str()) => Ok((id, vm)),
             Some(_) => Err(Status::permission_denied(format!(
                 "VM '{vm}' is no longer instance '{id}''s VM"
             ))),
@@ -88,6 +88,8 @@ impl Enrollment for AgentEndpoint {
     ) -> Result<Response<EnrollResponse>, Status> {
         let r = req.into_inner();
         check_id("instance", &r.instance_id).map_err(status)?;
+        // A CSR that can't be signed must not use up the token.
+        Ca::check_csr(&r.csr_pem).map_err(status)?;
         let Some(vm) = self
             .store
             .token_consume(&token_hash(&r.token), &r.instance_id)
@@ -95,10 +97,16 @@ impl Enrollment for AgentEndpoint {
             .map_err(status)?
         else {
             tracing::warn!(instance = %r.instance_id, "enrollment refused: invalid, used or expired token");
-            self.hub.enrollment_refused(
-                &r.instance_id,
-                "the enrollment token is invalid, already used or expired",
-            );
+            if runtime_get(self.store.conn(), &r.instance_id)
+                .await
+                .map_err(status)?
+                .is_some()
+            {
+                self.hub.enrollment_refused(
+                    &r.instance_id,
+                    "the enrollment token is invalid, already used or expired",
+                );
+            }
             return Err(Status::permission_denied(
                 "the enrollment token is invalid, already used or expired",
             ));
@@ -127,7 +135,7 @@ impl AgentService for AgentEndpoint {
         &self,
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<FmStream>, Status> {
-        let instance = self.peer_instance(&req).await?;
+        let (instance, vm) = self.peer_instance(&req).await?;
         let mut inbound = req.into_inner();
         let first = inbound
             .next()
@@ -145,15 +153,17 @@ impl AgentService for AgentEndpoint {
         }
         let (tx, rx) = mpsc::channel(64);
         let hub = self.hub.clone();
-        let session = hub.session_opened(&instance, tx, hello.journal).await;
+        let session = hub.session_opened(&instance, &vm, tx, hello.journal).await;
         tracing::info!(instance = %instance, agent_version = %hello.agent_version, "agent connected");
         tokio::spawn(async move {
             while let Some(msg) = inbound.next().await {
                 let Ok(msg) = msg else { break };
                 match msg.body {
                     Some(Body::Heartbeat(hb)) => hub.heartbeat(&instance, msg.generation, hb).await,
-                    Some(Body::Progress(p)) => hub.progress(&p.command_id, &p.line).await,
-                    Some(Body::Result(r)) => hub.command_result(r).await,
+                    Some(Body::Progress(p)) => {
+                        hub.progress(&instance, &p.command_id, &p.line).await
+                    }
+                    Some(Body::Result(r)) => hub.command_result(&instance, r).await,
                     Some(Body::Hello(_)) | None => {}
                 }
             }

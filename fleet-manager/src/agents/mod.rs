@@ -11,7 +11,6 @@
 pub mod grpc;
 
 use crate::error::{Error, Result};
-use crate::model::now_ms;
 use crate::store::Store;
 use fm_proto::agent::{Command, CommandResult, FmMessage, Heartbeat, fm_message};
 use std::collections::HashMap;
@@ -23,8 +22,9 @@ type Outbox = mpsc::Sender<Result<FmMessage, tonic::Status>>;
 
 struct Session {
     id: u64,
+    /// The VM the agent runs on (from its certificate).
+    vm: String,
     tx: Outbox,
-    connected_at: i64,
 }
 
 struct Pending {
@@ -81,11 +81,12 @@ impl AgentHub {
     pub(crate) async fn session_opened(
         &self,
         instance_id: &str,
+        vm: &str,
         tx: Outbox,
         journal: Vec<CommandResult>,
     ) -> u64 {
         for r in journal {
-            self.command_result(r).await;
+            self.command_result(instance_id, r).await;
         }
         let (id, resend) = {
             let mut st = lock(&self.state);
@@ -95,8 +96,8 @@ impl AgentHub {
                 instance_id.to_string(),
                 Session {
                     id,
+                    vm: vm.to_string(),
                     tx: tx.clone(),
-                    connected_at: now_ms(),
                 },
             );
             st.refused.remove(instance_id);
@@ -132,10 +133,15 @@ impl AgentHub {
         self.bump();
     }
 
+    /// Remembers why an instance's agent was refused (for the operation
+    /// waiting on it); callers only report instances FM provisions.
     pub(crate) fn enrollment_refused(&self, instance_id: &str, why: &str) {
-        lock(&self.state)
-            .refused
-            .insert(instance_id.to_string(), why.to_string());
+        let mut st = lock(&self.state);
+        if st.refused.len() >= 10_000 {
+            st.refused.clear();
+        }
+        st.refused.insert(instance_id.to_string(), why.to_string());
+        drop(st);
         self.bump();
     }
 
@@ -146,29 +152,25 @@ impl AgentHub {
         self.bump();
     }
 
-    /// When the agent's current session started, if it is connected.
-    pub fn connected_since(&self, instance_id: &str) -> Option<i64> {
+    /// The VM whose agent is connected for the instance, if one is.
+    pub fn connected_vm(&self, instance_id: &str) -> Option<String> {
         lock(&self.state)
             .sessions
             .get(instance_id)
-            .map(|s| s.connected_at)
+            .map(|s| s.vm.clone())
     }
 
-    /// Waits until the instance's agent has a session opened at or after
-    /// `since_ms`.
+    /// Waits until the agent of the instance's VM `vm` is connected.
     pub async fn wait_connected(
         &self,
         instance_id: &str,
-        since_ms: i64,
+        vm: &str,
         timeout: Duration,
     ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut rx = self.changed.subscribe();
         loop {
-            if self
-                .connected_since(instance_id)
-                .is_some_and(|t| t >= since_ms)
-            {
+            if self.connected_vm(instance_id).as_deref() == Some(vm) {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, rx.changed())
@@ -183,7 +185,7 @@ impl AgentHub {
                 return Err(Error::OperationFailed {
                     error_type: "AgentUnreachable".into(),
                     message: format!(
-                        "the agent of instance '{instance_id}' did not connect within {} s{why}",
+                        "the agent of instance '{instance_id}' (VM {vm}) did not connect within {} s{why}",
                         timeout.as_secs()
                     ),
                 });
@@ -191,18 +193,29 @@ impl AgentHub {
         }
     }
 
-    pub(crate) async fn progress(&self, command_id: &str, line: &str) {
+    /// A progress line from `instance_id`'s agent; lines for commands sent
+    /// to another instance are dropped.
+    pub(crate) async fn progress(&self, instance_id: &str, command_id: &str, line: &str) {
         let op = lock(&self.state)
             .pending
             .get(command_id)
+            .filter(|p| p.instance_id == instance_id)
             .and_then(|p| p.op_id.clone());
         if let Some(op) = op {
             let _ = self.store.op_log(&op, &format!("agent: {line}")).await;
         }
     }
 
-    pub(crate) async fn command_result(&self, r: CommandResult) {
-        let pending = lock(&self.state).pending.remove(&r.command_id);
+    /// A result from `instance_id`'s agent; it completes only a command sent
+    /// to that instance.
+    pub(crate) async fn command_result(&self, instance_id: &str, r: CommandResult) {
+        let pending = {
+            let mut st = lock(&self.state);
+            match st.pending.get(&r.command_id) {
+                Some(p) if p.instance_id == instance_id => st.pending.remove(&r.command_id),
+                _ => None,
+            }
+        };
         if let Some(mut p) = pending
             && let Some(done) = p.done.take()
         {

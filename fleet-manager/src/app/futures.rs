@@ -23,15 +23,27 @@ impl App {
         params: serde_json::Value,
     ) -> Result<StartedFuture> {
         let op = self
+            .run_operation(tenant, kind, target, params, self.cfg.future_wait)
+            .await?;
+        self.future_view(op).await
+    }
+
+    /// Persists an operation, wakes a worker and waits up to `wait` for it;
+    /// returns the operation as it is then.
+    pub(super) async fn run_operation(
+        &self,
+        tenant: &str,
+        kind: &'static str,
+        target: &str,
+        params: serde_json::Value,
+        wait: std::time::Duration,
+    ) -> Result<operation::Model> {
+        let op = self
             .engine
             .submit(&self.store.db, tenant, kind, target, params)
             .await?;
         self.engine.kick();
-        let op = self
-            .engine
-            .wait(tenant, &op.id, self.cfg.future_wait)
-            .await?;
-        self.future_view(op).await
+        self.engine.wait(tenant, &op.id, wait).await
     }
 
     async fn future_view(&self, op: operation::Model) -> Result<FutureState> {

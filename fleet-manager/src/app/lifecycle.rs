@@ -150,6 +150,8 @@ impl App {
                 "instance '{id}' has no initial password yet: provision it first"
             ))
         })?;
+        // Open it before marking it taken: a failure must not lose it.
+        let password = self.secrets.open(&sealed)?;
         let res = instance_runtime::Entity::update_many()
             .col_expr(
                 instance_runtime::Column::InitialPasswordTaken,
@@ -164,7 +166,7 @@ impl App {
                 "the initial password was already retrieved; it is given only once",
             ));
         }
-        Ok(json!({"user": "admin", "password": self.secrets.open(&sealed)?}))
+        Ok(json!({"user": "admin", "password": password}))
     }
 
     pub async fn instance_admin_api_key(&self, tenant: &str, id: &str) -> Result<Value> {
@@ -257,20 +259,15 @@ impl App {
             check_len("reasonForSnapshot", r, 1024)?;
         }
         let sid = new_id("snap");
+        let params = json!({"snapshotId": sid, "reason": reason});
         let op = self
-            .engine
-            .submit(
-                self.store.conn(),
+            .run_operation(
                 tenant,
                 lc::SNAPSHOT,
                 id,
-                json!({"snapshotId": sid, "reason": reason}),
+                params,
+                std::time::Duration::from_secs(600),
             )
-            .await?;
-        self.engine.kick();
-        let op = self
-            .engine
-            .wait(tenant, &op.id, std::time::Duration::from_secs(600))
             .await?;
         match (op.state.as_str(), op.result) {
             ("done", Some(r)) => serde_json::from_str(&r).map_err(Error::internal),

@@ -28,6 +28,11 @@ struct VmRecord {
     instance_id: String,
     volume_id: String,
     pid: Option<u32>,
+    /// Every process group started on this VM since it last halted: an
+    /// agent restarted after a crash gets a new group, while the node its
+    /// predecessor started stays in the old one.
+    #[serde(default)]
+    groups: Vec<u32>,
     /// "running", "stopped" or "terminated" (as asked by FM).
     state: String,
 }
@@ -132,6 +137,7 @@ impl LocalCloud {
             ))
         })?;
         rec.pid = child.id();
+        rec.groups.extend(rec.pid);
         rec.state = "running".into();
         // Reap the agent when it exits while FM runs.
         tokio::spawn(async move {
@@ -141,31 +147,54 @@ impl LocalCloud {
     }
 
     /// Stops every process of the VM (its process group): TERM, then KILL.
-    async fn halt(&self, pid: Option<u32>) -> Result<()> {
-        let Some(pid) = pid else { return Ok(()) };
-        if !pid_alive(pid) {
-            return Ok(());
+    async fn halt(&self, rec: &mut VmRecord) -> Result<()> {
+        let groups: Vec<String> = rec.groups.iter().map(|g| format!("-{g}")).collect();
+        for g in &groups {
+            let _ = run(
+                tokio::process::Command::new("kill").args(["-TERM", "--", g]),
+                "kill -TERM",
+            )
+            .await;
         }
-        let group = format!("-{pid}");
-        let _ = run(
-            tokio::process::Command::new("kill").args(["-TERM", "--", &group]),
-            "kill -TERM",
-        )
-        .await;
         for _ in 0..100 {
-            if !pid_alive(pid) {
+            if !rec.groups.iter().any(|g| group_alive(*g)) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        // Whatever is left of the group (the node, a hung child) goes now.
-        let _ = run(
-            tokio::process::Command::new("kill").args(["-KILL", "--", &group]),
-            "kill -KILL",
-        )
-        .await;
+        // Whatever is left (a node, a hung child) goes now.
+        for g in &groups {
+            let _ = run(
+                tokio::process::Command::new("kill").args(["-KILL", "--", g]),
+                "kill -KILL",
+            )
+            .await;
+        }
+        rec.groups.clear();
+        rec.pid = None;
         Ok(())
     }
+}
+
+/// Whether any process of a process group is alive (and not a zombie).
+fn group_alive(pgid: u32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            return false;
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().collect())
+                .unwrap_or_default();
+            // state is field 0 after the name, pgrp field 2
+            fields.first().is_some_and(|st| *st != "Z" && *st != "X")
+                && fields.get(2) == Some(&pgid.to_string().as_str())
+        })
+    })
 }
 
 #[async_trait::async_trait]
@@ -255,6 +284,7 @@ impl CloudProvider for LocalCloud {
             instance_id: spec.instance_id.clone(),
             volume_id: spec.volume_id.clone(),
             pid: None,
+            groups: vec![],
             state: "running".into(),
         };
         self.boot(&mut rec)
@@ -284,21 +314,18 @@ impl CloudProvider for LocalCloud {
         let Some(mut rec) = self.read_vm(vm_id)? else {
             return Ok(());
         };
-        let pid = rec.pid;
         rec.state = "stopped".into();
         self.write_vm(&rec)?;
-        self.halt(pid).await?;
-        rec.pid = None;
+        self.halt(&mut rec).await?;
         self.write_vm(&rec)
     }
 
     async fn terminate_vm(&self, vm_id: &str) -> Result<()> {
         let _guard = self.vm_lock.lock().await;
         if let Some(mut rec) = self.read_vm(vm_id)? {
-            let pid = rec.pid;
             rec.state = "terminated".into();
             self.write_vm(&rec)?;
-            self.halt(pid).await?;
+            self.halt(&mut rec).await?;
         }
         let d = self.vm_dir(vm_id);
         match std::fs::remove_dir_all(&d) {

@@ -42,6 +42,13 @@ macro_rules! step {
             undo: None,
         }
     };
+    ($name:literal, $f:path, undo $u:path) => {
+        Step {
+            name: $name,
+            run: |c| Box::pin($f(c)),
+            undo: Some(|c| Box::pin($u(c))),
+        }
+    };
 }
 
 pub fn sagas() -> Vec<Saga> {
@@ -50,8 +57,8 @@ pub fn sagas() -> Vec<Saga> {
             kind: PROVISION,
             steps: vec![
                 step!("plan", plan),
-                step!("data-volume", data_volume),
-                step!("replace-vm", replace_vm),
+                step!("data-volume", data_volume, undo restore_previous_volume),
+                step!("replace-vm", replace_vm, undo mark_provision_failed),
                 step!("boot-vm", boot_vm),
                 step!("agent-connected", agent_connected),
                 step!("setup-before-install", setup_before_install),
@@ -171,14 +178,19 @@ fn command_for(c: &StepCtx, step: &str, kind: command::Kind) -> Command {
     }
 }
 
-/// Dotted versions compared number by number.
+/// Dotted versions compared number by number; missing parts count as 0
+/// (`14.2` is `14.2.0`).
 pub fn version_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let parse = |v: &str| {
         v.split('.')
             .map(|p| p.parse::<u64>().unwrap_or(0))
             .collect::<Vec<_>>()
     };
-    parse(a).cmp(&parse(b))
+    let (mut x, mut y) = (parse(a), parse(b));
+    let n = x.len().max(y.len());
+    x.resize(n, 0);
+    y.resize(n, 0);
+    x.cmp(&y)
 }
 
 fn stage_of(action_type: &str, params: &Value) -> &'static str {
@@ -352,24 +364,62 @@ async fn data_volume(c: StepCtx) -> Result<Value> {
     Ok(json!({"volumeId": p.volume_id}))
 }
 
+/// Undo of `data-volume`: a restore from a snapshot that did not reach a
+/// healthy node gives the instance its previous volume back (the data it
+/// had) and deletes the one made from the snapshot, with the VM using it.
+async fn restore_previous_volume(c: StepCtx) -> Result<Value> {
+    let p = read_plan(&c)?;
+    if p.snapshot_ref.is_none() || p.old_volume_id.as_deref() == Some(p.volume_id.as_str()) {
+        return Ok(json!({}));
+    }
+    c.svc.cloud.terminate_vm(&p.vm_id).await?;
+    lq::runtime_set(
+        c.store.conn(),
+        &c.target,
+        vec![
+            (
+                instance_runtime::Column::VmId,
+                Option::<String>::None.into(),
+            ),
+            (
+                instance_runtime::Column::VolumeId,
+                p.old_volume_id.clone().into(),
+            ),
+            (
+                instance_runtime::Column::PublicUrl,
+                Option::<String>::None.into(),
+            ),
+        ],
+    )
+    .await?;
+    c.svc.cloud.delete_volume(&p.volume_id).await?;
+    c.log(format!(
+        "the instance keeps its previous data volume; {} deleted",
+        p.volume_id
+    ))
+    .await;
+    Ok(json!({}))
+}
+
+/// Undo of `replace-vm`: the instance shows the provisioning failed (the
+/// operation's error says why); a reprovision starts over.
+async fn mark_provision_failed(c: StepCtx) -> Result<Value> {
+    lq::runtime_set(
+        c.store.conn(),
+        &c.target,
+        vec![(
+            instance_runtime::Column::State,
+            "provisioning-failed".into(),
+        )],
+    )
+    .await?;
+    Ok(json!({}))
+}
+
 async fn replace_vm(c: StepCtx) -> Result<Value> {
     let p = read_plan(&c)?;
     if let Some(old) = p.old_vm_id.as_deref().filter(|old| *old != p.vm_id) {
-        if c.svc.hub.connected_since(&c.target).is_some() {
-            let stop = command_for(&c, "stop-old-node", command::Kind::Stop(Default::default()));
-            if let Err(e) = c
-                .svc
-                .hub
-                .run_ok(&c.target, stop, Some(&c.op_id), Duration::from_secs(60))
-                .await
-            {
-                c.log(format!(
-                    "stopping the node on the old VM failed ({}); terminating anyway",
-                    e.message()
-                ))
-                .await;
-            }
-        }
+        stop_node_on(&c, old, "stop-old-node").await;
         c.svc.cloud.terminate_vm(old).await?;
         c.log(format!("terminated the previous VM {old}")).await;
     }
@@ -416,7 +466,6 @@ pub fn render_user_data(
 async fn boot_vm(c: StepCtx) -> Result<Value> {
     let p = read_plan(&c)?;
     let cloud = &c.svc.cloud;
-    let booted_at = now_ms();
     // The runtime names the VM first: only its agent is let in.
     lq::runtime_set(
         c.store.conn(),
@@ -474,20 +523,23 @@ async fn boot_vm(c: StepCtx) -> Result<Value> {
             })
             .await?;
     }
-    Ok(json!({"bootedAt": booted_at}))
+    Ok(json!({"vmId": p.vm_id}))
 }
 
+/// Waits for the agent of the VM the previous step booted or started (its
+/// certificate names the VM, so an old VM's agent can't stand in for it).
 async fn agent_connected(c: StepCtx) -> Result<Value> {
-    let since = c
+    let vm = c
         .outputs
         .get("boot-vm")
         .or_else(|| c.outputs.get("start-vm"))
-        .and_then(|v| v.get("bootedAt"))
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+        .and_then(|v| v.get("vmId"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::internal("no VM to wait for"))?
+        .to_string();
     c.svc
         .hub
-        .wait_connected(&c.target, since, c.svc.lc.agent_connect_timeout)
+        .wait_connected(&c.target, &vm, c.svc.lc.agent_connect_timeout)
         .await?;
     c.log("agent connected").await;
     Ok(json!({}))
@@ -546,6 +598,7 @@ async fn setup_after_startup(c: StepCtx) -> Result<Value> {
 }
 
 async fn plan_setup(c: StepCtx) -> Result<Value> {
+    require_agent(&c).await?;
     let (_, tpl) = instance_and_template(&c).await?;
     Ok(json!({"setup": setup_plan(&tpl)?}))
 }
@@ -641,16 +694,35 @@ async fn require_vm(c: &StepCtx) -> Result<String> {
         .ok_or_else(|| Error::conflict(format!("instance '{}' is not provisioned", c.target)))
 }
 
-async fn stop_node_best_effort(c: StepCtx) -> Result<Value> {
-    let Some(vm) = runtime(&c).await?.vm_id else {
-        return Ok(json!({"skipped": "not provisioned"}));
-    };
-    if c.svc.cloud.vm_state(&vm).await? != VmState::Running
-        || c.svc.hub.connected_since(&c.target).is_none()
-    {
-        return Ok(json!({"skipped": "agent not connected"}));
+/// The instance's VM must run and its agent answer (within the connect
+/// timeout): a command to a stopped VM fails now, not after the command
+/// timeout.
+async fn require_agent(c: &StepCtx) -> Result<String> {
+    let vm = require_vm(c).await?;
+    if c.svc.cloud.vm_state(&vm).await? != VmState::Running {
+        return Err(Error::conflict(format!(
+            "the VM of instance '{}' is not running; start the instance first",
+            c.target
+        )));
     }
-    let cmd = command_for(&c, "stop-node", command::Kind::Stop(Default::default()));
+    c.svc
+        .hub
+        .wait_connected(&c.target, &vm, c.svc.lc.agent_connect_timeout)
+        .await?;
+    Ok(vm)
+}
+
+/// Asks the node on `vm` to stop, if its agent is there; a failure is
+/// logged and the caller goes on (the VM is about to stop or go).
+async fn stop_node_on(c: &StepCtx, vm: &str, step: &str) {
+    if c.svc.hub.connected_vm(&c.target).as_deref() != Some(vm) {
+        c.log(format!(
+            "the agent on VM {vm} is not connected; not stopping the node first"
+        ))
+        .await;
+        return;
+    }
+    let cmd = command_for(c, step, command::Kind::Stop(Default::default()));
     if let Err(e) = c
         .svc
         .hub
@@ -662,6 +734,12 @@ async fn stop_node_best_effort(c: StepCtx) -> Result<Value> {
             e.message()
         ))
         .await;
+    }
+}
+
+async fn stop_node_best_effort(c: StepCtx) -> Result<Value> {
+    if let Some(vm) = runtime(&c).await?.vm_id {
+        stop_node_on(&c, &vm, "stop-node").await;
     }
     Ok(json!({}))
 }
@@ -694,13 +772,10 @@ async fn terminate_vm(c: StepCtx) -> Result<Value> {
 
 async fn start_vm(c: StepCtx) -> Result<Value> {
     let vm = require_vm(&c).await?;
-    let booted_at = now_ms();
-    let already = c.svc.cloud.vm_state(&vm).await? == VmState::Running;
-    if !already {
+    if c.svc.cloud.vm_state(&vm).await? != VmState::Running {
         c.svc.cloud.start_vm(&vm).await?;
     }
-    // A VM that was already up keeps its agent session.
-    Ok(json!({"bootedAt": if already { 0 } else { booted_at }}))
+    Ok(json!({"vmId": vm}))
 }
 
 async fn finish_start(c: StepCtx) -> Result<Value> {
@@ -726,7 +801,7 @@ async fn stop_vm(c: StepCtx) -> Result<Value> {
 }
 
 async fn restart_node(c: StepCtx) -> Result<Value> {
-    require_vm(&c).await?;
+    require_agent(&c).await?;
     let cmd = command_for(
         &c,
         "restart-node",
@@ -742,7 +817,7 @@ async fn restart_node(c: StepCtx) -> Result<Value> {
 }
 
 async fn reset_password(c: StepCtx) -> Result<Value> {
-    require_vm(&c).await?;
+    require_agent(&c).await?;
     let user = c
         .params
         .get("userName")

@@ -369,7 +369,20 @@ impl Engine {
             if !self.inner.cfg.step_delay.is_zero() {
                 tokio::time::sleep(self.inner.cfg.step_delay).await;
             }
-            match (step.run)(ctx(&outputs)).await {
+            // FM stopping interrupts the step; it runs again (it is
+            // idempotent) when a worker resumes the operation.
+            let mut stopping = self.inner.shutdown.subscribe();
+            let stop = async move {
+                let _ = stopping.wait_for(|s| *s).await;
+            };
+            let outcome = tokio::select! {
+                r = (step.run)(ctx(&outputs)) => r,
+                () = stop => {
+                    self.log(op, format!("FM is stopping; step {} will run again after restart", step.name)).await;
+                    return store.op_release(&op.id, owner).await;
+                }
+            };
+            match outcome {
                 Ok(out) => {
                     outputs.insert(step.name.to_string(), out);
                     let next = i as i32 + 1;
@@ -403,6 +416,14 @@ impl Engine {
                         ),
                     )
                     .await;
+                    // Only the lease holder unwinds: a worker that lost the
+                    // lease leaves the operation to its new owner.
+                    if !store
+                        .op_renew_lease(&op.id, owner, self.inner.cfg.lease.as_millis() as i64)
+                        .await?
+                    {
+                        return Ok(());
+                    }
                     if let Error::Internal { context } = &e {
                         tracing::error!(operation = %op.id, step = step.name, "{context}");
                     }

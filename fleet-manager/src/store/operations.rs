@@ -281,7 +281,7 @@ impl Store {
     ) -> Result<Option<operation::Model>> {
         let now = now_ms();
         let txn = self.db.begin().await?;
-        operation::Entity::update_many()
+        let aborted_pending = operation::Entity::update_many()
             .col_expr(
                 operation::Column::State,
                 Expr::value(OpState::Aborted.as_str()),
@@ -301,7 +301,9 @@ impl Store {
             .filter(operation::Column::TenantId.eq(tenant))
             .filter(operation::Column::State.eq(OpState::Pending.as_str()))
             .exec(&txn)
-            .await?;
+            .await?
+            .rows_affected
+            == 1;
         operation::Entity::update_many()
             .col_expr(operation::Column::AbortRequested, Expr::value(true))
             .col_expr(operation::Column::UpdatedAt, Expr::value(now))
@@ -311,6 +313,19 @@ impl Store {
             .exec(&txn)
             .await?;
         let op = op_get(&txn, tenant, id).await?;
+        if let (true, Some(o)) = (aborted_pending, &op) {
+            // Finished without a worker: its outbox event goes with it.
+            let detail = serde_json::json!({"state": OpState::Aborted.as_str(), "error": "the operation was aborted"});
+            super::resources::event_insert(
+                &txn,
+                &o.tenant_id,
+                Some(&o.id),
+                &o.kind,
+                &o.target_id,
+                &detail,
+            )
+            .await?;
+        }
         txn.commit().await?;
         Ok(op)
     }

@@ -91,12 +91,38 @@ pub fn kill_local_vms(dir: &std::path::Path) {
         let Ok(v) = serde_json::from_str::<Value>(&text) else {
             continue;
         };
-        if let Some(pid) = v["pid"].as_u64() {
+        let groups = v["groups"].as_array().cloned().unwrap_or_default();
+        for g in groups
+            .iter()
+            .filter_map(Value::as_u64)
+            .chain(v["pid"].as_u64())
+        {
             let _ = std::process::Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
+                .args(["-KILL", "--", &format!("-{g}")])
                 .status();
         }
     }
+}
+
+/// Processes whose command line mentions `dir`'s local cloud (VM agents
+/// and the nodes they started), zombies aside.
+pub fn procs_under(dir: &std::path::Path) -> Vec<String> {
+    let needle = dir.join("local-cloud").display().to_string();
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if cmd.contains(&needle) && !zombie {
+            out.push(cmd);
+        }
+    }
+    out
 }
 
 impl Drop for TestDb {
