@@ -179,6 +179,51 @@ async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() 
     assert_done(&act(&t.api, &id, "start").await);
     assert_eq!(node_get(&url, "/api/health").await.status(), StatusCode::OK);
     assert_done(&act(&t.api, &id, "restart-dss").await);
+    // restart-dss works on a node that no longer answers.
+    let hang = reqwest::Client::new()
+        .post(format!("{url}/api/debug/hang"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hang.status(), StatusCode::OK);
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{url}/api/health"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_err(),
+        "the node should hang"
+    );
+    assert_done(&act(&t.api, &id, "restart-dss").await);
+    assert_eq!(node_get(&url, "/api/health").await.status(), StatusCode::OK);
+
+    // Snapshots: create, get, delete.
+    let (s, snap) = t
+        .api
+        .post(
+            &format!("/tenants/main/instances/{id}/snapshots?reasonForSnapshot=test"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{snap}");
+    let sid = snap["id"].as_str().unwrap().to_string();
+    let (s, got) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/snapshots/{sid}"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(got["reasonForSnapshot"], "test");
+    let (_, f) = t
+        .api
+        .delete(&format!("/tenants/main/instances/{id}/snapshots/{sid}"))
+        .await;
+    assert_done(&t.api.wait_future(f["jobId"].as_str().unwrap()).await);
+    let (s, _) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/snapshots/{sid}"))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     assert_done(&act(&t.api, &id, "replay-setup-actions").await);
 
     let f = act(&t.api, &id, "delete").await;
