@@ -750,3 +750,93 @@ async fn a_missed_snapshot_period_is_caught_up_once() {
     assert_done(&act(&t.api, &id, "delete").await);
     t.stop().await;
 }
+
+/// A snapshot stops the node for consistency and starts it again, also
+/// when the cloud call fails.
+#[tokio::test]
+async fn a_snapshot_quiesces_the_node_and_never_leaves_it_stopped() {
+    let t = lifecycle_app().await;
+    let (tpl, net) = setup(&t.api, json!([])).await;
+    let id = t.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_done(&act(&t.api, &id, "reprovision").await);
+    let (_, status) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    let url = status["publicURL"].as_str().unwrap().to_string();
+
+    let (s, snap) = t
+        .api
+        .post(
+            &format!("/tenants/main/instances/{id}/snapshots"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{snap}");
+    let (_, futures) = t.api.get("/tenants/main/futures?limit=1").await;
+    let log = &futures[0];
+    assert_eq!(log["type"], "SNAPSHOT_INSTANCE");
+    assert_eq!(
+        count_lines(log, "node stopped for a consistent snapshot"),
+        1,
+        "{log}"
+    );
+    assert_eq!(count_lines(log, "node started again"), 1, "{log}");
+    assert_eq!(node_get(&url, "/api/health").await.status(), StatusCode::OK);
+
+    // The cloud call fails (the snapshot store is not a directory): the
+    // snapshot fails, and the node runs again.
+    let store = t.db.dir.path().join("local-cloud").join("snapshots");
+    let aside = t.db.dir.path().join("local-cloud").join("snapshots.aside");
+    std::fs::rename(&store, &aside).unwrap();
+    std::fs::write(&store, b"not a directory").unwrap();
+    let (s, err) = t
+        .api
+        .post(
+            &format!("/tenants/main/instances/{id}/snapshots"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{err}");
+    assert_eq!(node_get(&url, "/api/health").await.status(), StatusCode::OK);
+    let (_, futures) = t.api.get("/tenants/main/futures?limit=1").await;
+    assert_eq!(
+        count_lines(&futures[0], "undo quiesce-node: done"),
+        1,
+        "{}",
+        futures[0]
+    );
+    std::fs::remove_file(&store).unwrap();
+    std::fs::rename(&aside, &store).unwrap();
+
+    // With consistency NONE the node is not stopped.
+    let (_, mut doc) = t.api.get(&format!("/tenants/main/instances/{id}")).await;
+    doc["snapshotConsistency"] = json!("NONE");
+    assert_eq!(
+        t.api
+            .put(&format!("/tenants/main/instances/{id}"), doc)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, _) = t
+        .api
+        .post(
+            &format!("/tenants/main/instances/{id}/snapshots"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, futures) = t.api.get("/tenants/main/futures?limit=1").await;
+    assert_eq!(
+        count_lines(&futures[0], "node stopped"),
+        0,
+        "{}",
+        futures[0]
+    );
+    assert_done(&act(&t.api, &id, "delete").await);
+    t.stop().await;
+}

@@ -26,6 +26,17 @@ pub enum EncryptionMode {
     Custom,
 }
 
+/// How a snapshot is made consistent (an extension of the public API).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SnapshotConsistency {
+    /// Stop the node for the snapshot and start it again right after.
+    #[default]
+    StopNode,
+    /// Snapshot the running node (crash-consistent only).
+    None,
+}
+
 const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
 
 /// An instance as the public API reads and writes it. Field names follow
@@ -87,6 +98,9 @@ pub struct Instance {
     /// Disaster recovery: create the data volume from this snapshot.
     #[serde(default)]
     pub aws_snapshot_id: Option<String>,
+    /// How snapshots are made consistent: `STOP_NODE` (default) or `NONE`.
+    #[serde(default, deserialize_with = "nullable")]
+    pub snapshot_consistency: SnapshotConsistency,
     /// Read-only: milliseconds since the epoch.
     #[serde(default, deserialize_with = "nullable")]
     pub created_at: i64,

@@ -111,7 +111,11 @@ pub fn sagas() -> Vec<Saga> {
         },
         Saga {
             kind: SNAPSHOT,
-            steps: vec![step!("snapshot-volume", snapshot_volume)],
+            steps: vec![
+                step!("quiesce-node", quiesce_node, undo resume_node),
+                step!("snapshot-volume", snapshot_volume),
+                step!("resume-node", resume_node),
+            ],
         },
         Saga {
             kind: DELETE_SNAPSHOT,
@@ -859,6 +863,61 @@ pub fn snapshot_view(s: &snapshot::Model) -> Value {
         "automated": s.automated,
         "cloudSnapshotId": s.cloud_ref,
     })
+}
+
+/// Stops the node for a consistent snapshot when the instance asks for it
+/// and the node runs. Its undo, and the saga's last step, start it again:
+/// whether the cloud call succeeds, fails, or FM dies in between, the node
+/// is not left stopped.
+async fn quiesce_node(c: StepCtx) -> Result<Value> {
+    let (inst, _) = instance_and_template(&c).await?;
+    let Some(vm) = runtime(&c).await?.vm_id else {
+        return Ok(json!({"stopped": false}));
+    };
+    if inst.snapshot_consistency == crate::model::instance::SnapshotConsistency::None
+        || c.svc.cloud.vm_state(&vm).await? != VmState::Running
+        || c.svc.hub.connected_vm(&c.target).as_deref() != Some(vm.as_str())
+    {
+        return Ok(json!({"stopped": false}));
+    }
+    let cmd = command_for(&c, "quiesce-node", command::Kind::Stop(Default::default()));
+    c.svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+        .await?;
+    c.log("node stopped for a consistent snapshot").await;
+    Ok(json!({"stopped": true}))
+}
+
+/// Starts the node the quiesce step stopped. Its output is the snapshot
+/// (the saga's result) when the snapshot was taken.
+async fn resume_node(c: StepCtx) -> Result<Value> {
+    let snapshot = c
+        .outputs
+        .get("snapshot-volume")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let stopped = c
+        .outputs
+        .get("quiesce-node")
+        .and_then(|v| v.get("stopped"))
+        .and_then(Value::as_bool);
+    if stopped != Some(true) {
+        return Ok(snapshot);
+    }
+    let cmd = command_for(
+        &c,
+        "resume-node",
+        command::Kind::Start(fm_proto::agent::StartNode {
+            health_timeout_secs: c.svc.lc.health_timeout_secs,
+        }),
+    );
+    c.svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+        .await?;
+    c.log("node started again").await;
+    Ok(snapshot)
 }
 
 async fn snapshot_volume(c: StepCtx) -> Result<Value> {
