@@ -134,15 +134,19 @@ impl Ca {
         })
     }
 
-    /// Checks that a CSR can be read and its signature holds.
-    pub fn check_csr(csr_pem: &str) -> Result<()> {
-        CertificateSigningRequestParams::from_pem(csr_pem)
-            .map(|_| ())
-            .map_err(|e| {
-                Error::invalid(format!(
-                    "the certificate signing request can't be read: {e}"
-                ))
-            })
+    /// Checks that a CSR can be read and its signature holds; returns the
+    /// SHA-256 (hex) of its public key.
+    pub fn check_csr(csr_pem: &str) -> Result<String> {
+        use rcgen::PublicKeyData;
+        use sha2::{Digest, Sha256};
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            Error::invalid(format!(
+                "the certificate signing request can't be read: {e}"
+            ))
+        })?;
+        Ok(hex::encode(Sha256::digest(
+            csr.public_key.subject_public_key_info(),
+        )))
     }
 
     /// Signs an agent's CSR. The certificate names the instance (common

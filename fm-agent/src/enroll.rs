@@ -58,12 +58,16 @@ pub async fn ensure_enrolled(cfg: &Config) -> AgentIdentity {
         Ok(None) => {}
         Err(e) => tracing::warn!("can't read the stored certificate, enrolling again: {e}"),
     }
+    // One key for every attempt, kept on disk: if an answer is lost (or the
+    // agent restarts), FM accepts the same token again with the same key.
+    let pending = pending_key(&cfg.state_dir);
     let mut backoff = Backoff::default();
     loop {
-        match enroll_once(cfg).await {
+        match enroll_once(cfg, pending.as_ref()).await {
             Ok(id) => {
                 tracing::info!(instance_id = %cfg.instance_id, "enrolled with FM");
                 store_identity(&cfg.state_dir, &id);
+                let _ = std::fs::remove_file(cfg.state_dir.join(PENDING_KEY_FILE));
                 return id;
             }
             Err(e) => {
@@ -102,9 +106,33 @@ fn store_identity(state_dir: &Path, id: &AgentIdentity) {
     }
 }
 
-/// A new key and CSR (subject CN = `instance_id`): (key PEM, CSR PEM).
-pub fn key_and_csr(instance_id: &str) -> Result<(Secret, String), rcgen::Error> {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+/// The key being enrolled, before FM has signed it.
+const PENDING_KEY_FILE: &str = "enroll.key";
+
+/// The key of the enrollment in progress: read from the state dir, or made
+/// and stored there (mode 0600). None if it can't be stored (each attempt
+/// then makes its own).
+fn pending_key(state_dir: &Path) -> Option<Secret> {
+    let path = state_dir.join(PENDING_KEY_FILE);
+    if let Ok(pem) = std::fs::read_to_string(&path)
+        && KeyPair::from_pem(&pem).is_ok()
+    {
+        return Some(Secret::new(pem));
+    }
+    let pem = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+        .ok()?
+        .serialize_pem();
+    fsutil::write_atomic(&path, pem.as_bytes(), 0o600).ok()?;
+    Some(Secret::new(pem))
+}
+
+/// A CSR (subject CN = `instance_id`) for `key`, or for a new key:
+/// (key PEM, CSR PEM).
+pub fn csr_for(instance_id: &str, key: Option<&Secret>) -> Result<(Secret, String), rcgen::Error> {
+    let key = match key {
+        Some(pem) => KeyPair::from_pem(pem.expose())?,
+        None => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?,
+    };
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, instance_id);
@@ -113,9 +141,9 @@ pub fn key_and_csr(instance_id: &str) -> Result<(Secret, String), rcgen::Error> 
     Ok((Secret::new(key.serialize_pem()), csr))
 }
 
-/// One enrollment attempt.
-pub async fn enroll_once(cfg: &Config) -> Result<AgentIdentity, EnrollError> {
-    let (key_pem, csr_pem) = key_and_csr(&cfg.instance_id)
+/// One enrollment attempt, with `key` if given (else a new one).
+pub async fn enroll_once(cfg: &Config, key: Option<&Secret>) -> Result<AgentIdentity, EnrollError> {
+    let (key_pem, csr_pem) = csr_for(&cfg.instance_id, key)
         .map_err(|e| EnrollError::Failed(format!("can't make a key and CSR: {e}")))?;
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&cfg.ca_pem))
@@ -172,7 +200,7 @@ mod tests {
 
     #[test]
     fn the_csr_names_the_instance_and_verifies() {
-        let (key, csr) = key_and_csr("inst-abc123").unwrap();
+        let (key, csr) = csr_for("inst-abc123", None).unwrap();
         assert!(key.expose().contains("PRIVATE KEY"));
         let parsed = rcgen::CertificateSigningRequestParams::from_pem(&csr).unwrap();
         let cn = parsed
@@ -181,6 +209,16 @@ mod tests {
             .get(&DnType::CommonName)
             .unwrap();
         assert!(format!("{cn:?}").contains("inst-abc123"));
+    }
+
+    #[test]
+    fn every_enrollment_attempt_uses_the_same_stored_key() {
+        let d = tempfile::tempdir().unwrap();
+        let first = pending_key(d.path()).unwrap();
+        let again = pending_key(d.path()).unwrap();
+        assert_eq!(first.expose(), again.expose());
+        let (key, _) = csr_for("inst-abc123", Some(&first)).unwrap();
+        assert_eq!(key.expose(), first.expose());
     }
 
     #[test]

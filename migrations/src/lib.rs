@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_initial;
 mod m20261121_000002_lifecycle;
 mod m20261121_000003_automated_snapshots;
+mod m20261121_000004_enrollment_key;
 
 /// The ordered list of migrations.
 #[derive(Debug)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261121_000002_lifecycle::Migration),
             Box::new(m20261121_000003_automated_snapshots::Migration),
+            Box::new(m20261121_000004_enrollment_key::Migration),
         ]
     }
 }

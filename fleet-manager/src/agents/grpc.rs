@@ -89,10 +89,10 @@ impl Enrollment for AgentEndpoint {
         let r = req.into_inner();
         check_id("instance", &r.instance_id).map_err(status)?;
         // A CSR that can't be signed must not use up the token.
-        Ca::check_csr(&r.csr_pem).map_err(status)?;
+        let key = Ca::check_csr(&r.csr_pem).map_err(status)?;
         let Some(vm) = self
             .store
-            .token_consume(&token_hash(&r.token), &r.instance_id)
+            .token_consume(&token_hash(&r.token), &r.instance_id, &key)
             .await
             .map_err(status)?
         else {

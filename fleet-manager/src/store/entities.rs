@@ -248,6 +248,7 @@ pub mod enrollment_token {
         pub expires_at: i64,
         pub used_at: Option<i64>,
         pub created_at: i64,
+        pub public_key_sha256: Option<String>,
     }
     entity_boilerplate!();
 }

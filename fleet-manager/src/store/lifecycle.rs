@@ -161,29 +161,40 @@ impl Store {
             expires_at: Set(now + ttl_ms),
             used_at: Set(None),
             created_at: Set(now),
+            public_key_sha256: Set(None),
         })
         .exec_without_returning(&self.db)
         .await?;
         Ok(())
     }
 
-    /// Marks a token used if it is valid for `instance_id` (unused, not
-    /// expired); returns the VM it was issued for when this call consumed
-    /// it. Also resets the agent's generation: a new VM's agent counts from
-    /// the start again.
+    /// Uses a token for `instance_id` and the key `public_key_sha256`: valid
+    /// while unexpired and either unused or used before with the same key
+    /// (an agent whose answer was lost asks again). Returns the VM the token
+    /// was issued for when accepted. Also resets the agent's generation: a
+    /// new VM's agent counts from the start again.
     pub async fn token_consume(
         &self,
         token_hash: &str,
         instance_id: &str,
+        public_key_sha256: &str,
     ) -> Result<Option<String>> {
-        use sea_orm::TransactionTrait;
+        use sea_orm::{Condition, TransactionTrait};
         let now = now_ms();
         let txn = self.db.begin().await?;
         let res = enrollment_token::Entity::update_many()
             .col_expr(enrollment_token::Column::UsedAt, Expr::value(now))
+            .col_expr(
+                enrollment_token::Column::PublicKeySha256,
+                Expr::value(public_key_sha256),
+            )
             .filter(enrollment_token::Column::TokenHash.eq(token_hash))
             .filter(enrollment_token::Column::InstanceId.eq(instance_id))
-            .filter(enrollment_token::Column::UsedAt.is_null())
+            .filter(
+                Condition::any()
+                    .add(enrollment_token::Column::UsedAt.is_null())
+                    .add(enrollment_token::Column::PublicKeySha256.eq(public_key_sha256)),
+            )
             .filter(enrollment_token::Column::ExpiresAt.gt(now))
             .exec(&txn)
             .await?;

@@ -290,6 +290,11 @@ impl TestApp {
         }
     }
 
+    /// Where the agent endpoint listens.
+    pub fn agent_addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().expect("running").agent_addr
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.stop().await;

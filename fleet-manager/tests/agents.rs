@@ -1,0 +1,130 @@
+//! The agent endpoint: enrollment tokens and certificates.
+
+mod common;
+
+use common::TestApp;
+use fleet_manager::agents::grpc::token_hash;
+use fm_proto::agent::EnrollRequest;
+use fm_proto::agent::enrollment_client::EnrollmentClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+fn csr(instance: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, instance);
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+async fn client(t: &TestApp) -> EnrollmentClient<Channel> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = t.app.engine.services().ca.cert_pem.clone();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let ch = Channel::from_shared(format!("https://127.0.0.1:{}", t.agent_addr().port()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    EnrollmentClient::new(ch)
+}
+
+fn request(instance: &str, token: &str, csr_pem: &str) -> EnrollRequest {
+    EnrollRequest {
+        instance_id: instance.into(),
+        token: token.into(),
+        csr_pem: csr_pem.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_token_enrolls_one_key_and_that_key_may_ask_again() {
+    let t = TestApp::new().await;
+    t.app
+        .store
+        .token_insert(&token_hash("tok-1"), "inst-enroll", "vm-1", 60_000)
+        .await
+        .unwrap();
+    let mut c = client(&t).await;
+    let mine = csr("inst-enroll");
+    let cert = c
+        .enroll(request("inst-enroll", "tok-1", &mine))
+        .await
+        .unwrap()
+        .into_inner();
+    let der = rustls_pemfile_der(&cert.certificate_pem);
+    assert_eq!(
+        fleet_manager::pki::agent_identity(&der),
+        Some(("inst-enroll".to_string(), "vm-1".to_string())),
+        "the certificate names the instance and the VM, whatever the CSR asked"
+    );
+    // The answer was lost: the same key asks again with the same token.
+    assert!(
+        c.enroll(request("inst-enroll", "tok-1", &mine))
+            .await
+            .is_ok()
+    );
+    // Another key can't use the token.
+    let err = c
+        .enroll(request("inst-enroll", "tok-1", &csr("inst-enroll")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // Nor can the token serve another instance.
+    let err = c
+        .enroll(request("inst-other", "tok-1", &mine))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_csr_does_not_use_up_the_token_and_expired_tokens_are_refused() {
+    let t = TestApp::new().await;
+    t.app
+        .store
+        .token_insert(&token_hash("tok-2"), "inst-e2", "vm-2", 60_000)
+        .await
+        .unwrap();
+    t.app
+        .store
+        .token_insert(&token_hash("tok-old"), "inst-e2", "vm-2", -1)
+        .await
+        .unwrap();
+    let mut c = client(&t).await;
+    let err = c
+        .enroll(request("inst-e2", "tok-2", "not a CSR"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        c.enroll(request("inst-e2", "tok-2", &csr("inst-e2")))
+            .await
+            .is_ok()
+    );
+    let err = c
+        .enroll(request("inst-e2", "tok-old", &csr("inst-e2")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    let err = c
+        .enroll(request("inst-e2", "never-issued", &csr("inst-e2")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    t.stop().await;
+}
+
+/// The DER of the first certificate in a PEM string.
+fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
