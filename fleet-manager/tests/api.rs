@@ -588,3 +588,79 @@ async fn use_default_values_puts_a_network_in_fms_own_vpc() {
     assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn setup_action_secrets_are_sealed_masked_and_kept_when_sent_back_masked() {
+    let t = TestApp::new().await;
+    let action = json!({"type": "INSTALL_JDBC_DRIVER", "params": {
+        "url": "https://repo.example/driver.jar", "dbType": "mysql",
+        "username": "me", "password": "s3cret-jdbc", "headers": {"Authorization": "Bearer tok-123"}}});
+    let (s, tpl) = t
+        .api
+        .post(
+            "/tenants/main/instance-settings-templates",
+            json!({"label": "t", "setupActions": [action]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{tpl}");
+    let text = tpl.to_string();
+    assert!(
+        !text.contains("s3cret-jdbc") && !text.contains("tok-123"),
+        "{text}"
+    );
+    assert_eq!(tpl["setupActions"][0]["params"]["password"], "********");
+    let id = tpl["id"].as_str().unwrap().to_string();
+    let row = fleet_manager::store::resources::template_get(t.app.store.conn(), "main", &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!row.doc.contains("s3cret-jdbc") && !row.doc.contains("tok-123"));
+
+    // The client sends back what it read: the masked secret stays as it was.
+    let (_, mut got) = t
+        .api
+        .get(&format!("/tenants/main/instance-settings-templates/{id}"))
+        .await;
+    got["label"] = json!("renamed");
+    let (s, b) = t
+        .api
+        .put(
+            &format!("/tenants/main/instance-settings-templates/{id}"),
+            got.clone(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let row2 = fleet_manager::store::resources::template_get(t.app.store.conn(), "main", &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let doc: Value = serde_json::from_str(&row2.doc).unwrap();
+    let sealed = doc["setupActions"][0]["params"]["password"]
+        .as_str()
+        .unwrap();
+    let key = std::fs::read_to_string(t.db.dir.path().join("secrets.key")).unwrap();
+    let sb = fleet_manager::crypto::SecretBox::load(Some(&key), t.db.dir.path()).unwrap();
+    let opened = sb.open(sealed.strip_prefix("fm-sealed:").unwrap()).unwrap();
+    assert_eq!(opened, "\"s3cret-jdbc\"");
+
+    // A mask that no longer matches its action (moved behind another) is refused.
+    let mut moved = got.clone();
+    let first = moved["setupActions"][0].clone();
+    moved["setupActions"] = json!([{"type": "SETUP_K8S_AND_SPARK", "params": {}}, first]);
+    let (s, b) = t
+        .api
+        .put(
+            &format!("/tenants/main/instance-settings-templates/{id}"),
+            moved,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("give the value again"),
+        "{b}"
+    );
+    t.stop().await;
+}

@@ -76,12 +76,16 @@ async fn setup(api: &Api, actions: Value) -> (String, String) {
 #[tokio::test]
 async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() {
     let t = lifecycle_app().await;
+    let driver = t.db.dir.path().join("driver.jar");
+    std::fs::write(&driver, b"a JDBC driver").unwrap();
     let (tpl, net) = setup(
         &t.api,
         json!([
             {"type": "ADD_ENV_VARIABLES", "params": {"variables": [{"key": "FM_TEST_VAR", "value": "hello"}]}},
             {"type": "ADD_PROPERTIES", "params": {"properties": [{"key": "fm.test.prop", "value": "42"}]}},
-            {"type": "ADD_AUTHORIZED_KEY", "params": {"sshKey": "ssh-ed25519 AAAAC3NzaTEST test@fm"}}
+            {"type": "ADD_AUTHORIZED_KEY", "params": {"sshKey": "ssh-ed25519 AAAAC3NzaTEST test@fm"}},
+            {"type": "INSTALL_JDBC_DRIVER", "params": {"url": format!("file://{}", driver.display()),
+                "dbType": "mysql", "username": "u", "password": "jdbc-pass-123"}}
         ]),
     )
     .await;
@@ -90,6 +94,18 @@ async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() 
 
     let f = act(&t.api, &id, "reprovision").await;
     assert_done(&f);
+    // The driver landed in the node's data dir; the password it came with is
+    // nowhere in FM's stored operations.
+    let jars: Vec<_> = walk(&t.db.dir.path().join("local-cloud").join("volumes"))
+        .into_iter()
+        .filter(|p| p.ends_with("lib/jdbc/mysql/driver.jar"))
+        .collect();
+    assert_eq!(jars.len(), 1, "the JDBC driver was not installed");
+    let backup = serde_json::to_string(&t.app.store.backup().await.unwrap()).unwrap();
+    assert!(
+        !backup.contains("jdbc-pass-123"),
+        "a setup-action secret is stored in clear"
+    );
     // The agent's progress lines landed in the operation's log.
     assert!(count_lines(&f, "agent: ") > 0, "{f}");
     let (_, status) = t
@@ -240,6 +256,20 @@ async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() 
             .is_err()
     );
     t.stop().await;
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// No agent or node of the test's VMs is left running (within 5 s).

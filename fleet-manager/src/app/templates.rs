@@ -2,6 +2,7 @@
 
 use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
+use crate::model::setup_action::{MASK, SEALED_PREFIX};
 use crate::model::template::InstanceTemplate;
 use crate::model::{check_id, new_id, now_ms};
 use crate::ops::sagas::DELETE_INSTANCE_TEMPLATE;
@@ -16,6 +17,7 @@ impl App {
         nb_instances: u64,
     ) -> Result<InstanceTemplate> {
         let mut t: InstanceTemplate = from_doc(&m.doc)?;
+        mask_secret_params(&mut t);
         t.id = Some(m.id.clone());
         t.has_dataiku_aws_secret_access_key = m.secret.is_some();
         t.nb_instances = nb_instances;
@@ -28,6 +30,63 @@ impl App {
             Some(m) => Ok(m),
             None => Err(self.missing(tenant, "instance template", id).await),
         }
+    }
+
+    /// Seals the secret parameters of setup actions. A mask here has no
+    /// stored value behind it (a new template): it must be given.
+    fn seal_secret_params(&self, input: &mut InstanceTemplate) -> Result<()> {
+        for (i, a) in input.setup_actions.iter_mut().enumerate() {
+            let keys = a.secret_params();
+            let Some(params) = a.params.as_mut() else {
+                continue;
+            };
+            for key in keys {
+                let Some(v) = params.get(*key).filter(|v| !v.is_null()) else {
+                    continue;
+                };
+                if v.as_str() == Some(MASK) {
+                    return Err(give_again(i, key));
+                }
+                let sealed = format!("{SEALED_PREFIX}{}", self.secrets.seal(&v.to_string())?);
+                params.insert((*key).to_string(), serde_json::Value::String(sealed));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces masked secret parameters by the values stored for the same
+    /// action (same position and type) in `old`.
+    fn unmask_secret_params(
+        &self,
+        input: &InstanceTemplate,
+        old: &InstanceTemplate,
+    ) -> Result<InstanceTemplate> {
+        let mut t = input.clone();
+        for (i, a) in t.setup_actions.iter_mut().enumerate() {
+            let keys = a.secret_params();
+            let ty = a.action_type;
+            let Some(params) = a.params.as_mut() else {
+                continue;
+            };
+            for key in keys {
+                if params.get(*key).and_then(|v| v.as_str()) != Some(MASK) {
+                    continue;
+                }
+                let stored = old
+                    .setup_actions
+                    .get(i)
+                    .filter(|o| o.action_type == ty)
+                    .and_then(|o| o.params.as_ref()?.get(*key)?.as_str().map(str::to_string));
+                let sealed = stored
+                    .as_deref()
+                    .and_then(|s| s.strip_prefix(SEALED_PREFIX))
+                    .ok_or_else(|| give_again(i, key))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&self.secrets.open(sealed)?).map_err(Error::internal)?;
+                params.insert((*key).to_string(), v);
+            }
+        }
+        Ok(t)
     }
 
     fn template_secret(
@@ -72,6 +131,7 @@ impl App {
     ) -> Result<InstanceTemplate> {
         self.tenant(tenant).await?;
         input.validate()?;
+        self.seal_secret_params(&mut input)?;
         let secret = self.template_secret(&mut input, None)?;
         let now = now_ms();
         input.id = None;
@@ -93,11 +153,16 @@ impl App {
         &self,
         tenant: &str,
         id: &str,
-        mut input: InstanceTemplate,
+        input: InstanceTemplate,
     ) -> Result<InstanceTemplate> {
         let m = self.template_row(tenant, id).await?;
         check_body_id(id, input.id.as_deref())?;
+        let old: InstanceTemplate = from_doc(&m.doc)?;
+        // Masked secrets stand for the stored values: validate and store
+        // with those (a mask that can't be matched is refused when sealing).
+        let mut input = self.unmask_secret_params(&input, &old)?;
         input.validate()?;
+        self.seal_secret_params(&mut input)?;
         let secret = self.template_secret(&mut input, m.secret.clone())?;
         input.id = None;
         let mut am = m.into_active_model();
@@ -122,4 +187,21 @@ impl App {
         self.start_operation(tenant, DELETE_INSTANCE_TEMPLATE, id, serde_json::json!({}))
             .await
     }
+}
+
+/// Replaces sealed setup-action parameters by the mask.
+fn mask_secret_params(t: &mut InstanceTemplate) {
+    for a in &mut t.setup_actions {
+        for v in a.params.iter_mut().flat_map(|p| p.values_mut()) {
+            if v.as_str().is_some_and(|s| s.starts_with(SEALED_PREFIX)) {
+                *v = serde_json::Value::String(MASK.into());
+            }
+        }
+    }
+}
+
+fn give_again(index: usize, key: &str) -> Error {
+    Error::invalid(format!(
+        "setupActions[{index}].params.{key}: give the value again (the mask stands for a stored value only at the same position and type)"
+    ))
 }

@@ -174,7 +174,22 @@ fn check_url(p: &Params<'_>, key: &str, schemes: &[&str]) -> Result<()> {
     }
 }
 
+/// What a secret parameter reads as through the API.
+pub const MASK: &str = "********";
+/// How a sealed parameter value starts in the stored template.
+pub const SEALED_PREFIX: &str = "fm-sealed:";
+
 impl SetupAction {
+    /// The parameters of this action that are secrets: stored sealed,
+    /// read back as [`MASK`], unsealed only in the command to the agent.
+    pub fn secret_params(&self) -> &'static [&'static str] {
+        match self.action_type {
+            SetupActionType::InstallJdbcDriver => &["password", "headers"],
+            SetupActionType::AddSshKey => &["sshKey"],
+            _ => &[],
+        }
+    }
+
     /// Checks the parameters this action's type needs.
     pub fn validate(&self, index: usize) -> Result<()> {
         let empty = Map::new();

@@ -549,6 +549,22 @@ async fn agent_connected(c: StepCtx) -> Result<Value> {
     Ok(json!({}))
 }
 
+/// The parameters as the agent needs them: sealed secrets opened, only in
+/// the command itself (never in stored outputs or logs).
+fn unseal_params(c: &StepCtx, params_json: &str) -> Result<String> {
+    use crate::model::setup_action::SEALED_PREFIX;
+    let mut v: Value = serde_json::from_str(params_json).map_err(Error::internal)?;
+    if let Some(map) = v.as_object_mut() {
+        for val in map.values_mut() {
+            if let Some(sealed) = val.as_str().and_then(|s| s.strip_prefix(SEALED_PREFIX)) {
+                *val =
+                    serde_json::from_str(&c.svc.secrets.open(sealed)?).map_err(Error::internal)?;
+            }
+        }
+    }
+    Ok(v.to_string())
+}
+
 async fn setup_stage(c: &StepCtx, stage: &str, actions: &[(String, String)]) -> Result<Value> {
     if actions.is_empty() {
         return Ok(json!({"actions": 0}));
@@ -560,11 +576,13 @@ async fn setup_stage(c: &StepCtx, stage: &str, actions: &[(String, String)]) -> 
             stage: stage.to_string(),
             actions: actions
                 .iter()
-                .map(|(t, p)| fm_proto::agent::SetupAction {
-                    r#type: t.clone(),
-                    params_json: p.clone(),
+                .map(|(t, p)| {
+                    Ok(fm_proto::agent::SetupAction {
+                        r#type: t.clone(),
+                        params_json: unseal_params(c, p)?,
+                    })
                 })
-                .collect(),
+                .collect::<Result<Vec<_>>>()?,
         }),
     );
     c.svc
