@@ -165,7 +165,9 @@ impl Ca {
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        validity(&mut params, 365);
+        // No renewal protocol yet: a certificate outlives any VM it was made
+        // for (a VM FM replaced is refused whatever its certificate says).
+        validity(&mut params, 5 * 365);
         let cert = params
             .signed_by(&csr.public_key, &self.issuer()?)
             .map_err(rc)?;
