@@ -10,7 +10,14 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn lifecycle_app() -> TestApp {
+/// An in-process FM ready for the lifecycle: kits published, quick
+/// heartbeats, futures answered at once. Each test gives its own block of
+/// node ports (`base`), so tests running side by side never share one;
+/// `tune` adjusts the rest.
+async fn lifecycle_app(
+    base: u16,
+    tune: impl FnOnce(&mut fleet_manager::config::Config),
+) -> TestApp {
     for b in ["fm-agent", "standin-node"] {
         assert!(
             sibling_binary(b).exists(),
@@ -24,12 +31,24 @@ async fn lifecycle_app() -> TestApp {
             cfg.lifecycle.agent_timeout = Duration::from_secs(4);
             cfg.lifecycle.health_timeout_secs = 30;
             cfg.lifecycle.agent_connect_timeout = Duration::from_secs(30);
-            cfg.lifecycle.port_base = 21000 + (std::process::id() % 200) as u16 * 20;
+            cfg.lifecycle.port_base = base + (std::process::id() % 50) as u16 * 20;
             cfg.future_wait = Duration::ZERO;
+            tune(cfg);
         },
         vec![],
     )
     .await
+}
+
+/// A provisioned instance from a template without setup actions.
+async fn provisioned(api: &Api) -> String {
+    let (tpl, net) = setup(api, json!([])).await;
+    let id = api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_done(&act(api, &id, "reprovision").await);
+    id
 }
 
 /// Starts an action and waits for its future; returns the final state.
@@ -75,7 +94,7 @@ async fn setup(api: &Api, actions: Value) -> (String, String) {
 
 #[tokio::test]
 async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() {
-    let t = lifecycle_app().await;
+    let t = lifecycle_app(31000, |_| {}).await;
     let driver = t.db.dir.path().join("driver.jar");
     std::fs::write(&driver, b"a JDBC driver").unwrap();
     let (tpl, net) = setup(
@@ -349,7 +368,7 @@ fn count_lines(f: &Value, needle: &str) -> usize {
 
 #[tokio::test]
 async fn killing_the_agent_mid_install_still_provisions_once() {
-    let t = lifecycle_app().await;
+    let t = lifecycle_app(32000, |_| {}).await;
     let (tpl, net) = setup(&t.api, json!([])).await;
     let id = t.api.create_instance(&tpl, &net).await["id"]
         .as_str()
@@ -474,7 +493,7 @@ async fn failing_reprovision(api: &Api, id: &str) -> String {
 
 #[tokio::test]
 async fn a_failing_setup_action_fails_the_future_with_its_output_and_reprovision_recovers() {
-    let t = lifecycle_app().await;
+    let t = lifecycle_app(33000, |_| {}).await;
     let bad = json!([{"type": "INSTALL_JDBC_DRIVER", "params": {"url": "file:///nonexistent/driver.jar", "dbType": "mysql"}}]);
     let (tpl, net) = setup(&t.api, bad).await;
     let id = t.api.create_instance(&tpl, &net).await["id"]
@@ -507,18 +526,7 @@ async fn a_failing_setup_action_fails_the_future_with_its_output_and_reprovision
 
 #[tokio::test]
 async fn a_corrupted_kit_or_a_node_that_never_gets_healthy_fails_clearly() {
-    let t = TestApp::with(
-        |cfg| {
-            cfg.lifecycle.standin_bin = sibling_binary("standin-node");
-            cfg.lifecycle.heartbeat_secs = 1;
-            cfg.lifecycle.health_timeout_secs = 4;
-            cfg.lifecycle.agent_connect_timeout = Duration::from_secs(30);
-            cfg.lifecycle.port_base = 25000 + (std::process::id() % 100) as u16 * 20;
-            cfg.future_wait = Duration::ZERO;
-        },
-        vec![],
-    )
-    .await;
+    let t = lifecycle_app(34000, |cfg| cfg.lifecycle.health_timeout_secs = 4).await;
     let kits = t.db.dir.path().join("kits");
     // A never-healthy kit of an older version, and a corrupted copy of another.
     let out = std::process::Command::new(sibling_binary("standin-node"))
@@ -628,6 +636,23 @@ async fn an_agent_with_a_bad_enrollment_token_fails_the_future_and_reprovision_r
     fm.kill();
 }
 
+/// Waits until the tenant's recent operations have all finished.
+async fn wait_idle(api: &Api) {
+    for _ in 0..300 {
+        let (_, futures) = api.get("/tenants/main/futures?limit=10").await;
+        if futures
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["alive"] == false)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("operations still running");
+}
+
 async fn automated(api: &Api, id: &str) -> Vec<Value> {
     let (_, snaps) = api
         .get(&format!("/tenants/main/instances/{id}/snapshots"))
@@ -656,24 +681,12 @@ async fn schedule(api: &Api, id: &str, enable: bool, period: u32, keep: u32) {
 /// snapshots alone.
 #[tokio::test]
 async fn automated_snapshots_keep_coming_and_hold_the_retention_exactly() {
-    let t = TestApp::with(
-        |cfg| {
-            cfg.lifecycle.standin_bin = sibling_binary("standin-node");
-            cfg.lifecycle.heartbeat_secs = 1;
-            cfg.lifecycle.port_base = 29000 + (std::process::id() % 100) as u16 * 20;
-            cfg.lifecycle.reconcile_interval = Duration::from_millis(100);
-            cfg.lifecycle.snapshot_hour = Duration::from_millis(300);
-            cfg.future_wait = Duration::ZERO;
-        },
-        vec![],
-    )
+    let t = lifecycle_app(35000, |cfg| {
+        cfg.lifecycle.reconcile_interval = Duration::from_millis(100);
+        cfg.lifecycle.snapshot_hour = Duration::from_millis(300);
+    })
     .await;
-    let (tpl, net) = setup(&t.api, json!([])).await;
-    let id = t.api.create_instance(&tpl, &net).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_done(&act(&t.api, &id, "reprovision").await);
+    let id = provisioned(&t.api).await;
     let (s, manual) = t
         .api
         .post(
@@ -738,45 +751,37 @@ async fn automated_snapshots_keep_coming_and_hold_the_retention_exactly() {
 /// After FM was away for many periods, one pass takes one snapshot.
 #[tokio::test]
 async fn a_missed_snapshot_period_is_caught_up_once() {
-    let t = TestApp::with(
-        |cfg| {
-            cfg.lifecycle.standin_bin = sibling_binary("standin-node");
-            cfg.lifecycle.port_base = 30000 + (std::process::id() % 100) as u16 * 20;
-            cfg.lifecycle.reconcile_interval = Duration::from_secs(3600); // passes run only when called here
-            cfg.future_wait = Duration::ZERO;
-        },
-        vec![],
-    )
+    // Passes run only when this test calls them.
+    let t = lifecycle_app(36000, |cfg| {
+        cfg.lifecycle.reconcile_interval = Duration::from_secs(3600)
+    })
     .await;
-    let (tpl, net) = setup(&t.api, json!([])).await;
-    let id = t.api.create_instance(&tpl, &net).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_done(&act(&t.api, &id, "reprovision").await);
+    let id = provisioned(&t.api).await;
+    // Quick snapshots (no quiesce), an "hour" of one second.
+    let (_, mut doc) = t.api.get(&format!("/tenants/main/instances/{id}")).await;
+    doc["snapshotConsistency"] = json!("NONE");
+    assert_eq!(
+        t.api
+            .put(&format!("/tenants/main/instances/{id}"), doc)
+            .await
+            .0,
+        StatusCode::OK
+    );
     schedule(&t.api, &id, true, 1, 0).await;
-    let hour = Duration::from_millis(100);
+    let hour = Duration::from_secs(1);
     let first = t.app.reconcile_automated_snapshots(hour).await.unwrap();
     assert_eq!(first.snapshots_started, 1);
-    while automated(&t.api, &id).await.is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Ten periods pass with no reconciler running.
-    tokio::time::sleep(hour * 10).await;
+    wait_idle(&t.api).await;
+    assert_eq!(automated(&t.api, &id).await.len(), 1);
+    // Five periods pass with no reconciler running.
+    tokio::time::sleep(hour * 5).await;
     let pass = t.app.reconcile_automated_snapshots(hour).await.unwrap();
-    assert_eq!(pass.snapshots_started, 1, "one catch-up snapshot, not ten");
-    for _ in 0..100 {
-        if automated(&t.api, &id).await.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(pass.snapshots_started, 1, "one catch-up snapshot, not five");
+    wait_idle(&t.api).await;
     assert_eq!(automated(&t.api, &id).await.len(), 2);
+    // The catch-up counts as this period's snapshot: nothing is due now.
     let again = t.app.reconcile_automated_snapshots(hour).await.unwrap();
-    assert_eq!(
-        again.snapshots_started, 0,
-        "the catch-up counts as this period's snapshot"
-    );
+    assert_eq!(again, fleet_manager::app::ScheduleReport::default());
     assert_done(&act(&t.api, &id, "delete").await);
     t.stop().await;
 }
@@ -785,13 +790,8 @@ async fn a_missed_snapshot_period_is_caught_up_once() {
 /// when the cloud call fails.
 #[tokio::test]
 async fn a_snapshot_quiesces_the_node_and_never_leaves_it_stopped() {
-    let t = lifecycle_app().await;
-    let (tpl, net) = setup(&t.api, json!([])).await;
-    let id = t.api.create_instance(&tpl, &net).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_done(&act(&t.api, &id, "reprovision").await);
+    let t = lifecycle_app(37000, |_| {}).await;
+    let id = provisioned(&t.api).await;
     let (_, status) = t
         .api
         .get(&format!("/tenants/main/instances/{id}/status"))
