@@ -194,8 +194,19 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
         );
         let mut stop = rx.clone();
         tokio::spawn(async move {
+            // One replica runs the schedule: the holder of its lease.
+            let ttl = (every * 3).max(Duration::from_secs(10)).as_millis() as i64;
             loop {
-                match app.reconcile_automated_snapshots(hour).await {
+                let leader = app
+                    .store
+                    .lease_acquire("snapshot-schedule", app.engine.owner(), ttl)
+                    .await;
+                let pass = match leader {
+                    Ok(true) => app.reconcile_automated_snapshots(hour).await,
+                    Ok(false) => Ok(Default::default()),
+                    Err(e) => Err(e),
+                };
+                match pass {
                     Ok(r) if r != Default::default() => tracing::info!(
                         snapshots = r.snapshots_started,
                         deletions = r.deletions_started,

@@ -99,3 +99,29 @@ async fn a_stale_agent_report_never_rolls_the_instance_state_back() {
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_leader_lease_has_one_holder_until_it_expires() {
+    let db = TestDb::new().await;
+    let store = Store::open(&db.url).await.unwrap();
+    assert!(store.lease_acquire("schedule", "fm-a", 200).await.unwrap());
+    assert!(
+        !store.lease_acquire("schedule", "fm-b", 200).await.unwrap(),
+        "held by fm-a"
+    );
+    assert!(
+        store.lease_acquire("schedule", "fm-a", 200).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        store.lease_acquire("other", "fm-b", 200).await.unwrap(),
+        "leases are per name"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        store.lease_acquire("schedule", "fm-b", 200).await.unwrap(),
+        "taken over once expired"
+    );
+    assert!(!store.lease_acquire("schedule", "fm-a", 200).await.unwrap());
+    store.close().await;
+}

@@ -134,6 +134,11 @@ impl Engine {
         }
     }
 
+    /// This FM process's identity in leases.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
     pub fn services(&self) -> &Arc<Services> {
         &self.inner.svc
     }

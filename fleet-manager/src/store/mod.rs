@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod entities;
+pub mod leases;
 pub mod lifecycle;
 pub mod operations;
 pub mod resources;
