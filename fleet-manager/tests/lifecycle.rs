@@ -870,3 +870,112 @@ async fn a_snapshot_quiesces_the_node_and_never_leaves_it_stopped() {
     assert_done(&act(&t.api, &id, "delete").await);
     t.stop().await;
 }
+
+/// A reprovision from a snapshot that fails before the node is healthy
+/// gives the instance its previous volume back: the data written after the
+/// snapshot is still there.
+#[tokio::test]
+async fn a_failed_restore_from_a_snapshot_keeps_the_previous_volume() {
+    let t = lifecycle_app(38000, |_| {}).await;
+    let (tpl, net) = setup(&t.api, json!([])).await;
+    let id = t.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_done(&act(&t.api, &id, "reprovision").await);
+    let url = |st: &Value| st["publicURL"].as_str().unwrap().to_string();
+    let (_, st) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    let put = |u: String, v: &'static str| async move {
+        let r = reqwest::Client::new()
+            .put(format!("{u}/api/values/k"))
+            .body(v)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    };
+    put(url(&st), "before").await;
+    let (s, snap) = t
+        .api
+        .post(
+            &format!("/tenants/main/instances/{id}/snapshots"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{snap}");
+    put(url(&st), "after").await;
+    let volume_before = st["dataVolumeId"].clone();
+
+    // The template now has a setup action that fails after the install.
+    let (_, mut tdoc) = t
+        .api
+        .get(&format!("/tenants/main/instance-settings-templates/{tpl}"))
+        .await;
+    tdoc["setupActions"] = json!([{"type": "INSTALL_JDBC_DRIVER", "params": {"url": "file:///nonexistent/x.jar", "dbType": "mysql"}}]);
+    assert_eq!(
+        t.api
+            .put(
+                &format!("/tenants/main/instance-settings-templates/{tpl}"),
+                tdoc.clone()
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, f) = t
+        .api
+        .post(
+            &format!(
+                "/tenants/main/instances/{id}/snapshots/{}/reprovision",
+                snap["id"].as_str().unwrap()
+            ),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    let f = t.api.wait_future(f["jobId"].as_str().unwrap()).await;
+    assert_eq!(f["state"], "failed", "{f}");
+    assert_eq!(count_lines(&f, "keeps its previous data volume"), 1, "{f}");
+    let (_, st) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    assert_eq!(st["dataVolumeId"], volume_before, "{st}");
+    assert_eq!(st["state"], "provisioning-failed", "{st}");
+    let volumes = std::fs::read_dir(t.db.dir.path().join("local-cloud").join("volumes"))
+        .unwrap()
+        .count();
+    assert_eq!(volumes, 1, "the volume made from the snapshot is gone");
+
+    // Fixed template, plain reprovision: the node runs on the previous volume.
+    tdoc["setupActions"] = json!([]);
+    assert_eq!(
+        t.api
+            .put(
+                &format!("/tenants/main/instance-settings-templates/{tpl}"),
+                tdoc
+            )
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_done(&act(&t.api, &id, "reprovision").await);
+    let (_, st) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    assert_eq!(
+        node_get(&url(&st), "/api/values/k")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "after"
+    );
+    assert_done(&act(&t.api, &id, "delete").await);
+    assert_no_processes(t.db.dir.path()).await;
+    t.stop().await;
+}
