@@ -21,6 +21,9 @@ use std::time::{Duration, SystemTime};
 
 const CA_SETTING: &str = "agent-ca";
 
+/// How long an agent certificate lasts.
+pub const AGENT_CERT_DAYS: u64 = 365;
+
 #[derive(Serialize, Deserialize)]
 struct StoredCa {
     cert_pem: String,
@@ -152,7 +155,12 @@ impl Ca {
     /// Signs an agent's CSR. The certificate names the instance (common
     /// name) and the VM (organizational unit), whatever the CSR asked for;
     /// it can only authenticate a client.
-    pub fn sign_agent_csr(&self, csr_pem: &str, instance_id: &str, vm_id: &str) -> Result<String> {
+    pub fn sign_agent_csr(
+        &self,
+        csr_pem: &str,
+        instance_id: &str,
+        vm_id: &str,
+    ) -> Result<(String, i64)> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
             Error::invalid(format!(
                 "the certificate signing request can't be read: {e}"
@@ -165,13 +173,13 @@ impl Ca {
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        // No renewal protocol yet: a certificate outlives any VM it was made
-        // for (a VM FM replaced is refused whatever its certificate says).
-        validity(&mut params, 5 * 365);
+        // Agents renew a month before expiry (`AgentService.Renew`).
+        validity(&mut params, AGENT_CERT_DAYS);
         let cert = params
             .signed_by(&csr.public_key, &self.issuer()?)
             .map_err(rc)?;
-        Ok(cert.pem())
+        let not_after_ms = now_ms() + AGENT_CERT_DAYS as i64 * 86_400_000;
+        Ok((cert.pem(), not_after_ms))
     }
 }
 

@@ -128,3 +128,91 @@ fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
         .decode(body)
         .unwrap()
 }
+
+#[tokio::test]
+async fn an_agent_renews_its_certificate_for_the_same_instance_and_vm_only_while_current() {
+    use fleet_manager::store::entities::instance_runtime;
+    use fleet_manager::store::lifecycle::{runtime_ensure, runtime_set};
+    use fm_proto::agent::RenewRequest;
+    use fm_proto::agent::agent_service_client::AgentServiceClient;
+    let t = TestApp::new().await;
+    let conn = t.app.store.conn();
+    runtime_ensure(conn, "main", "inst-r").await.unwrap();
+    runtime_set(
+        conn,
+        "inst-r",
+        vec![(
+            instance_runtime::Column::VmId,
+            Some("vm-r".to_string()).into(),
+        )],
+    )
+    .await
+    .unwrap();
+    t.app
+        .store
+        .token_insert(&token_hash("tok-r"), "inst-r", "vm-r", 60_000)
+        .await
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "inst-r");
+    let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let first = client(&t)
+        .await
+        .enroll(request("inst-r", "tok-r", &csr_pem))
+        .await
+        .unwrap()
+        .into_inner();
+    let year = 365 * 86_400_000i64;
+    assert!(first.not_after_ms > fleet_manager::model::now_ms() + year - 86_400_000);
+
+    // Mutual TLS with the certificate just issued.
+    let ca = t.app.engine.services().ca.cert_pem.clone();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost")
+        .identity(tonic::transport::Identity::from_pem(
+            &first.certificate_pem,
+            key.serialize_pem(),
+        ));
+    let ch = Channel::from_shared(format!("https://127.0.0.1:{}", t.agent_addr().port()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut svc = AgentServiceClient::new(ch);
+    let renewed = svc
+        .renew(RenewRequest {
+            csr_pem: csr("anything"),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        fleet_manager::pki::agent_identity(&rustls_pemfile_der(&renewed.certificate_pem)),
+        Some(("inst-r".to_string(), "vm-r".to_string()))
+    );
+    assert!(renewed.not_after_ms >= first.not_after_ms);
+
+    // Once the instance has another VM, the old VM's certificate renews nothing.
+    runtime_set(
+        conn,
+        "inst-r",
+        vec![(
+            instance_runtime::Column::VmId,
+            Some("vm-new".to_string()).into(),
+        )],
+    )
+    .await
+    .unwrap();
+    let err = svc
+        .renew(RenewRequest { csr_pem: csr("x") })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    t.stop().await;
+}

@@ -19,6 +19,10 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 pub const CERT_FILE: &str = "agent.crt";
 /// File name of the agent's private key in the state dir.
 pub const KEY_FILE: &str = "agent.key";
+/// File name of the certificate's expiry (ms since the epoch) in the state dir.
+pub const EXPIRY_FILE: &str = "agent.expiry";
+/// Renew this long before the certificate expires.
+pub const RENEW_BEFORE_MS: i64 = 30 * 86_400_000;
 
 /// The agent's client certificate and key (PEM).
 #[derive(Debug, Clone)]
@@ -27,6 +31,16 @@ pub struct AgentIdentity {
     pub cert_pem: String,
     /// The private key (PKCS#8 PEM).
     pub key_pem: Secret,
+    /// When the certificate expires (ms since the epoch), if FM said.
+    pub not_after_ms: Option<i64>,
+}
+
+impl AgentIdentity {
+    /// Whether the certificate should be renewed at `now_ms`.
+    pub fn renewal_due(&self, now_ms: i64) -> bool {
+        self.not_after_ms
+            .is_some_and(|t| t - now_ms <= RENEW_BEFORE_MS)
+    }
 }
 
 /// Why an enrollment attempt failed.
@@ -44,9 +58,13 @@ pub fn load_identity(state_dir: &Path) -> io::Result<Option<AgentIdentity>> {
     if !cert.exists() || !key.exists() {
         return Ok(None);
     }
+    let not_after_ms = std::fs::read_to_string(state_dir.join(EXPIRY_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
     Ok(Some(AgentIdentity {
         cert_pem: std::fs::read_to_string(cert)?,
         key_pem: Secret::new(std::fs::read_to_string(key)?),
+        not_after_ms,
     }))
 }
 
@@ -88,7 +106,7 @@ pub async fn ensure_enrolled(cfg: &Config) -> AgentIdentity {
     }
 }
 
-fn store_identity(state_dir: &Path, id: &AgentIdentity) {
+pub(crate) fn store_identity(state_dir: &Path, id: &AgentIdentity) {
     // Key first: a certificate without its key would skip enrollment.
     let write = || {
         fsutil::write_atomic(
@@ -96,7 +114,15 @@ fn store_identity(state_dir: &Path, id: &AgentIdentity) {
             id.key_pem.expose().as_bytes(),
             0o600,
         )?;
-        fsutil::write_atomic(&state_dir.join(CERT_FILE), id.cert_pem.as_bytes(), 0o600)
+        fsutil::write_atomic(&state_dir.join(CERT_FILE), id.cert_pem.as_bytes(), 0o600)?;
+        match id.not_after_ms {
+            Some(t) => fsutil::write_atomic(
+                &state_dir.join(EXPIRY_FILE),
+                t.to_string().as_bytes(),
+                0o600,
+            ),
+            None => Ok(()),
+        }
     };
     if let Err(e) = write() {
         tracing::error!(
@@ -181,6 +207,32 @@ pub async fn enroll_once(cfg: &Config, key: Option<&Secret>) -> Result<AgentIden
     Ok(AgentIdentity {
         cert_pem: resp.certificate_pem,
         key_pem,
+        not_after_ms: (resp.not_after_ms > 0).then_some(resp.not_after_ms),
+    })
+}
+
+/// Renews the certificate over the mutual-TLS channel of the current one:
+/// a new key, the same instance and VM.
+pub async fn renew(
+    cfg: &Config,
+    channel: tonic::transport::Channel,
+) -> Result<AgentIdentity, EnrollError> {
+    let (key_pem, csr_pem) = csr_for(&cfg.instance_id, None)
+        .map_err(|e| EnrollError::Failed(format!("can't make a key and CSR: {e}")))?;
+    let resp = fm_proto::agent::agent_service_client::AgentServiceClient::new(channel)
+        .renew(fm_proto::agent::RenewRequest { csr_pem })
+        .await
+        .map_err(|s| EnrollError::Failed(status_text(&s)))?
+        .into_inner();
+    if !resp.certificate_pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(EnrollError::Failed(
+            "FM answered without a PEM certificate".into(),
+        ));
+    }
+    Ok(AgentIdentity {
+        cert_pem: resp.certificate_pem,
+        key_pem,
+        not_after_ms: (resp.not_after_ms > 0).then_some(resp.not_after_ms),
     })
 }
 
@@ -219,6 +271,20 @@ mod tests {
         assert_eq!(first.expose(), again.expose());
         let (key, _) = csr_for("inst-abc123", Some(&first)).unwrap();
         assert_eq!(key.expose(), first.expose());
+    }
+
+    #[test]
+    fn renewal_is_due_a_month_before_expiry_and_never_without_one() {
+        let day = 86_400_000;
+        let id = |t: Option<i64>| AgentIdentity {
+            cert_pem: String::new(),
+            key_pem: Secret::new(String::new()),
+            not_after_ms: t,
+        };
+        assert!(!id(Some(100 * day)).renewal_due(0));
+        assert!(id(Some(29 * day)).renewal_due(0));
+        assert!(id(Some(-1)).renewal_due(0));
+        assert!(!id(None).renewal_due(0));
     }
 
     #[test]

@@ -112,12 +112,61 @@ async fn agent(cfg: Arc<config::Config>) -> anyhow::Result<()> {
         pruned_journal_entries = pruned,
         "fm-agent starting"
     );
-    let identity = enroll::ensure_enrolled(&cfg).await;
-    let channel = session::mtls_channel(&cfg, &identity).context("can't configure the channel")?;
+    let mut identity = enroll::ensure_enrolled(&cfg).await;
+    let mut channel =
+        session::mtls_channel(&cfg, &identity).context("can't configure the channel")?;
+    if identity.renewal_due(now_ms()) {
+        match enroll::renew(&cfg, channel.clone()).await {
+            Ok(renewed) => {
+                enroll::store_identity(&cfg.state_dir, &renewed);
+                tracing::info!("agent certificate renewed");
+                identity = renewed;
+                channel = session::mtls_channel(&cfg, &identity)
+                    .context("can't configure the channel")?;
+            }
+            Err(e) => tracing::warn!("renewing the agent certificate failed ({e:?}); will retry"),
+        }
+    }
+    spawn_renewal_check(cfg.clone(), identity.clone(), channel.clone());
     let ctx = Arc::new(commands::Ctx::new(cfg, channel, journal));
     let queue = commands::spawn_worker(ctx.clone());
     session::run_sessions(ctx, Arc::new(generation), queue).await;
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Twice a day, renews the certificate when it is due; the agent then exits
+/// so its init restarts it on the new certificate (commands are journaled,
+/// so nothing runs twice).
+fn spawn_renewal_check(
+    cfg: Arc<config::Config>,
+    identity: enroll::AgentIdentity,
+    channel: tonic::transport::Channel,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(12 * 3600)).await;
+            if !identity.renewal_due(now_ms()) {
+                continue;
+            }
+            match enroll::renew(&cfg, channel.clone()).await {
+                Ok(renewed) => {
+                    enroll::store_identity(&cfg.state_dir, &renewed);
+                    tracing::info!("agent certificate renewed; restarting to use it");
+                    std::process::exit(0);
+                }
+                Err(e) => {
+                    tracing::warn!("renewing the agent certificate failed ({e:?}); will retry")
+                }
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -16,7 +16,7 @@ use fm_proto::agent::agent_message::Body;
 use fm_proto::agent::agent_service_server::{AgentService, AgentServiceServer};
 use fm_proto::agent::enrollment_server::{Enrollment, EnrollmentServer};
 use fm_proto::agent::{
-    AgentMessage, EnrollRequest, EnrollResponse, FetchKitRequest, FmMessage, KitChunk,
+    AgentMessage, EnrollRequest, EnrollResponse, FetchKitRequest, FmMessage, KitChunk, RenewRequest,
 };
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -111,7 +111,7 @@ impl Enrollment for AgentEndpoint {
                 "the enrollment token is invalid, already used or expired",
             ));
         };
-        let cert = self
+        let (cert, not_after_ms) = self
             .ca
             .sign_agent_csr(&r.csr_pem, &r.instance_id, &vm)
             .map_err(status)?;
@@ -119,6 +119,7 @@ impl Enrollment for AgentEndpoint {
         Ok(Response::new(EnrollResponse {
             certificate_pem: cert,
             ca_pem: self.ca.cert_pem.clone(),
+            not_after_ms,
         }))
     }
 }
@@ -171,6 +172,22 @@ impl AgentService for AgentEndpoint {
             tracing::info!(instance = %instance, "agent disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn renew(&self, req: Request<RenewRequest>) -> Result<Response<EnrollResponse>, Status> {
+        let (instance, vm) = self.peer_instance(&req).await?;
+        let csr = req.into_inner().csr_pem;
+        Ca::check_csr(&csr).map_err(status)?;
+        let (cert, not_after_ms) = self
+            .ca
+            .sign_agent_csr(&csr, &instance, &vm)
+            .map_err(status)?;
+        tracing::info!(instance = %instance, "agent certificate renewed");
+        Ok(Response::new(EnrollResponse {
+            certificate_pem: cert,
+            ca_pem: self.ca.cert_pem.clone(),
+            not_after_ms,
+        }))
     }
 
     async fn fetch_kit(

@@ -141,6 +141,7 @@ impl Enrollment for Svc {
         Ok(Response::new(EnrollResponse {
             certificate_pem: cert.pem(),
             ca_pem: self.issuer.pem(),
+            not_after_ms: 0,
         }))
     }
 }
@@ -193,6 +194,15 @@ impl AgentService for Svc {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn renew(
+        &self,
+        _request: Request<fm_proto::agent::RenewRequest>,
+    ) -> Result<Response<fm_proto::agent::EnrollResponse>, Status> {
+        Err(Status::unimplemented(
+            "renewal is tested against FM's own endpoint",
+        ))
     }
 
     async fn fetch_kit(
