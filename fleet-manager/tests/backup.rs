@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{FmProcess, TestApp, TestDb, cli_create_key, free_port};
+use common::{FmProcess, TestApp, TestDb, cli_create_key};
 use fleet_manager::store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -133,14 +133,7 @@ async fn restore_refuses_a_database_that_holds_data_unless_told_to_replace_it() 
 async fn a_lost_fm_is_recovered_from_its_backup_and_its_agents_reconnect() {
     let db = TestDb::new().await;
     let key = cli_create_key(&db);
-    let agent_listen = format!("127.0.0.1:{}", free_port());
-    let port_base = (28000 + (std::process::id() % 100) * 20).to_string();
-    let env = [
-        ("FM_AGENT_LISTEN", agent_listen.as_str()),
-        ("FM_HEARTBEAT_SECS", "1"),
-        ("FM_AGENT_TIMEOUT_SECS", "4"),
-        ("FM_LOCAL_PORT_BASE", port_base.as_str()),
-    ];
+    let env = common::lifecycle_env(28000, &[("FM_AGENT_TIMEOUT_SECS", "4")]);
     let fm = FmProcess::start(&db, &key, &env).await;
     let tpl = fm.api.create_template().await;
     let net = fm.api.create_network().await;

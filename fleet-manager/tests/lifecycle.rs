@@ -417,18 +417,13 @@ async fn killing_the_agent_mid_install_still_provisions_once() {
 
 #[tokio::test]
 async fn killing_fm_at_any_step_of_provisioning_still_provisions_once_after_restart() {
-    use common::{FmProcess, TestDb, cli_create_key, free_port};
+    use common::{FmProcess, TestDb, cli_create_key, lifecycle_env};
     let db = TestDb::new().await;
     let key = cli_create_key(&db);
-    let agent_listen = format!("127.0.0.1:{}", free_port());
-    let port_base = (24000 + (std::process::id() % 100) * 20).to_string();
-    let env = [
-        ("FM_AGENT_LISTEN", agent_listen.as_str()),
-        ("FM_OPS_LEASE_SECS", "2"),
-        ("FM_FUTURE_WAIT_MS", "0"),
-        ("FM_HEARTBEAT_SECS", "1"),
-        ("FM_LOCAL_PORT_BASE", port_base.as_str()),
-    ];
+    let env = lifecycle_env(
+        24000,
+        &[("FM_OPS_LEASE_SECS", "2"), ("FM_FUTURE_WAIT_MS", "0")],
+    );
     let mut fm = FmProcess::start(&db, &key, &env).await;
     let (tpl, net) = setup(&fm.api, json!([])).await;
     // FM dies at a different point of the saga each round.
@@ -599,21 +594,19 @@ async fn a_corrupted_kit_or_a_node_that_never_gets_healthy_fails_clearly() {
 
 #[tokio::test]
 async fn an_agent_with_a_bad_enrollment_token_fails_the_future_and_reprovision_recovers() {
-    use common::{FmProcess, TestDb, cli_create_key, free_port};
+    use common::{FmProcess, TestDb, cli_create_key, lifecycle_env};
     let db = TestDb::new().await;
     let key = cli_create_key(&db);
-    let agent_listen = format!("127.0.0.1:{}", free_port());
-    let port_base = (26000 + (std::process::id() % 100) * 20).to_string();
-    let mut env = vec![
-        ("FM_AGENT_LISTEN", agent_listen.as_str()),
-        ("FM_FUTURE_WAIT_MS", "0"),
-        ("FM_HEARTBEAT_SECS", "1"),
-        ("FM_AGENT_CONNECT_TIMEOUT_SECS", "6"),
-        ("FM_LOCAL_PORT_BASE", port_base.as_str()),
-    ];
+    let mut env = lifecycle_env(
+        26000,
+        &[
+            ("FM_FUTURE_WAIT_MS", "0"),
+            ("FM_AGENT_CONNECT_TIMEOUT_SECS", "6"),
+        ],
+    );
     // Every token this FM hands out has expired by the time the agent uses it.
     let mut expired = env.clone();
-    expired.push(("FM_ENROLLMENT_TOKEN_TTL_SECS", "0"));
+    expired.push(("FM_ENROLLMENT_TOKEN_TTL_SECS".into(), "0".into()));
     let fm = FmProcess::start(&db, &key, &expired).await;
     let (tpl, net) = setup(&fm.api, json!([])).await;
     let id = fm.api.create_instance(&tpl, &net).await["id"]
@@ -624,7 +617,7 @@ async fn an_agent_with_a_bad_enrollment_token_fails_the_future_and_reprovision_r
     assert!(msg.contains("enrollment was refused"), "{msg}");
     fm.kill();
 
-    env.push(("FM_AGENT_CONNECT_TIMEOUT_SECS", "60"));
+    env.push(("FM_AGENT_CONNECT_TIMEOUT_SECS".into(), "60".into()));
     let fm = FmProcess::start(&db, &key, &env).await;
     assert_done(&act(&fm.api, &id, "reprovision").await);
     assert_eq!(

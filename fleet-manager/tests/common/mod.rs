@@ -319,6 +319,26 @@ pub fn free_port() -> u16 {
         .expect("port")
 }
 
+/// The environment of a real FM process that runs instances: an agent port
+/// of its own (the same after a restart, as agents' user-data names it),
+/// one-second heartbeats, a block of node ports from `port_base`, then
+/// `extra`.
+pub fn lifecycle_env(port_base: u32, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "FM_AGENT_LISTEN".to_string(),
+            format!("127.0.0.1:{}", free_port()),
+        ),
+        ("FM_HEARTBEAT_SECS".to_string(), "1".to_string()),
+        (
+            "FM_LOCAL_PORT_BASE".to_string(),
+            (port_base + (std::process::id() % 50) * 20).to_string(),
+        ),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
 /// Creates an API key through the admin CLI.
 pub fn cli_create_key(db: &TestDb) -> (String, String) {
     let out = std::process::Command::new(bin())
@@ -341,7 +361,11 @@ pub fn cli_create_key(db: &TestDb) -> (String, String) {
 
 impl FmProcess {
     /// Starts `fleet-manager serve` on the test database with extra env.
-    pub async fn start(db: &TestDb, key: &(String, String), env: &[(&str, &str)]) -> FmProcess {
+    pub async fn start(
+        db: &TestDb,
+        key: &(String, String),
+        env: &[(impl AsRef<str>, impl AsRef<str>)],
+    ) -> FmProcess {
         Self::start_on(db.dir.path(), &db.url, key, env).await
     }
 
@@ -350,7 +374,7 @@ impl FmProcess {
         dir: &std::path::Path,
         url: &str,
         key: &(String, String),
-        env: &[(&str, &str)],
+        env: &[(impl AsRef<str>, impl AsRef<str>)],
     ) -> FmProcess {
         let port = free_port();
         let log = std::fs::OpenOptions::new()
@@ -369,11 +393,11 @@ impl FmProcess {
             ])
             .stdout(std::process::Stdio::null())
             .stderr(log);
-        if !env.iter().any(|(k, _)| *k == "FM_AGENT_LISTEN") {
+        if !env.iter().any(|(k, _)| k.as_ref() == "FM_AGENT_LISTEN") {
             cmd.env("FM_AGENT_LISTEN", format!("127.0.0.1:{}", free_port()));
         }
         for (k, v) in env {
-            cmd.env(k, v);
+            cmd.env(k.as_ref(), v.as_ref());
         }
         let child = cmd.spawn().expect("spawn fleet-manager");
         let api = Api {
