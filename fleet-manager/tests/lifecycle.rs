@@ -972,3 +972,19 @@ async fn a_failed_restore_from_a_snapshot_keeps_the_previous_volume() {
     assert_no_processes(t.db.dir.path()).await;
     t.stop().await;
 }
+
+/// The agent reports the node as each command ends, so the status read
+/// right after an operation is current (here heartbeats are hourly).
+#[tokio::test]
+async fn status_is_current_as_soon_as_an_operation_ends() {
+    let t = lifecycle_app(39000, |cfg| cfg.lifecycle.heartbeat_secs = 3600).await;
+    let id = provisioned(&t.api).await;
+    let (_, st) = t
+        .api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    assert_eq!(st["nodeState"], "running", "{st}");
+    assert_eq!(st["heartbeat"]["nodeVersion"], "14.2.0", "{st}");
+    assert_done(&act(&t.api, &id, "delete").await);
+    t.stop().await;
+}

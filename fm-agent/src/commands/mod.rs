@@ -231,6 +231,10 @@ pub async fn run_command(ctx: &Ctx, cmd: Command) -> CommandResult {
         tracing::warn!(command_id = %id, kind, "command failed: {}", stored.error);
     }
     let result = stored.to_proto(&id);
+    // A fresh heartbeat first: FM's view of the node is current by the time
+    // the operation waiting for this result goes on.
+    let hb = crate::heartbeat::collect(&ctx.cfg, ctx.node_starting()).await;
+    ctx.link.send(Body::Heartbeat(hb)).await;
     ctx.link.send(Body::Result(result.clone())).await;
     result
 }
