@@ -231,10 +231,16 @@ pub async fn run_command(ctx: &Ctx, cmd: Command) -> CommandResult {
         tracing::warn!(command_id = %id, kind, "command failed: {}", stored.error);
     }
     let result = stored.to_proto(&id);
-    // A fresh heartbeat first: FM's view of the node is current by the time
-    // the operation waiting for this result goes on.
-    let hb = crate::heartbeat::collect(&ctx.cfg, ctx.node_starting()).await;
-    ctx.link.send(Body::Heartbeat(hb)).await;
+    // After a command that changes the node, a fresh heartbeat first: FM's
+    // view of the node is current by the time the operation waiting for
+    // this result goes on.
+    if !matches!(
+        cmd.kind,
+        Some(Kind::Ping(_)) | Some(Kind::ResetUserPassword(_)) | None
+    ) {
+        let hb = crate::heartbeat::collect(&ctx.cfg, ctx.node_starting()).await;
+        ctx.link.send(Body::Heartbeat(hb)).await;
+    }
     ctx.link.send(Body::Result(result.clone())).await;
     result
 }
