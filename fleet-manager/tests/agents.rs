@@ -17,20 +17,28 @@ fn csr(instance: &str) -> String {
     params.serialize_request(&key).unwrap().pem().unwrap()
 }
 
-async fn client(t: &TestApp) -> EnrollmentClient<Channel> {
+/// A TLS channel to the app's agent endpoint, with a client identity
+/// (certificate and key PEM) for mutual TLS if given.
+async fn channel(t: &TestApp, identity: Option<(&str, &str)>) -> Channel {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = t.app.engine.services().ca.cert_pem.clone();
-    let tls = ClientTlsConfig::new()
+    let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
         .domain_name("localhost");
-    let ch = Channel::from_shared(format!("https://127.0.0.1:{}", t.agent_addr().port()))
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
+    Channel::from_shared(format!("https://127.0.0.1:{}", t.agent_addr().port()))
         .unwrap()
         .tls_config(tls)
         .unwrap()
         .connect()
         .await
-        .unwrap();
-    EnrollmentClient::new(ch)
+        .unwrap()
+}
+
+async fn client(t: &TestApp) -> EnrollmentClient<Channel> {
+    EnrollmentClient::new(channel(t, None).await)
 }
 
 fn request(instance: &str, token: &str, csr_pem: &str) -> EnrollRequest {
@@ -169,21 +177,8 @@ async fn an_agent_renews_its_certificate_for_the_same_instance_and_vm_only_while
     assert!(first.not_after_ms > fleet_manager::model::now_ms() + year - 86_400_000);
 
     // Mutual TLS with the certificate just issued.
-    let ca = t.app.engine.services().ca.cert_pem.clone();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .domain_name("localhost")
-        .identity(tonic::transport::Identity::from_pem(
-            &first.certificate_pem,
-            key.serialize_pem(),
-        ));
-    let ch = Channel::from_shared(format!("https://127.0.0.1:{}", t.agent_addr().port()))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let key_pem = key.serialize_pem();
+    let ch = channel(&t, Some((&first.certificate_pem, &key_pem))).await;
     let mut svc = AgentServiceClient::new(ch);
     let renewed = svc
         .renew(RenewRequest {

@@ -151,33 +151,19 @@ async fn a_lost_fm_is_recovered_from_its_backup_and_its_agents_reconnect() {
     );
 
     let backup = db.dir.path().join("fm-backup.json");
-    let out = std::process::Command::new(common::bin())
-        .args(["admin", "backup", "--data-dir"])
-        .arg(db.dir.path())
-        .args(["--database-url", &db.url, "--out"])
-        .arg(&backup)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::admin(
+        db.dir.path(),
+        &db.url,
+        &["backup", "--out", backup.to_str().unwrap()],
     );
     fm.kill();
     // The database is lost; a new, empty one takes its place (the local
     // cloud, like a real one, lives on outside FM's database).
     let new_db = TestDb::new().await;
-    let out = std::process::Command::new(common::bin())
-        .args(["admin", "restore", "--data-dir"])
-        .arg(db.dir.path())
-        .args(["--database-url", &new_db.url, "--from"])
-        .arg(&backup)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::admin(
+        db.dir.path(),
+        &new_db.url,
+        &["restore", "--from", backup.to_str().unwrap()],
     );
 
     let fm = FmProcess::start_on(db.dir.path(), &new_db.url, &key, &env).await;

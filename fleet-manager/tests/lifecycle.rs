@@ -53,13 +53,19 @@ async fn provisioned(api: &Api) -> String {
 
 /// Starts an action and waits for its future; returns the final state.
 async fn act(api: &Api, instance: &str, action: &str) -> Value {
+    let job = start(api, instance, action).await;
+    api.wait_future(&job).await
+}
+
+/// Starts an action; returns its future's job id.
+async fn start(api: &Api, instance: &str, action: &str) -> String {
     let (s, f) = api
         .get(&format!(
             "/tenants/main/instances/{instance}/actions/{action}"
         ))
         .await;
     assert_eq!(s, StatusCode::OK, "{action}: {f}");
-    api.wait_future(f["jobId"].as_str().unwrap()).await
+    f["jobId"].as_str().unwrap().to_string()
 }
 
 fn assert_done(f: &Value) {
@@ -374,11 +380,7 @@ async fn killing_the_agent_mid_install_still_provisions_once() {
         .as_str()
         .unwrap()
         .to_string();
-    let (_, f) = t
-        .api
-        .get(&format!("/tenants/main/instances/{id}/actions/reprovision"))
-        .await;
-    let job = f["jobId"].as_str().unwrap().to_string();
+    let job = start(&t.api, &id, "reprovision").await;
     wait_log(&t.api, &job, "install-node: started").await;
     let (_, pid) = local_vms(t.db.dir.path()).pop().expect("a VM");
     let _ = std::process::Command::new("kill")
@@ -437,11 +439,7 @@ async fn killing_fm_at_any_step_of_provisioning_still_provisions_once_after_rest
             .as_str()
             .unwrap()
             .to_string();
-        let (_, f) = fm
-            .api
-            .get(&format!("/tenants/main/instances/{id}/actions/reprovision"))
-            .await;
-        let job = f["jobId"].as_str().unwrap().to_string();
+        let job = start(&fm.api, &id, "reprovision").await;
         wait_log(&fm.api, &job, point).await;
         fm.kill();
 

@@ -341,22 +341,31 @@ pub fn lifecycle_env(port_base: u32, extra: &[(&str, &str)]) -> Vec<(String, Str
 
 /// Creates an API key through the admin CLI.
 pub fn cli_create_key(db: &TestDb) -> (String, String) {
-    let out = std::process::Command::new(bin())
-        .args(["admin", "create-api-key", "--data-dir"])
-        .arg(db.dir.path())
-        .args(["--database-url", &db.url])
-        .output()
-        .expect("run admin create-api-key");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    let out = admin(db.dir.path(), &db.url, &["create-api-key"]);
+    let v: Value = serde_json::from_slice(&out).expect("one JSON object on stdout");
     (
         v["id"].as_str().expect("id").into(),
         v["secret"].as_str().expect("secret").into(),
     )
+}
+
+/// Runs `fleet-manager admin ARGS` on a data dir and database; it must
+/// succeed. Returns its standard output.
+pub fn admin(dir: &std::path::Path, url: &str, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new(bin())
+        .arg("admin")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--database-url", url])
+        .output()
+        .expect("run fleet-manager admin");
+    assert!(
+        out.status.success(),
+        "admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 impl FmProcess {
