@@ -318,15 +318,31 @@ async fn only_the_lease_holder_can_finish_and_only_once() {
     );
     let done = OpOutcome::Done(json!({}));
     assert!(
-        !store.op_finish(&op, "w2", &done).await.unwrap(),
+        !store
+            .op_finish(&op, "w2", &done, "operation done")
+            .await
+            .unwrap(),
         "not the holder"
     );
-    assert!(store.op_finish(&op, "w1", &done).await.unwrap());
     assert!(
-        !store.op_finish(&op, "w1", &done).await.unwrap(),
+        store
+            .op_finish(&op, "w1", &done, "operation done")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .op_finish(&op, "w1", &done, "operation done")
+            .await
+            .unwrap(),
         "already finished"
     );
     assert_eq!(event_count(&store, &op.id).await, 1);
+    // The closing log line is written with the state, once.
+    assert_eq!(
+        store.op_log_tail(&op.id, 10).await.unwrap(),
+        ["operation done"]
+    );
     store.close().await;
 }
 

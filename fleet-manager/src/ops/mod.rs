@@ -474,13 +474,14 @@ impl Engine {
             OpOutcome::Failed(e) => format!("failed: {}", e.message()),
             OpOutcome::Aborted => "aborted".to_string(),
         };
+        let line = format!("operation {label}");
         if self
             .inner
             .store
-            .op_finish(op, &self.inner.owner, &outcome)
+            .op_finish(op, &self.inner.owner, &outcome, &line)
             .await?
         {
-            self.log(op, format!("operation {label}")).await;
+            tracing::info!(operation = %op.id, kind = %op.kind, "{line}");
             self.inner.finished.send_modify(|n| *n += 1);
         }
         Ok(())

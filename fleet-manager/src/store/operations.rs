@@ -209,6 +209,7 @@ impl Store {
         op: &ClaimedOp,
         owner: &str,
         outcome: &OpOutcome,
+        line: &str,
     ) -> Result<bool> {
         let now = now_ms();
         let (state, result, err_type, err_msg) = match outcome {
@@ -267,6 +268,8 @@ impl Store {
             &detail,
         )
         .await?;
+        // The closing log line goes with the state it reports.
+        log_insert(&txn, &op.id, line).await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -342,15 +345,7 @@ impl Store {
     }
 
     pub async fn op_log(&self, id: &str, line: &str) -> Result<()> {
-        operation_log::Entity::insert(operation_log::ActiveModel {
-            id: sea_orm::NotSet,
-            operation_id: Set(id.to_string()),
-            at: Set(now_ms()),
-            line: Set(line.to_string()),
-        })
-        .exec_without_returning(&self.db)
-        .await?;
-        Ok(())
+        log_insert(&self.db, id, line).await
     }
 
     /// The last `n` log lines of an operation, oldest first.
@@ -426,4 +421,16 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+async fn log_insert<C: ConnectionTrait>(c: &C, id: &str, line: &str) -> Result<()> {
+    operation_log::Entity::insert(operation_log::ActiveModel {
+        id: sea_orm::NotSet,
+        operation_id: Set(id.to_string()),
+        at: Set(now_ms()),
+        line: Set(line.to_string()),
+    })
+    .exec_without_returning(c)
+    .await?;
+    Ok(())
 }
