@@ -14,6 +14,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "PostgreSQL"
 bash scripts/ensure-postgres.sh
 
+step "Python virtualenv (the public client, pytest, the EC2 emulator)"
+bash scripts/python-venv.sh >/dev/null
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -37,6 +37,7 @@ async fn run(backend: &'static str, url: String, dir: &std::path::Path, n: usize
         data_dir: Some(dir.to_path_buf()),
         database_url: Some(url),
         config: None,
+        cloud: None,
     };
     let mut cfg = Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
     cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");

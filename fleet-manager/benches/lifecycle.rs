@@ -58,6 +58,7 @@ async fn main() {
         data_dir: Some(dir.path().to_path_buf()),
         database_url: None,
         config: None,
+        cloud: None,
     };
     let mut cfg = Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
     cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");

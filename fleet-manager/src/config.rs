@@ -18,9 +18,13 @@ pub struct StoreArgs {
     #[arg(long, env = "FM_DATABASE_URL")]
     pub database_url: Option<String>,
     /// A TOML file with any of: data_dir, listen, database_url, max_body_bytes,
-    /// future_wait_ms, [operations], [network_defaults].
+    /// future_wait_ms, cloud, [operations], [network_defaults], [aws].
     #[arg(long, env = "FM_CONFIG")]
     pub config: Option<PathBuf>,
+    /// The cloud instances run on: `local` (processes on this machine) or
+    /// `aws` (EC2).
+    #[arg(long, env = "FM_CLOUD")]
+    pub cloud: Option<String>,
 }
 
 /// The TOML file's shape.
@@ -38,6 +42,22 @@ pub struct FileConfig {
     pub operations: OperationsConfig,
     #[serde(default)]
     pub network_defaults: NetworkDefaultsConfig,
+    pub cloud: Option<String>,
+    #[serde(default)]
+    pub aws: AwsFileConfig,
+}
+
+/// `[aws]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsFileConfig {
+    pub endpoint_url: Option<String>,
+    /// Region → AMI of the agent's base image; `"*"` for any region.
+    #[serde(default)]
+    pub amis: std::collections::BTreeMap<String, String>,
+    pub owner: Option<String>,
+    pub node_host: Option<String>,
+    pub max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +89,36 @@ pub struct Config {
     /// Base64 of 32 bytes; overrides `DATA_DIR/secrets.key`.
     pub secrets_key: Option<String>,
     pub lifecycle: LifecycleSettings,
+    pub cloud: CloudSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudKind {
+    Local,
+    Aws,
+}
+
+/// Which cloud FM provisions on, and its settings.
+#[derive(Debug, Clone)]
+pub struct CloudSettings {
+    pub kind: CloudKind,
+    /// For `aws`; `owner` empty means "derive from FM's CA".
+    pub aws: crate::cloud::aws::AwsSettings,
+}
+
+/// `FM_AWS_AMIS`: `REGION=AMI,...`, or one AMI for every region.
+fn parse_amis(v: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut m = std::collections::BTreeMap::new();
+    for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (region, ami) = part.split_once('=').unwrap_or(("*", part));
+        if !ami.starts_with("ami-") {
+            return Err(Error::invalid(format!(
+                "FM_AWS_AMIS: '{ami}' is not an AMI id (ami-...)"
+            )));
+        }
+        m.insert(region.trim().to_string(), ami.trim().to_string());
+    }
+    Ok(m)
 }
 
 /// Where agents reach FM and how the lifecycle is paced.
@@ -163,7 +213,47 @@ impl Config {
             ..defaults
         };
         let nd = file.network_defaults;
+        let kind = match store
+            .cloud
+            .clone()
+            .or(file.cloud)
+            .as_deref()
+            .unwrap_or("local")
+        {
+            "local" => CloudKind::Local,
+            "aws" => CloudKind::Aws,
+            other => {
+                return Err(Error::invalid(format!(
+                    "cloud '{other}' is not one of: local, aws"
+                )));
+            }
+        };
+        let fa = file.aws;
+        let port_base: u16 = env_parse("FM_LOCAL_PORT_BASE")?.unwrap_or(20000);
+        let cloud = CloudSettings {
+            kind,
+            aws: crate::cloud::aws::AwsSettings {
+                endpoint_url: std::env::var("FM_AWS_ENDPOINT_URL")
+                    .ok()
+                    .or(fa.endpoint_url),
+                amis: match std::env::var("FM_AWS_AMIS") {
+                    Ok(v) => parse_amis(&v)?,
+                    Err(_) => fa.amis,
+                },
+                owner: std::env::var("FM_AWS_OWNER")
+                    .ok()
+                    .or(fa.owner)
+                    .unwrap_or_default(),
+                node_host: std::env::var("FM_AWS_NODE_HOST").ok().or(fa.node_host),
+                node_ports: (port_base, port_base.saturating_add(19_999)),
+                max_attempts: env_parse("FM_AWS_MAX_ATTEMPTS")?
+                    .or(fa.max_attempts)
+                    .unwrap_or(10),
+                base_backoff: Duration::from_millis(env_parse("FM_AWS_BACKOFF_MS")?.unwrap_or(100)),
+            },
+        };
         Ok(Config {
+            cloud,
             data_dir,
             database_url,
             listen,
@@ -176,10 +266,20 @@ impl Config {
                     .unwrap_or(2000),
             ),
             engine,
+            // FM's own network, for `useDefaultValues`.
             network_defaults: NetworkDefaults {
-                region: nd.region.unwrap_or_else(|| "us-east-1".into()),
-                vpc_id: nd.vpc_id.unwrap_or_else(|| "vpc-local".into()),
-                subnet_id: nd.subnet_id.unwrap_or_else(|| "subnet-local".into()),
+                region: std::env::var("FM_DEFAULT_REGION")
+                    .ok()
+                    .or(nd.region)
+                    .unwrap_or_else(|| "us-east-1".into()),
+                vpc_id: std::env::var("FM_DEFAULT_VPC_ID")
+                    .ok()
+                    .or(nd.vpc_id)
+                    .unwrap_or_else(|| "vpc-local".into()),
+                subnet_id: std::env::var("FM_DEFAULT_SUBNET_ID")
+                    .ok()
+                    .or(nd.subnet_id)
+                    .unwrap_or_else(|| "subnet-local".into()),
             },
             secrets_key: std::env::var("FM_SECRETS_KEY").ok(),
             lifecycle: LifecycleSettings {
@@ -208,7 +308,7 @@ impl Config {
                     env_parse("FM_AGENT_CONNECT_TIMEOUT_SECS")?.unwrap_or(120),
                 ),
                 health_timeout_secs: env_parse("FM_NODE_HEALTH_TIMEOUT_SECS")?.unwrap_or(120),
-                port_base: env_parse("FM_LOCAL_PORT_BASE")?.unwrap_or(20000),
+                port_base,
                 token_ttl: Duration::from_secs(
                     env_parse("FM_ENROLLMENT_TOKEN_TTL_SECS")?.unwrap_or(3600),
                 ),

@@ -68,6 +68,16 @@ enum AdminCommand {
         #[arg(long)]
         label: Option<String>,
     },
+    /// Compare the store with the cloud: instances whose VM was stopped or
+    /// terminated behind FM's back, and resources tagged as FM's that no
+    /// instance owns (deleted only with --clean).
+    CloudDrift {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Delete the orphaned resources found.
+        #[arg(long)]
+        clean: bool,
+    },
     /// Write a backup of FM's database (every table, one consistent read) to a file.
     Backup {
         #[command(flatten)]
@@ -166,6 +176,14 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
                 let app = server::open_app(&Config::resolve(&store, None)?).await?;
                 let label = label.unwrap_or_else(|| format!("Node {version}"));
                 app.image_register(&id, &label, &version, &kit, 100).await
+            }
+            AdminCommand::CloudDrift { store, clean } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                let report = app.cloud_drift(clean).await?;
+                print_json(
+                    &serde_json::to_value(&report)
+                        .map_err(fleet_manager::error::Error::internal)?,
+                )
             }
             AdminCommand::Backup { store, out } => {
                 let cfg = Config::resolve(&store, None)?;

@@ -4,8 +4,10 @@
 use crate::agents::AgentHub;
 use crate::agents::grpc::AgentEndpoint;
 use crate::app::{App, AppConfig};
+use crate::cloud::CloudProvider;
+use crate::cloud::aws::AwsCloud;
 use crate::cloud::local::LocalCloud;
-use crate::config::Config;
+use crate::config::{CloudKind, Config};
 use crate::crypto::SecretBox;
 use crate::error::{Error, Result};
 use crate::ops::{Engine, LifecycleConfig, Services};
@@ -32,12 +34,27 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
     let secrets = SecretBox::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?;
     let ca = Ca::load_or_create(&store, &secrets).await?;
     let l = &cfg.lifecycle;
-    let cloud = LocalCloud::new(cfg.data_dir.join("local-cloud"), l.agent_bin.clone())?;
+    let cloud: Arc<dyn CloudProvider> = match cfg.cloud.kind {
+        CloudKind::Local => Arc::new(LocalCloud::new(
+            cfg.data_dir.join("local-cloud"),
+            l.agent_bin.clone(),
+        )?),
+        CloudKind::Aws => {
+            let mut aws = cfg.cloud.aws.clone();
+            if aws.owner.is_empty() {
+                // Stable for this FM's database: resources another FM made
+                // are never taken for this one's.
+                use sha2::Digest;
+                aws.owner = hex::encode(&sha2::Sha256::digest(ca.cert_pem.as_bytes())[..8]);
+            }
+            Arc::new(AwsCloud::new(aws))
+        }
+    };
     let svc = Services {
         store: store.clone(),
         secrets: secrets.clone(),
         hub: AgentHub::new(store.clone()),
-        cloud: Arc::new(cloud),
+        cloud,
         lc: LifecycleConfig {
             ca_pem: ca.cert_pem.clone(),
             heartbeat_secs: l.heartbeat_secs,
@@ -196,11 +213,28 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
         tokio::spawn(async move {
             // One replica runs the schedule: the holder of its lease.
             let ttl = (every * 3).max(Duration::from_secs(10)).as_millis() as i64;
+            let mut passes = 0u64;
             loop {
                 let leader = app
                     .store
                     .lease_acquire("snapshot-schedule", app.engine.owner(), ttl)
                     .await;
+                passes += 1;
+                if matches!(leader, Ok(true)) && passes % 10 == 1 {
+                    // Drift between the store and the cloud: reported, never
+                    // cleaned here (`admin cloud-drift --clean` does).
+                    match app.cloud_drift(false).await {
+                        Ok(d) if !d.drifted.is_empty() || !d.orphans.is_empty() => {
+                            tracing::warn!(
+                                drifted = ?d.drifted,
+                                orphans = ?d.orphans,
+                                "the cloud differs from FM's records"
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "drift check failed"),
+                    }
+                }
                 let pass = match leader {
                     Ok(true) => app.reconcile_automated_snapshots(hour).await,
                     Ok(false) => Ok(Default::default()),

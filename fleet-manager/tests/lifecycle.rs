@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Api, TestApp};
+use common::{Api, TestApp, act, assert_done, count_lines, node_get, start, wait_log};
 use fleet_manager::config::sibling_binary;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -49,41 +49,6 @@ async fn provisioned(api: &Api) -> String {
         .to_string();
     assert_done(&act(api, &id, "reprovision").await);
     id
-}
-
-/// Starts an action and waits for its future; returns the final state.
-async fn act(api: &Api, instance: &str, action: &str) -> Value {
-    let job = start(api, instance, action).await;
-    api.wait_future(&job).await
-}
-
-/// Starts an action; returns its future's job id.
-async fn start(api: &Api, instance: &str, action: &str) -> String {
-    let (s, f) = api
-        .get(&format!(
-            "/tenants/main/instances/{instance}/actions/{action}"
-        ))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{action}: {f}");
-    f["jobId"].as_str().unwrap().to_string()
-}
-
-fn assert_done(f: &Value) {
-    assert_eq!(
-        f["state"],
-        "done",
-        "{}",
-        serde_json::to_string_pretty(f).unwrap()
-    );
-}
-
-async fn node_get(url: &str, path: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(format!("{url}{path}"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .unwrap()
 }
 
 async fn setup(api: &Api, actions: Value) -> (String, String) {
@@ -338,38 +303,6 @@ fn local_vms(dir: &std::path::Path) -> Vec<(String, u64)> {
         }
     }
     out
-}
-
-/// Polls a future until its log has a line containing `needle`.
-async fn wait_log(api: &Api, job: &str, needle: &str) {
-    for _ in 0..1200 {
-        let (_, f) = api
-            .get(&format!("/tenants/main/futures/{job}?peek=true"))
-            .await;
-        if f["log"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l.as_str().is_some_and(|l| l.contains(needle)))
-        {
-            return;
-        }
-        assert_eq!(
-            f["alive"], true,
-            "the operation ended before '{needle}': {f}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no log line '{needle}' in future {job}");
-}
-
-fn count_lines(f: &Value, needle: &str) -> usize {
-    f["log"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l.as_str().is_some_and(|l| l.contains(needle)))
-        .count()
 }
 
 #[tokio::test]

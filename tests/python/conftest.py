@@ -12,6 +12,10 @@ Environment:
                       a fresh database fm_pytest_<random> is made per session
   FM_TEST_REQUIRE_PG  "1": fail (instead of skip) when PostgreSQL is unreachable
   FM_TEST_LOG         the server's FM_LOG filter (default: info + access log)
+
+The lifecycle module also runs on the `aws` cloud: FM on SQLite provisioning
+through the AWS SDK against the EC2 emulator of tests/aws/ec2_rig.py, which
+runs a real fm-agent for each emulated instance.
 """
 
 import json
@@ -21,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -163,8 +168,12 @@ class PgDatabase:
 class FmServer:
     """A running `fleet-manager serve` and the API key to talk to it."""
 
-    def __init__(self, backend: str, binary: Path, data_dir: Path, database_url):
+    def __init__(self, backend: str, binary: Path, data_dir: Path, database_url, extra_env=None):
         self.backend = backend
+        self.extra_env = extra_env or {}
+        # Where the processes of this server's VMs run from (agents, nodes).
+        self.vms_dir = data_dir / "local-cloud"
+        self.rig = None
         self.binary = binary
         self.data_dir = data_dir
         self.database_url = database_url
@@ -200,7 +209,7 @@ class FmServer:
             capture_output=True,
             text=True,
             timeout=60,
-            env=server_env(),
+            env={**server_env(), **self.extra_env},
         )
         if res.returncode != 0:
             pytest.fail(
@@ -230,7 +239,7 @@ class FmServer:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
-                    env=server_env(),
+                    env={**server_env(), **self.extra_env},
                 )
             finally:
                 log.close()
@@ -289,14 +298,81 @@ class FmServer:
         finally:
             # A failed lifecycle test may leave local VMs behind (their agents
             # and nodes outlive FM, as VMs do): take them down too.
-            subprocess.run(["pkill", "-KILL", "-f", str(self.data_dir / "local-cloud")], check=False)
+            subprocess.run(["pkill", "-KILL", "-f", str(self.vms_dir)], check=False)
         assert code == 0, (
             f"fleet-manager ({self.backend}) exited with status {code} after SIGTERM\n"
             f"--- server log ---\n{self.log_tail()}"
         )
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"], ids=["sqlite", "postgres"])
+class Ec2Rig:
+    """tests/aws/ec2_rig.py: the EC2 emulator behind a counting proxy, and a
+    real fm-agent per emulated instance."""
+
+    REGION = "eu-west-1"
+
+    def __init__(self, root: Path, agent_bin: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.log_path = root / "rig.log"
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(REPO_ROOT / "tests" / "aws" / "ec2_rig.py"),
+                 "--root", str(root), "--agent-bin", str(agent_bin)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for line in tail(self.log_path, 200).splitlines():
+                if line.startswith("READY proxy="):
+                    self.url = "http://127.0.0.1:" + line.split()[1].split("=")[1]
+                    return
+            if self.proc.poll() is not None:
+                pytest.fail(f"the EC2 rig exited:\n{tail(self.log_path)}")
+            time.sleep(0.1)
+        pytest.fail(f"the EC2 rig did not start:\n{tail(self.log_path)}")
+
+    def owned(self) -> dict:
+        return requests.get(self.url + "/rig/owned", timeout=60).json()
+
+    def fm_env(self) -> dict:
+        d = requests.get(f"{self.url}/rig/defaults/{self.REGION}", timeout=60).json()
+        return {
+            "FM_CLOUD": "aws",
+            "FM_AWS_ENDPOINT_URL": self.url,
+            "FM_AWS_AMIS": "ami-0fa1ca7e5e1f00d00",
+            "FM_AWS_NODE_HOST": "127.0.0.1",
+            "FM_AWS_BACKOFF_MS": "20",
+            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "FM_DEFAULT_REGION": d["region"],
+            "FM_DEFAULT_VPC_ID": d["vpcId"],
+            "FM_DEFAULT_SUBNET_ID": d["subnetId"],
+        }
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def pytest_generate_tests(metafunc):
+    """Every suite runs on SQLite and PostgreSQL; the lifecycle also on the
+    `aws` cloud (SQLite, the EC2 emulator)."""
+    if "fm_server" in metafunc.fixturenames:
+        backends = ["sqlite", "postgres"]
+        if metafunc.module.__name__.endswith("test_lifecycle"):
+            backends.append("aws")
+        metafunc.parametrize("fm_server", backends, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def fm_server(request):
     binary = fm_binary()
     if not binary.is_file() or not os.access(binary, os.X_OK):
@@ -310,7 +386,15 @@ def fm_server(request):
         pg = PgDatabase()
         pg.create()
     data_dir = Path(tempfile.mkdtemp(prefix=f"fm-pytest-{backend}-"))
-    server = FmServer(backend, binary, data_dir, pg.url if pg else None)
+    rig = None
+    extra_env = {}
+    if backend == "aws":
+        rig = Ec2Rig(data_dir / "ec2", binary.parent / "fm-agent")
+        extra_env = rig.fm_env()
+    server = FmServer(backend, binary, data_dir, pg.url if pg else None, extra_env)
+    if rig is not None:
+        server.rig = rig
+        server.vms_dir = rig.root
     try:
         server.create_api_key()
         server.start()
@@ -319,6 +403,8 @@ def fm_server(request):
         try:
             server.stop()
         finally:
+            if rig is not None:
+                rig.stop()
             try:
                 if pg is not None:
                     pg.drop()

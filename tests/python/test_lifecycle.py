@@ -1,6 +1,7 @@
-"""The instance lifecycle end to end on the `local` cloud: the real server,
-a real `fm-agent` process per VM and the stand-in node kit, driven by the
-public Python client, on SQLite and PostgreSQL.
+"""The instance lifecycle end to end: the real server, a real `fm-agent`
+process per VM and the stand-in node kit, driven by the public Python client,
+on the `local` cloud (SQLite and PostgreSQL) and on the `aws` cloud (the EC2
+emulator; afterwards EC2 holds nothing of the test).
 
 One scenario, in order (each step needs the previous one): two instances
 are provisioned from a template with setup actions, their node pages read,
@@ -40,12 +41,16 @@ def unreachable(url):
 def processes_under(path):
     """Processes whose command line mentions `path` (our VMs' agents and nodes)."""
     out = subprocess.run(["pgrep", "-af", str(path)], capture_output=True, text=True)
-    return [l for l in out.stdout.splitlines() if "local-cloud" in l]
+    # Not pgrep itself, nor the EC2 rig that plays the VMs.
+    return [l for l in out.stdout.splitlines() if "pgrep" not in l and "ec2_rig.py" not in l]
 
 
 @pytest.fixture
 def lifecycle(client, fm_server, label):
-    vn = client.new_virtual_network_creator(label("net")).with_default_values().create()
+    creator = client.new_virtual_network_creator(label("net")).with_default_values()
+    if fm_server.rig is not None:
+        creator.data["awsAutoCreateSecurityGroups"] = True
+    vn = creator.create()
     actions = [
         FMSetupAction.add_authorized_key("ssh-ed25519 AAAAC3NzaE2E e2e@fm"),
         FMSetupAction(FMSetupActionType.ADD_ENV_VARIABLES, {"variables": [{"key": "E2E_VAR", "value": "from-template"}]}),
@@ -124,6 +129,15 @@ def test_two_instances_live_through_the_whole_lifecycle(client, fm_server, lifec
 
     # Nothing of ours still runs.
     deadline = time.time() + 10
-    while processes_under(fm_server.data_dir) and time.time() < deadline:
+    while processes_under(fm_server.vms_dir) and time.time() < deadline:
         time.sleep(0.5)
-    assert processes_under(fm_server.data_dir) == []
+    assert processes_under(fm_server.vms_dir) == []
+
+    if fm_server.rig is not None:
+        # The network's security group goes with the network; then EC2 holds
+        # nothing of the test.
+        wait(vn.delete())
+        wait(tpl.delete())
+        owned = fm_server.rig.owned()
+        for kind in ["instances", "volumes", "securityGroups", "addresses"]:
+            assert owned[kind] == [], (kind, owned)

@@ -188,7 +188,10 @@ impl App {
         };
         let svc = self.engine.services();
         let cloud_state = match &rt.vm_id {
-            Some(vm) => Some(svc.cloud.vm_state(vm).await?.as_str()),
+            Some(vm) => {
+                let at = crate::ops::placement::for_instance(svc, tenant, id).await?;
+                Some(svc.cloud.vm_state(&at, vm).await?.as_str())
+            }
             None => None,
         };
         let agent_state = match rt.last_heartbeat_at {

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod auth;
+mod drift;
 mod futures;
 mod images;
 mod instances;
@@ -23,6 +24,7 @@ use crate::store::entities::{image, tenant};
 use crate::store::resources as q;
 use std::time::Duration;
 
+pub use drift::DriftReport;
 pub use futures::StartedFuture;
 pub use images::file_sha256;
 pub use lifecycle::Action;

@@ -71,6 +71,7 @@ impl App {
         input.validate()?;
         self.check_account_ref(tenant, input.account_id.as_deref())
             .await?;
+        self.check_network_in_cloud(tenant, &input).await?;
         let now = now_ms();
         input.id = None;
         let m = virtual_network::ActiveModel {
@@ -100,6 +101,7 @@ impl App {
         input.check_immutable(&before)?;
         self.check_account_ref(tenant, input.account_id.as_deref())
             .await?;
+        self.check_network_in_cloud(tenant, &input).await?;
         input.id = None;
         let mut am = m.into_active_model();
         am.account_id = Set(input.account_id.clone());
@@ -109,6 +111,14 @@ impl App {
         let m = am.update(&self.store.db).await?;
         let n = q::instances_using_network(&self.store.db, id).await?;
         self.network_view(&m, n)
+    }
+
+    /// The VPC and subnet the network names must exist in its region (on
+    /// clouds that have them).
+    async fn check_network_in_cloud(&self, tenant: &str, input: &VirtualNetwork) -> Result<()> {
+        let svc = self.engine.services();
+        let at = crate::ops::placement::for_network(svc, tenant, input).await?;
+        svc.cloud.check_network(&at).await
     }
 
     /// Starts the deletion; refused at once while instances use the network.

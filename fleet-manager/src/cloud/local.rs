@@ -7,7 +7,7 @@
 //! `vms/<id>/vm.json` and its processes are not FM's children after FM
 //! restarts; FM finds them again by pid.
 
-use super::{CloudProvider, VmLayout, VmSpec, VmState};
+use super::{CloudProvider, Placement, VmLayout, VmSpec, VmState};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -216,16 +216,25 @@ impl CloudProvider for LocalCloud {
         }
     }
 
-    fn public_url(&self, _vm_id: &str, port: u16) -> String {
-        format!("http://127.0.0.1:{port}")
+    fn shares_host(&self) -> bool {
+        true
     }
 
-    async fn ensure_volume(&self, volume_id: &str, _size_gb: u32) -> Result<()> {
+    async fn public_url(&self, _at: &Placement, _vm_id: &str, port: u16) -> Result<String> {
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
+    async fn ensure_volume(&self, _at: &Placement, volume_id: &str) -> Result<()> {
         let d = self.volume_dir(volume_id);
         std::fs::create_dir_all(&d).map_err(|e| io("can't create", &d, e))
     }
 
-    async fn volume_from_snapshot(&self, snapshot_ref: &str, volume_id: &str) -> Result<()> {
+    async fn volume_from_snapshot(
+        &self,
+        _at: &Placement,
+        snapshot_ref: &str,
+        volume_id: &str,
+    ) -> Result<()> {
         let d = self.volume_dir(volume_id);
         if d.exists() {
             return Ok(());
@@ -254,7 +263,7 @@ impl CloudProvider for LocalCloud {
         std::fs::rename(&tmp, &d).map_err(|e| io("can't create", &d, e))
     }
 
-    async fn delete_volume(&self, volume_id: &str) -> Result<()> {
+    async fn delete_volume(&self, _at: &Placement, volume_id: &str) -> Result<()> {
         let d = self.volume_dir(volume_id);
         match std::fs::remove_dir_all(&d) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("can't delete", &d, e)),
@@ -262,7 +271,7 @@ impl CloudProvider for LocalCloud {
         }
     }
 
-    async fn ensure_vm(&self, spec: &VmSpec) -> Result<()> {
+    async fn ensure_vm(&self, _at: &Placement, spec: &VmSpec) -> Result<()> {
         let _guard = self.vm_lock.lock().await;
         if let Some(mut rec) = self.read_vm(&spec.vm_id)? {
             if rec.state == "running" && !rec.pid.is_some_and(pid_alive) {
@@ -290,7 +299,7 @@ impl CloudProvider for LocalCloud {
         self.boot(&mut rec)
     }
 
-    async fn vm_state(&self, vm_id: &str) -> Result<VmState> {
+    async fn vm_state(&self, _at: &Placement, vm_id: &str) -> Result<VmState> {
         Ok(match self.read_vm(vm_id)? {
             None => VmState::Missing,
             Some(r) if r.pid.is_some_and(pid_alive) => VmState::Running,
@@ -298,7 +307,7 @@ impl CloudProvider for LocalCloud {
         })
     }
 
-    async fn start_vm(&self, vm_id: &str) -> Result<()> {
+    async fn start_vm(&self, _at: &Placement, vm_id: &str) -> Result<()> {
         let _guard = self.vm_lock.lock().await;
         let mut rec = self
             .read_vm(vm_id)?
@@ -309,7 +318,7 @@ impl CloudProvider for LocalCloud {
         self.boot(&mut rec)
     }
 
-    async fn stop_vm(&self, vm_id: &str) -> Result<()> {
+    async fn stop_vm(&self, _at: &Placement, vm_id: &str) -> Result<()> {
         let _guard = self.vm_lock.lock().await;
         let Some(mut rec) = self.read_vm(vm_id)? else {
             return Ok(());
@@ -320,7 +329,7 @@ impl CloudProvider for LocalCloud {
         self.write_vm(&rec)
     }
 
-    async fn terminate_vm(&self, vm_id: &str) -> Result<()> {
+    async fn terminate_vm(&self, _at: &Placement, vm_id: &str) -> Result<()> {
         let _guard = self.vm_lock.lock().await;
         if let Some(mut rec) = self.read_vm(vm_id)? {
             rec.state = "terminated".into();
@@ -334,7 +343,12 @@ impl CloudProvider for LocalCloud {
         }
     }
 
-    async fn snapshot_volume(&self, volume_id: &str, snapshot_id: &str) -> Result<(String, u64)> {
+    async fn snapshot_volume(
+        &self,
+        _at: &Placement,
+        volume_id: &str,
+        snapshot_id: &str,
+    ) -> Result<(String, u64)> {
         let name = format!("{snapshot_id}.tar.gz");
         let dest = self.root.join("snapshots").join(&name);
         if !dest.exists() {
@@ -377,7 +391,7 @@ impl CloudProvider for LocalCloud {
         Ok(())
     }
 
-    async fn delete_snapshot(&self, snapshot_ref: &str) -> Result<()> {
+    async fn delete_snapshot(&self, _at: &Placement, snapshot_ref: &str) -> Result<()> {
         let p = self.root.join("snapshots").join(snapshot_ref);
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("can't delete", &p, e)),

@@ -9,7 +9,7 @@
 //! journal.
 
 use super::sagas::{Saga, Step, StepCtx};
-use crate::cloud::{VmSpec, VmState};
+use crate::cloud::{Placement, VmSpec, VmState};
 use crate::error::{Error, Result};
 use crate::model::instance::Instance;
 use crate::model::now_ms;
@@ -127,6 +127,7 @@ pub fn sagas() -> Vec<Saga> {
                 step!("terminate-vm", terminate_vm),
                 step!("delete-snapshots", delete_all_snapshots),
                 step!("delete-volume", delete_volume),
+                step!("release-addresses", release_addresses),
                 step!("delete-records", delete_records),
             ],
         },
@@ -244,6 +245,11 @@ fn setup_plan(tpl: &InstanceTemplate) -> Result<SetupPlan> {
     Ok(p)
 }
 
+/// Where the instance's resources live (secrets opened for this call only).
+async fn at(c: &StepCtx) -> Result<Placement> {
+    super::placement::for_instance(&c.svc, &c.tenant, &c.target).await
+}
+
 async fn runtime(c: &StepCtx) -> Result<instance_runtime::Model> {
     lq::runtime_ensure(c.store.conn(), &c.tenant, &c.target).await
 }
@@ -257,13 +263,13 @@ async fn allocate_port(c: &StepCtx) -> Result<u16> {
             return Ok(p as u16);
         }
         let used = lq::runtime_ports(c.store.conn()).await?;
-        let local = c.svc.cloud.name() == "local";
+        let shared = c.svc.cloud.shares_host();
         let port = (0..1000u32)
             .map(|k| lc.port_base as u32 + k * lc.port_step as u32)
             .filter(|p| *p <= 65_000 && !used.contains(&(*p as i32)))
-            // On the local cloud all nodes share this host: skip ports
+            // Where all nodes share this host (the local cloud, an emulator): skip ports
             // something else already holds.
-            .find(|p| !local || std::net::TcpListener::bind(("127.0.0.1", *p as u16)).is_ok())
+            .find(|p| !shared || std::net::TcpListener::bind(("127.0.0.1", *p as u16)).is_ok())
             .ok_or_else(|| failed("NoFreePort", "no free port block left for a new node"))?;
         match lq::runtime_set(
             c.store.conn(),
@@ -331,6 +337,9 @@ async fn plan(c: StepCtx) -> Result<Value> {
                     Some(snap.cloud_ref),
                 )
             }
+            // Disaster recovery: a new instance's first volume comes from
+            // the cloud snapshot it names.
+            None if rt.volume_id.is_none() => (current_volume, None, inst.aws_snapshot_id.clone()),
             None => (current_volume, None, None),
         };
     let p = Plan {
@@ -362,8 +371,18 @@ async fn plan(c: StepCtx) -> Result<Value> {
 async fn data_volume(c: StepCtx) -> Result<Value> {
     let p = read_plan(&c)?;
     match &p.snapshot_ref {
-        Some(snap) => c.svc.cloud.volume_from_snapshot(snap, &p.volume_id).await?,
-        None => c.svc.cloud.ensure_volume(&p.volume_id, 0).await?,
+        Some(snap) => {
+            c.svc
+                .cloud
+                .volume_from_snapshot(&at(&c).await?, snap, &p.volume_id)
+                .await?
+        }
+        None => {
+            c.svc
+                .cloud
+                .ensure_volume(&at(&c).await?, &p.volume_id)
+                .await?
+        }
     }
     Ok(json!({"volumeId": p.volume_id}))
 }
@@ -376,7 +395,7 @@ async fn restore_previous_volume(c: StepCtx) -> Result<Value> {
     if p.snapshot_ref.is_none() || p.old_volume_id.as_deref() == Some(p.volume_id.as_str()) {
         return Ok(json!({}));
     }
-    c.svc.cloud.terminate_vm(&p.vm_id).await?;
+    c.svc.cloud.terminate_vm(&at(&c).await?, &p.vm_id).await?;
     lq::runtime_set(
         c.store.conn(),
         &c.target,
@@ -396,7 +415,10 @@ async fn restore_previous_volume(c: StepCtx) -> Result<Value> {
         ],
     )
     .await?;
-    c.svc.cloud.delete_volume(&p.volume_id).await?;
+    c.svc
+        .cloud
+        .delete_volume(&at(&c).await?, &p.volume_id)
+        .await?;
     c.log(format!(
         "the instance keeps its previous data volume; {} deleted",
         p.volume_id
@@ -424,7 +446,7 @@ async fn replace_vm(c: StepCtx) -> Result<Value> {
     let p = read_plan(&c)?;
     if let Some(old) = p.old_vm_id.as_deref().filter(|old| *old != p.vm_id) {
         stop_node_on(&c, old, "stop-old-node").await;
-        c.svc.cloud.terminate_vm(old).await?;
+        c.svc.cloud.terminate_vm(&at(&c).await?, old).await?;
         c.log(format!("terminated the previous VM {old}")).await;
     }
     lq::runtime_set(
@@ -483,7 +505,8 @@ async fn boot_vm(c: StepCtx) -> Result<Value> {
         ],
     )
     .await?;
-    if cloud.vm_state(&p.vm_id).await? == VmState::Missing {
+    let at = at(&c).await?;
+    if cloud.vm_state(&at, &p.vm_id).await? == VmState::Missing {
         let (_, token) = crate::crypto::new_api_key();
         c.store
             .token_insert(
@@ -508,23 +531,29 @@ async fn boot_vm(c: StepCtx) -> Result<Value> {
             &c.svc.lc.ca_pem,
         );
         cloud
-            .ensure_vm(&VmSpec {
-                vm_id: p.vm_id.clone(),
-                instance_id: c.target.clone(),
-                volume_id: p.volume_id.clone(),
-                user_data,
-            })
+            .ensure_vm(
+                &at,
+                &VmSpec {
+                    vm_id: p.vm_id.clone(),
+                    instance_id: c.target.clone(),
+                    volume_id: p.volume_id.clone(),
+                    user_data,
+                },
+            )
             .await?;
         c.log(format!("VM {} booted", p.vm_id)).await;
     } else {
         // A resumed step: the VM exists; make sure it runs.
         cloud
-            .ensure_vm(&VmSpec {
-                vm_id: p.vm_id.clone(),
-                instance_id: c.target.clone(),
-                volume_id: p.volume_id.clone(),
-                user_data: String::new(),
-            })
+            .ensure_vm(
+                &at,
+                &VmSpec {
+                    vm_id: p.vm_id.clone(),
+                    instance_id: c.target.clone(),
+                    volume_id: p.volume_id.clone(),
+                    user_data: String::new(),
+                },
+            )
             .await?;
     }
     Ok(json!({"vmId": p.vm_id}))
@@ -684,7 +713,11 @@ async fn start_node(c: StepCtx) -> Result<Value> {
 
 async fn finish_provision(c: StepCtx) -> Result<Value> {
     let p = read_plan(&c)?;
-    let url = c.svc.cloud.public_url(&p.vm_id, p.port);
+    let url = c
+        .svc
+        .cloud
+        .public_url(&at(&c).await?, &p.vm_id, p.port)
+        .await?;
     lq::runtime_set(
         c.store.conn(),
         &c.target,
@@ -700,7 +733,7 @@ async fn finish_provision(c: StepCtx) -> Result<Value> {
     if let Some(old) = p.old_volume_id.as_deref().filter(|v| *v != p.volume_id) {
         // Restored from a snapshot: the previous volume goes now that the
         // node runs healthy on the new one.
-        c.svc.cloud.delete_volume(old).await?;
+        c.svc.cloud.delete_volume(&at(&c).await?, old).await?;
         c.log(format!("deleted the previous data volume {old}"))
             .await;
     }
@@ -721,7 +754,7 @@ async fn require_vm(c: &StepCtx) -> Result<String> {
 /// timeout.
 async fn require_agent(c: &StepCtx) -> Result<String> {
     let vm = require_vm(c).await?;
-    if c.svc.cloud.vm_state(&vm).await? != VmState::Running {
+    if c.svc.cloud.vm_state(&at(c).await?, &vm).await? != VmState::Running {
         return Err(Error::conflict(format!(
             "the VM of instance '{}' is not running; start the instance first",
             c.target
@@ -769,7 +802,7 @@ async fn stop_node_best_effort(c: StepCtx) -> Result<Value> {
 async fn terminate_vm(c: StepCtx) -> Result<Value> {
     let rt = runtime(&c).await?;
     if let Some(vm) = &rt.vm_id {
-        c.svc.cloud.terminate_vm(vm).await?;
+        c.svc.cloud.terminate_vm(&at(&c).await?, vm).await?;
         c.log(format!("VM {vm} terminated; the data volume is kept"))
             .await;
     }
@@ -794,8 +827,8 @@ async fn terminate_vm(c: StepCtx) -> Result<Value> {
 
 async fn start_vm(c: StepCtx) -> Result<Value> {
     let vm = require_vm(&c).await?;
-    if c.svc.cloud.vm_state(&vm).await? != VmState::Running {
-        c.svc.cloud.start_vm(&vm).await?;
+    if c.svc.cloud.vm_state(&at(&c).await?, &vm).await? != VmState::Running {
+        c.svc.cloud.start_vm(&at(&c).await?, &vm).await?;
     }
     Ok(json!({"vmId": vm}))
 }
@@ -812,7 +845,7 @@ async fn finish_start(c: StepCtx) -> Result<Value> {
 
 async fn stop_vm(c: StepCtx) -> Result<Value> {
     let vm = require_vm(&c).await?;
-    c.svc.cloud.stop_vm(&vm).await?;
+    c.svc.cloud.stop_vm(&at(&c).await?, &vm).await?;
     lq::runtime_set(
         c.store.conn(),
         &c.target,
@@ -893,7 +926,7 @@ async fn quiesce_node(c: StepCtx) -> Result<Value> {
         return Ok(json!({"stopped": false}));
     };
     if inst.snapshot_consistency == crate::model::instance::SnapshotConsistency::None
-        || c.svc.cloud.vm_state(&vm).await? != VmState::Running
+        || c.svc.cloud.vm_state(&at(&c).await?, &vm).await? != VmState::Running
         || c.svc.hub.connected_vm(&c.target).as_deref() != Some(vm.as_str())
     {
         return Ok(json!({"stopped": false}));
@@ -952,7 +985,11 @@ async fn snapshot_volume(c: StepCtx) -> Result<Value> {
     if let Some(s) = lq::snapshot_get(c.store.conn(), &c.target, &id).await? {
         return Ok(snapshot_view(&s));
     }
-    let (cloud_ref, size) = c.svc.cloud.snapshot_volume(&volume, &id).await?;
+    let (cloud_ref, size) = c
+        .svc
+        .cloud
+        .snapshot_volume(&at(&c).await?, &volume, &id)
+        .await?;
     let m = snapshot::ActiveModel {
         id: Set(id),
         tenant_id: Set(c.tenant.clone()),
@@ -985,7 +1022,10 @@ async fn delete_snapshot(c: StepCtx) -> Result<Value> {
         .unwrap_or_default()
         .to_string();
     if let Some(s) = lq::snapshot_get(c.store.conn(), &c.target, &id).await? {
-        c.svc.cloud.delete_snapshot(&s.cloud_ref).await?;
+        c.svc
+            .cloud
+            .delete_snapshot(&at(&c).await?, &s.cloud_ref)
+            .await?;
         lq::snapshot_delete(c.store.conn(), &s.id).await?;
     }
     Ok(json!({"id": id, "deleted": true}))
@@ -996,17 +1036,35 @@ async fn delete_snapshot(c: StepCtx) -> Result<Value> {
 async fn delete_all_snapshots(c: StepCtx) -> Result<Value> {
     let snaps = lq::snapshot_list(c.store.conn(), &c.target).await?;
     for s in &snaps {
-        c.svc.cloud.delete_snapshot(&s.cloud_ref).await?;
+        c.svc
+            .cloud
+            .delete_snapshot(&at(&c).await?, &s.cloud_ref)
+            .await?;
         lq::snapshot_delete(c.store.conn(), &s.id).await?;
     }
     Ok(json!({"snapshots": snaps.len()}))
 }
 
 async fn delete_volume(c: StepCtx) -> Result<Value> {
-    if let Some(v) = runtime(&c).await?.volume_id {
-        c.svc.cloud.delete_volume(&v).await?;
+    let at = at(&c).await?;
+    // The first volume's name too: a provisioning cut off before it
+    // recorded its volume must not leave one behind.
+    let mut volumes: Vec<String> = runtime(&c).await?.volume_id.into_iter().collect();
+    let first = format!("vol-{}", c.target);
+    if !volumes.contains(&first) {
+        volumes.push(first);
+    }
+    for v in volumes {
+        c.svc.cloud.delete_volume(&at, &v).await?;
         c.log(format!("data volume {v} deleted")).await;
     }
+    Ok(json!({}))
+}
+
+/// Releases what the instance held beyond VMs and volumes (an Elastic IP
+/// FM allocated for it).
+async fn release_addresses(c: StepCtx) -> Result<Value> {
+    c.svc.cloud.release_instance(&at(&c).await?).await?;
     Ok(json!({}))
 }
 

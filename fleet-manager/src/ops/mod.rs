@@ -12,6 +12,7 @@
 //! actions, in reverse; an abort does the same between steps.
 
 pub mod lifecycle;
+pub mod placement;
 pub mod sagas;
 
 use crate::error::{Error, Result};

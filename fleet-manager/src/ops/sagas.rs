@@ -82,6 +82,11 @@ pub fn all() -> Vec<Saga> {
                     undo: None,
                 },
                 Step {
+                    name: "delete-cloud-resources",
+                    run: |c| Box::pin(delete_network_resources(c)),
+                    undo: None,
+                },
+                Step {
                     name: "delete-network-record",
                     run: |c| Box::pin(delete_unused(c, Owner::Network)),
                     undo: None,
@@ -172,4 +177,18 @@ async fn delete_unused(c: StepCtx, owner: Owner) -> Result<Value> {
     owner.delete(&txn, &c.tenant, &c.target).await?;
     txn.commit().await?;
     Ok(json!({"id": c.target, "deleted": true}))
+}
+
+/// Deletes what FM made in the cloud for a network (its security group),
+/// before its record goes.
+async fn delete_network_resources(c: StepCtx) -> Result<Value> {
+    let Some(row) = q::network_get(c.store.conn(), &c.tenant, &c.target).await? else {
+        return Ok(serde_json::json!({}));
+    };
+    let mut net: crate::model::network::VirtualNetwork =
+        serde_json::from_str(&row.doc).map_err(crate::error::Error::internal)?;
+    net.id = Some(row.id);
+    let at = super::placement::for_network(&c.svc, &c.tenant, &net).await?;
+    c.svc.cloud.delete_network(&at).await?;
+    Ok(serde_json::json!({}))
 }

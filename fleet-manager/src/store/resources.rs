@@ -98,6 +98,10 @@ pub async fn tenant_get<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<te
     Ok(tenant::Entity::find_by_id(id.to_string()).one(c).await?)
 }
 
+pub async fn tenant_list<C: ConnectionTrait>(c: &C) -> Result<Vec<tenant::Model>> {
+    Ok(tenant::Entity::find().all(c).await?)
+}
+
 /// Creates the tenant if it does not exist yet; never touches an existing one.
 pub async fn tenant_ensure<C: ConnectionTrait>(c: &C, t: tenant::Model) -> Result<()> {
     tenant::Entity::insert(tenant::ActiveModel {

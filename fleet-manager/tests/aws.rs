@@ -1,0 +1,271 @@
+//! The instance lifecycle on the `aws` cloud: the real `fleet-manager`
+//! binary provisioning through the AWS SDK against the EC2 emulator (moto,
+//! behind the rig's fault-injecting proxy), with a real `fm-agent` per
+//! emulated instance. Resources are counted through the EC2 API by FM's
+//! ownership tags. Needs the workspace's binaries and the test virtualenv
+//! (`bash scripts/python-venv.sh`).
+
+mod common;
+
+use common::{
+    Api, Ec2Rig, FmProcess, TestDb, act, assert_done, cli_create_key, count_lines, lifecycle_env,
+    node_get, start, wait_log,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn fm_on(
+    rig: &Ec2Rig,
+    db: &TestDb,
+    key: &(String, String),
+    port_base: u32,
+    extra: &[(&str, &str)],
+) -> (FmProcess, Vec<(String, String)>) {
+    let mut env = lifecycle_env(port_base, extra);
+    env.extend(rig.fm_env().await);
+    (FmProcess::start(db, key, &env).await, env)
+}
+
+/// A network on the emulator's default VPC (with a security group FM
+/// makes for it) and a template without setup actions.
+async fn network_and_template(api: &Api) -> (String, String) {
+    let (s, net) = api
+        .post(
+            "/tenants/main/virtual-networks?useDefaultValues=true",
+            json!({"label": "net", "awsAutoCreateSecurityGroups": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{net}");
+    let tpl = api.create_template().await;
+    (tpl, net["id"].as_str().unwrap().to_string())
+}
+
+async fn delete_instance(api: &Api, id: &str) {
+    assert_done(&act(api, id, "delete").await);
+}
+
+async fn cloud_state(api: &Api, id: &str) -> Value {
+    let (_, st) = api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
+    st["cloudState"].clone()
+}
+
+fn ids(v: &[Value]) -> Vec<String> {
+    v.iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_network_must_exist_in_ec2_and_its_security_group_goes_with_it() {
+    let rig = Ec2Rig::start().await;
+    let db = TestDb::new().await;
+    let key = cli_create_key(&db);
+    let (fm, _) = fm_on(&rig, &db, &key, 25000, &[("FM_FUTURE_WAIT_MS", "0")]).await;
+    let (s, e) = fm
+        .api
+        .post(
+            "/tenants/main/virtual-networks",
+            json!({"label": "n", "awsRegion": common::RIG_REGION,
+                   "awsVpcId": "vpc-0123456789abcdef0", "awsSubnetId": "subnet-0123456789abcdef0"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("vpc-0123456789abcdef0"),
+        "{e}"
+    );
+
+    let (tpl, net) = network_and_template(&fm.api).await;
+    let id = fm.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_done(&act(&fm.api, &id, "reprovision").await);
+    let owned = rig.owned().await;
+    assert_eq!(
+        owned["securityGroups"].as_array().unwrap().len(),
+        1,
+        "{owned}"
+    );
+    delete_instance(&fm.api, &id).await;
+    let (s, f) = fm
+        .api
+        .delete(&format!("/tenants/main/virtual-networks/{net}"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    assert_done(&fm.api.wait_future(f["jobId"].as_str().unwrap()).await);
+    let owned = rig.owned().await;
+    for kind in ["instances", "volumes", "securityGroups", "addresses"] {
+        assert!(
+            owned[kind].as_array().unwrap().is_empty(),
+            "{kind} left: {owned}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn killing_fm_at_each_step_of_provisioning_on_ec2_leaves_one_vm_and_one_volume() {
+    let rig = Ec2Rig::start().await;
+    let db = TestDb::new().await;
+    let key = cli_create_key(&db);
+    let extra = [("FM_OPS_LEASE_SECS", "2"), ("FM_FUTURE_WAIT_MS", "0")];
+    let (mut fm, env) = fm_on(&rig, &db, &key, 25200, &extra).await;
+    let (tpl, net) = network_and_template(&fm.api).await;
+    for point in [
+        "data-volume: started",
+        "replace-vm: started",
+        "boot-vm: started",
+        "agent-connected: started",
+        "install-node: started",
+        "start-node: started",
+        "finish: started",
+    ] {
+        let id = fm.api.create_instance(&tpl, &net).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let job = start(&fm.api, &id, "reprovision").await;
+        wait_log(&fm.api, &job, point).await;
+        fm.kill();
+
+        fm = FmProcess::start(&db, &key, &env).await;
+        let done = fm.api.wait_future(&job).await;
+        assert_done(&done);
+        assert_eq!(count_lines(&done, "operation done"), 1, "{point}: {done}");
+        let vms = rig.owned_by("instances", &id).await;
+        assert_eq!(vms.len(), 1, "killed at {point}: {vms:?}");
+        let data: Vec<Value> = rig
+            .owned_by("volumes", &id)
+            .await
+            .into_iter()
+            .filter(|v| v["tags"]["fleet-manager:volume"].is_string())
+            .collect();
+        assert_eq!(data.len(), 1, "killed at {point}: {data:?}");
+        let (_, status) = fm
+            .api
+            .get(&format!("/tenants/main/instances/{id}/status"))
+            .await;
+        let url = status["publicURL"].as_str().unwrap().to_string();
+        assert_eq!(
+            node_get(&url, "/api/health").await.status(),
+            StatusCode::OK,
+            "killed at {point}"
+        );
+        delete_instance(&fm.api, &id).await;
+        assert!(rig.owned_by("instances", &id).await.is_empty());
+        assert!(rig.owned_by("volumes", &id).await.is_empty());
+    }
+    fm.kill();
+}
+
+#[tokio::test]
+async fn a_fleet_of_50_provisions_through_throttling_and_lost_answers_without_duplicates() {
+    const N: usize = 50;
+    let rig = Ec2Rig::start().await;
+    let db = TestDb::new().await;
+    let key = cli_create_key(&db);
+    let (fm, _) = fm_on(
+        &rig,
+        &db,
+        &key,
+        26000,
+        &[("FM_FUTURE_WAIT_MS", "0"), ("FM_OPS_WORKERS", "16")],
+    )
+    .await;
+    let (tpl, net) = network_and_template(&fm.api).await;
+    let mut instances = vec![];
+    for _ in 0..N {
+        let id = fm.api.create_instance(&tpl, &net).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        instances.push(id);
+    }
+    rig.set_fault_rate(0.2).await;
+    let mut jobs = vec![];
+    for id in &instances {
+        jobs.push(start(&fm.api, id, "reprovision").await);
+    }
+    for (id, job) in instances.iter().zip(&jobs) {
+        let f = fm.api.wait_future(job).await;
+        assert_eq!(f["state"], "done", "instance {id}: {f}");
+    }
+    let stats = rig.stats().await;
+    let faults: u64 = stats["faults"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(faults >= N as u64, "faults were injected: {stats}");
+    assert!(
+        stats["faults"].as_object().unwrap().keys().any(|k| {
+            (k.starts_with("RunInstances:") || k.starts_with("CreateVolume:"))
+                && k.ends_with(":error-after")
+        }),
+        "some answers to creations were lost: {stats}"
+    );
+    rig.set_fault_rate(0.0).await;
+
+    let owned = rig.owned().await;
+    for id in &instances {
+        let vms: Vec<&Value> = owned["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["instance"] == id.as_str())
+            .collect();
+        assert_eq!(vms.len(), 1, "instance {id}: {vms:?}");
+        let data: Vec<&Value> = owned["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["instance"] == id.as_str() && r["tags"]["fleet-manager:volume"].is_string()
+            })
+            .collect();
+        assert_eq!(data.len(), 1, "instance {id}: {data:?}");
+    }
+    assert_eq!(owned["instances"].as_array().unwrap().len(), N);
+    assert_eq!(owned["securityGroups"].as_array().unwrap().len(), 1);
+
+    for id in &instances {
+        delete_instance(&fm.api, id).await;
+    }
+    let owned = rig.owned().await;
+    assert!(owned["instances"].as_array().unwrap().is_empty(), "{owned}");
+    assert!(owned["volumes"].as_array().unwrap().is_empty(), "{owned}");
+}
+
+#[tokio::test]
+async fn a_vm_stopped_or_terminated_behind_fms_back_shows_in_its_status() {
+    let rig = Ec2Rig::start().await;
+    let db = TestDb::new().await;
+    let key = cli_create_key(&db);
+    let (fm, _) = fm_on(&rig, &db, &key, 25400, &[("FM_FUTURE_WAIT_MS", "0")]).await;
+    let (tpl, net) = network_and_template(&fm.api).await;
+    let id = fm.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_done(&act(&fm.api, &id, "reprovision").await);
+    assert_eq!(cloud_state(&fm.api, &id).await, "running");
+    let vm = ids(&rig.owned_by("instances", &id).await).remove(0);
+
+    rig.behind_fms_back("StopInstances", &vm).await;
+    assert_eq!(cloud_state(&fm.api, &id).await, "stopped");
+    rig.behind_fms_back("StartInstances", &vm).await;
+    assert_eq!(cloud_state(&fm.api, &id).await, "running");
+    rig.behind_fms_back("TerminateInstances", &vm).await;
+    assert_eq!(cloud_state(&fm.api, &id).await, "missing");
+
+    // A reprovision brings a new VM on the kept volume.
+    assert_done(&act(&fm.api, &id, "reprovision").await);
+    assert_eq!(cloud_state(&fm.api, &id).await, "running");
+    delete_instance(&fm.api, &id).await;
+}

@@ -1,0 +1,451 @@
+"""An EC2 test rig: the moto emulator, a fault-injecting proxy in front of it,
+and a player of the VMs the emulator only pretends to run.
+
+    python ec2_rig.py --root DIR --agent-bin PATH [--port 0] [--regions R,...] [--no-vms]
+
+Prints one line `READY proxy=PORT moto=PORT` once it serves. FM talks to the
+proxy port; tests may read the emulator directly on the moto port (those
+calls are neither counted nor faulted).
+
+The proxy
+- counts EC2 calls per action (`GET /rig/stats`, `POST /rig/reset-stats`);
+- injects faults on a share of EC2 calls (`POST /rig/config` with
+  `{"faultRate": 0.2}`): `RequestLimitExceeded` (HTTP 503) or `InternalError`
+  (HTTP 500) before the call reaches the emulator, or, for calls that change
+  something, an `InternalError` after the emulator did the work (the answer
+  is lost);
+- plays EBS data synchronously: a data volume is a directory
+  (`volumes/<vol-id>`), `CreateSnapshot` copies it to `snapshots/<snap-id>`,
+  `CreateVolume` from a snapshot copies it back.
+
+The VM player starts a real `fm-agent` for each running emulated instance
+once its data volume is attached, with the settings read back from the
+instance's user-data through the EC2 API (the boot script's
+`FM_AGENT_TOML` block, paths moved into the rig's directory), and stops its
+processes when the instance is stopped or terminated, as a VM would. An agent
+that dies on a running instance is restarted, as an init system would.
+"""
+
+import argparse
+import base64
+import http.client
+import http.server
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import urllib.parse
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+OWNER_TAG = "fleet-manager:owner"
+VOLUME_TAG = "fleet-manager:volume"
+MUTATING = re.compile(
+    r"^(Run|Start|Stop|Terminate|Create|Delete|Attach|Detach|Allocate|Associate|"
+    r"Disassociate|Release|Authorize|Revoke|Modify)"
+)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ec2_error(code, message):
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
+        f"</Error></Errors><RequestID>rig-{random.getrandbits(32):08x}</RequestID></Response>"
+    ).encode()
+
+
+class Rig:
+    def __init__(self, root, agent_bin, moto_port, regions):
+        self.root = root
+        self.agent_bin = agent_bin
+        self.moto_port = moto_port
+        self.regions = regions
+        self.lock = threading.Lock()
+        self.calls = {}
+        self.faults = {}
+        self.fault_rate = 0.0
+        self.rng = random.Random(int(os.environ.get("RIG_SEED", "7")))
+        # instance id -> {"pid": int, "groups": [int]}
+        self.agents = {}
+        self.poke = threading.Event()
+        for d in ("vms", "volumes", "snapshots"):
+            os.makedirs(os.path.join(root, d), exist_ok=True)
+
+    def client(self, region):
+        return boto3.client(
+            "ec2",
+            region_name=region,
+            endpoint_url=f"http://127.0.0.1:{self.moto_port}",
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+            aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+
+    # ------------------------------------------------------------- faults
+
+    def pick_fault(self, action):
+        with self.lock:
+            if self.fault_rate <= 0 or self.rng.random() >= self.fault_rate:
+                return None
+            kinds = ["throttle", "error-before"]
+            if MUTATING.match(action):
+                kinds.append("error-after")
+            kind = self.rng.choice(kinds)
+            key = f"{action}:{kind}"
+            self.faults[key] = self.faults.get(key, 0) + 1
+            return kind
+
+    def count(self, action):
+        with self.lock:
+            self.calls[action] = self.calls.get(action, 0) + 1
+
+    # --------------------------------------------------------- EBS data
+
+    def vol_dir(self, vol):
+        return os.path.join(self.root, "volumes", vol)
+
+    def snap_dir(self, snap):
+        return os.path.join(self.root, "snapshots", snap)
+
+    def after_call(self, action, params, body):
+        text = body.decode("utf-8", "replace")
+
+        def field(name):
+            m = re.search(f"<{name}>([^<]+)</{name}>", text)
+            return m.group(1) if m else None
+
+        if action == "CreateVolume":
+            vol = field("volumeId")
+            snap = params.get("SnapshotId")
+            if vol:
+                if snap and os.path.isdir(self.snap_dir(snap)):
+                    shutil.copytree(self.snap_dir(snap), self.vol_dir(vol), symlinks=True)
+                else:
+                    os.makedirs(self.vol_dir(vol), exist_ok=True)
+        elif action == "CreateSnapshot":
+            snap, vol = field("snapshotId"), params.get("VolumeId")
+            if snap and vol:
+                src = self.vol_dir(vol)
+                if os.path.isdir(src):
+                    shutil.copytree(src, self.snap_dir(snap), symlinks=True)
+                else:
+                    os.makedirs(self.snap_dir(snap), exist_ok=True)
+        elif action == "DeleteVolume":
+            shutil.rmtree(self.vol_dir(params.get("VolumeId", "none")), ignore_errors=True)
+        elif action == "DeleteSnapshot":
+            shutil.rmtree(self.snap_dir(params.get("SnapshotId", "none")), ignore_errors=True)
+        elif action in ("StopInstances", "TerminateInstances"):
+            for k, v in params.items():
+                if k.startswith("InstanceId."):
+                    self.halt(v)
+                    if action == "TerminateInstances":
+                        shutil.rmtree(os.path.join(self.root, "vms", v), ignore_errors=True)
+        if action in ("RunInstances", "StartInstances", "AttachVolume"):
+            self.poke.set()
+
+    # -------------------------------------------------------------- VMs
+
+    @staticmethod
+    def group_alive(pgid):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        # Zombies of the group count as gone.
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
+                return True
+        return False
+
+    def halt(self, iid):
+        with self.lock:
+            rec = self.agents.pop(iid, None)
+        if not rec:
+            return
+        for g in rec["groups"]:
+            try:
+                os.killpg(g, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 10
+        while time.time() < deadline and any(self.group_alive(g) for g in rec["groups"]):
+            time.sleep(0.05)
+        for g in rec["groups"]:
+            try:
+                os.killpg(g, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if rec.get("proc"):
+            try:
+                rec["proc"].wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def boot(self, ec2, iid):
+        vols = ec2.describe_volumes(
+            Filters=[{"Name": "attachment.instance-id", "Values": [iid]}]
+        )["Volumes"]
+        data = [v for v in vols if any(t["Key"] == VOLUME_TAG for t in v.get("Tags", []))]
+        if not data:
+            return  # the boot script waits for its volume
+        vol = data[0]["VolumeId"]
+        ud = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
+        script = base64.b64decode(ud.get("UserData", {}).get("Value", "") or b"").decode()
+        m = re.search(r"<<'FM_AGENT_TOML'\n(.*?)\nFM_AGENT_TOML\n", script, re.S)
+        if not m:
+            print(f"rig: instance {iid} has no agent settings in its user-data", flush=True)
+            return
+        settings = tomllib.loads(m.group(1))
+        vm_dir = os.path.join(self.root, "vms", iid)
+        os.makedirs(os.path.join(vm_dir, "home"), exist_ok=True)
+        os.makedirs(self.vol_dir(vol), exist_ok=True)
+        settings["state_dir"] = os.path.join(vm_dir, "agent")
+        settings["home_dir"] = os.path.join(vm_dir, "home")
+        settings["data_dir"] = os.path.join(
+            self.vol_dir(vol), os.path.basename(settings.get("data_dir", "data").rstrip("/"))
+        )
+        path = os.path.join(vm_dir, "user-data.toml")
+        with open(path, "w") as f:
+            for k, v in settings.items():
+                f.write(f"{k} = {json.dumps(v)}\n")
+        os.chmod(path, 0o600)
+        log = open(os.path.join(vm_dir, "agent.log"), "ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FM_", "AWS_"))}
+        proc = subprocess.Popen(
+            [self.agent_bin, "--user-data", path],
+            cwd=vm_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            process_group=0,
+        )
+        log.close()
+        with self.lock:
+            rec = self.agents.setdefault(iid, {"groups": []})
+            rec["pid"] = proc.pid
+            rec["proc"] = proc
+            rec["groups"].append(proc.pid)
+
+    def play(self):
+        clients = {r: self.client(r) for r in self.regions}
+        while True:
+            self.poke.wait(0.25)
+            self.poke.clear()
+            seen = set()
+            try:
+                for ec2 in clients.values():
+                    seen |= self.play_region(ec2)
+            except Exception as e:  # the emulator may be resetting
+                print(f"rig: VM player: {e}", flush=True)
+                continue
+            # Instances the emulator no longer knows (it was reset) are gone.
+            with self.lock:
+                gone = [iid for iid in self.agents if iid not in seen]
+            for iid in gone:
+                self.halt(iid)
+
+    def play_region(self, ec2):
+        res = ec2.describe_instances(Filters=[{"Name": "tag-key", "Values": [OWNER_TAG]}])
+        seen = set()
+        for r in res["Reservations"]:
+            for i in r["Instances"]:
+                iid, state = i["InstanceId"], i["State"]["Name"]
+                seen.add(iid)
+                with self.lock:
+                    rec = self.agents.get(iid)
+                alive = rec is not None and rec["proc"].poll() is None
+                if state in ("pending", "running"):
+                    if not alive:
+                        self.boot(ec2, iid)
+                elif rec is not None:
+                    self.halt(iid)
+        return seen
+
+    def owned(self):
+        """What FM's ownership tags mark in every region, read through the
+        EC2 API: live instances, volumes, snapshots, security groups and
+        addresses, each as {id, instance, tags}."""
+        out = {"instances": [], "volumes": [], "snapshots": [], "securityGroups": [], "addresses": []}
+        flt = [{"Name": "tag-key", "Values": [OWNER_TAG]}]
+
+        def item(rid, tags):
+            t = {x["Key"]: x["Value"] for x in tags or []}
+            return {"id": rid, "instance": t.get("fleet-manager:instance"), "tags": t}
+
+        for region in self.regions:
+            ec2 = self.client(region)
+            for r in ec2.describe_instances(Filters=flt)["Reservations"]:
+                for i in r["Instances"]:
+                    if i["State"]["Name"] not in ("terminated", "shutting-down"):
+                        out["instances"].append(item(i["InstanceId"], i.get("Tags")))
+            for v in ec2.describe_volumes(Filters=flt)["Volumes"]:
+                out["volumes"].append(item(v["VolumeId"], v.get("Tags")))
+            for sn in ec2.describe_snapshots(OwnerIds=["self"], Filters=flt)["Snapshots"]:
+                out["snapshots"].append(item(sn["SnapshotId"], sn.get("Tags")))
+            for g in ec2.describe_security_groups(Filters=flt)["SecurityGroups"]:
+                out["securityGroups"].append(item(g["GroupId"], g.get("Tags")))
+            for a in ec2.describe_addresses(Filters=flt)["Addresses"]:
+                out["addresses"].append(item(a["AllocationId"], a.get("Tags")))
+        return out
+
+    def defaults(self, region):
+        """The emulator's default VPC and a subnet of it."""
+        ec2 = self.client(region)
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
+        return {"region": region, "vpcId": vpc, "subnetId": subnet}
+
+    def stop_all(self):
+        for iid in list(self.agents):
+            self.halt(iid)
+
+
+def make_handler(rig):
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def reply(self, status, body, ctype="application/json"):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path == "/rig/stats":
+                with rig.lock:
+                    body = {
+                        "calls": dict(rig.calls),
+                        "faults": dict(rig.faults),
+                        "agents": {k: v["pid"] for k, v in rig.agents.items()},
+                    }
+                return self.reply(200, json.dumps(body).encode())
+            if self.path == "/rig/owned":
+                return self.reply(200, json.dumps(rig.owned()).encode())
+            if self.path.startswith("/rig/defaults/"):
+                region = self.path.rsplit("/", 1)[1]
+                return self.reply(200, json.dumps(rig.defaults(region)).encode())
+            self.forward(b"")
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n else b""
+            if self.path == "/rig/config":
+                cfg = json.loads(body or b"{}")
+                with rig.lock:
+                    rig.fault_rate = float(cfg.get("faultRate", rig.fault_rate))
+                return self.reply(200, b"{}")
+            if self.path == "/rig/reset-stats":
+                with rig.lock:
+                    rig.calls.clear()
+                    rig.faults.clear()
+                return self.reply(200, b"{}")
+            if self.path == "/rig/ec2":
+                # Someone else acting on an instance, straight to the emulator.
+                cmd = json.loads(body)
+                ec2 = rig.client(cmd.get("region", rig.regions[0]))
+                method = {
+                    "StopInstances": ec2.stop_instances,
+                    "StartInstances": ec2.start_instances,
+                    "TerminateInstances": ec2.terminate_instances,
+                }[cmd["action"]]
+                method(InstanceIds=[cmd["instanceId"]])
+                rig.poke.set()
+                return self.reply(200, b"{}")
+            if self.path == "/rig/stop-agents":
+                rig.stop_all()
+                return self.reply(200, b"{}")
+            self.forward(body)
+
+        def forward(self, body):
+            params = {}
+            ctype = self.headers.get("Content-Type", "")
+            if "x-www-form-urlencoded" in ctype:
+                params = dict(urllib.parse.parse_qsl(body.decode()))
+            action = params.get("Action")
+            is_ec2 = action is not None and params.get("Version") == "2016-11-15"
+            if action:
+                rig.count(action)
+            fault = rig.pick_fault(action) if is_ec2 else None
+            if fault == "throttle":
+                return self.reply(503, ec2_error("RequestLimitExceeded", "Request limit exceeded."), "text/xml")
+            if fault == "error-before":
+                return self.reply(500, ec2_error("InternalError", "An internal error has occurred"), "text/xml")
+            conn = http.client.HTTPConnection("127.0.0.1", rig.moto_port, timeout=120)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            conn.close()
+            if action and resp.status == 200:
+                rig.after_call(action, params, data)
+            if fault == "error-after":
+                return self.reply(500, ec2_error("InternalError", "An internal error has occurred"), "text/xml")
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Proxy
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--agent-bin", required=True)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--regions", default="eu-west-1,us-east-1")
+    ap.add_argument("--no-vms", action="store_true", help="run no agents (benchmarks of EC2 calls)")
+    a = ap.parse_args()
+
+    moto_port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    moto.start()
+    rig = Rig(os.path.abspath(a.root), a.agent_bin, moto_port, a.regions.split(","))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", a.port), make_handler(rig))
+    server.daemon_threads = True
+
+    def bye(*_):
+        rig.stop_all()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, bye)
+    signal.signal(signal.SIGINT, bye)
+    if not a.no_vms:
+        threading.Thread(target=rig.play, daemon=True).start()
+    print(f"READY proxy={server.server_address[1]} moto={moto_port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
