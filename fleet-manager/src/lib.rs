@@ -19,3 +19,11 @@ pub mod ops;
 pub mod pki;
 pub mod server;
 pub mod store;
+
+/// Makes ring the process's TLS crypto provider. The AWS SDK brings a
+/// second one (aws-lc-rs); with two linked in, rustls can't pick one by
+/// itself and tonic's TLS would panic. Called by `main` and by
+/// [`server::open_app`]; later calls do nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -101,8 +101,7 @@ enum AdminCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // One TLS crypto provider for the whole process (see tonic's TLS server).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    fleet_manager::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FM_LOG").unwrap_or_else(|_| {

@@ -24,6 +24,7 @@ pub async fn open_app(cfg: &Config) -> Result<App> {
 
 /// As [`open_app`], with extra sagas registered in the engine (tests).
 pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Saga>) -> Result<App> {
+    crate::install_crypto_provider();
     std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
         Error::invalid(format!(
             "can't create data directory {}: {e}",

@@ -277,6 +277,9 @@ fn serve(
 impl FakeFm {
     /// Serves on 127.0.0.1 with a fresh CA; `tokens` are each good once.
     pub async fn start(tokens: &[&str]) -> FakeFm {
+        // Built in the workspace, rustls has two providers linked in (the
+        // AWS SDK brings aws-lc-rs): name one, as the agent's main does.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
