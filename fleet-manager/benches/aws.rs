@@ -33,6 +33,10 @@ async fn run(rig: &common::Ec2Rig, n: usize, fault_rate: f64, round: usize) {
     }));
     let at = Placement {
         tenant_id: "main".into(),
+        auth: fleet_manager::cloud::CloudAuth::Keypair {
+            access_key_id: env["AWS_ACCESS_KEY_ID"].clone(),
+            secret_access_key: fleet_manager::cloud::Redacted(env["AWS_SECRET_ACCESS_KEY"].clone()),
+        },
         region: common::RIG_REGION.into(),
         network_id: format!("vn-bench-{round}"),
         vpc_id: Some(env["FM_DEFAULT_VPC_ID"].clone()),
@@ -109,19 +113,24 @@ async fn run(rig: &common::Ec2Rig, n: usize, fault_rate: f64, round: usize) {
             .join(", ")
     );
     // Clean up (not timed).
+    let mut tasks = vec![];
     for i in 0..n {
+        let cloud = cloud.clone();
         let at = Placement {
             instance_id: format!("in-{round}-{i}"),
             ..at.clone()
         };
-        cloud
-            .terminate_vm(&at, &format!("vm-{}", at.instance_id))
-            .await
-            .expect("terminate");
-        cloud
-            .delete_volume(&at, &format!("vol-{}", at.instance_id))
-            .await
-            .expect("delete volume");
+        tasks.push(tokio::spawn(async move {
+            cloud
+                .terminate_vm(&at, &format!("vm-{}", at.instance_id))
+                .await?;
+            cloud
+                .delete_volume(&at, &format!("vol-{}", at.instance_id))
+                .await
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task").expect("clean up");
     }
     cloud.delete_network(&at).await.expect("delete group");
 }

@@ -86,6 +86,9 @@ pub struct Config {
     pub future_wait: Duration,
     pub engine: crate::ops::EngineConfig,
     pub network_defaults: NetworkDefaults,
+    /// Whether the defaults were configured (else, on EC2, FM's own
+    /// network is read from the instance metadata).
+    pub network_defaults_set: bool,
     /// Base64 of 32 bytes; overrides `DATA_DIR/secrets.key`.
     pub secrets_key: Option<String>,
     pub lifecycle: LifecycleSettings,
@@ -266,6 +269,8 @@ impl Config {
                     .unwrap_or(2000),
             ),
             engine,
+            network_defaults_set: std::env::var_os("FM_DEFAULT_VPC_ID").is_some()
+                || nd.vpc_id.is_some(),
             // FM's own network, for `useDefaultValues`.
             network_defaults: NetworkDefaults {
                 region: std::env::var("FM_DEFAULT_REGION")

@@ -41,6 +41,8 @@ pub fn verify_api_secret(secret: &str, stored_hash: &str) -> bool {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: ChaCha20Poly1305,
+    /// A second key, derived from the first, for [`SecretBox::derive`].
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -53,8 +55,13 @@ const SEALED_PREFIX: &str = "v1:";
 
 impl SecretBox {
     pub fn from_key(key: &[u8; 32]) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"fleet-manager derive v1");
+        h.update(key);
         SecretBox {
             cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
+            mac_key: h.finalize().into(),
         }
     }
 
@@ -78,6 +85,15 @@ impl SecretBox {
                 path.display()
             ))),
         }
+    }
+
+    /// A secret derived from FM's key and `label` (HMAC-SHA-256, hex): the
+    /// same every time for the same label, unguessable without the key. A
+    /// step that must hand out the same secret when it runs again (an
+    /// enrollment token inside user-data EC2 compares by ClientToken)
+    /// derives it instead of drawing a new one.
+    pub fn derive(&self, label: &str) -> String {
+        hex::encode(hmac_sha256(&self.mac_key, label.as_bytes()))
     }
 
     fn from_base64(b64: &str) -> Result<Self> {
@@ -135,9 +151,45 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::internal(format!("can't write {}: {e}", path.display())))
 }
 
+/// HMAC-SHA-256 (RFC 2104) with a key of at most one block.
+fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let (mut ipad, mut opad) = ([0x36u8; 64], [0x5cu8; 64]);
+    for (i, b) in key.iter().enumerate() {
+        ipad[i] ^= b;
+        opad[i] ^= b;
+    }
+    let inner = sha2::Sha256::new()
+        .chain_update(ipad)
+        .chain_update(msg)
+        .finalize();
+    sha2::Sha256::new()
+        .chain_update(opad)
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_and_derived_secrets_are_stable_per_label() {
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        assert_eq!(
+            hex::encode(hmac_sha256(&key, b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let b = SecretBox::from_key(&[7u8; 32]);
+        assert_eq!(b.derive("enroll:vm-1"), b.derive("enroll:vm-1"));
+        assert_ne!(b.derive("enroll:vm-1"), b.derive("enroll:vm-2"));
+        assert_ne!(
+            b.derive("enroll:vm-1"),
+            SecretBox::from_key(&[8u8; 32]).derive("enroll:vm-1")
+        );
+    }
 
     #[test]
     fn api_secrets_verify_only_against_their_own_hash() {

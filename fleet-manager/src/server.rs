@@ -51,6 +51,14 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
             Arc::new(AwsCloud::new(aws))
         }
     };
+    let mut network_defaults = cfg.network_defaults.clone();
+    if cfg.cloud.kind == CloudKind::Aws && !cfg.network_defaults_set {
+        // On EC2, FM's own network is the default one.
+        if let Some(own) = crate::cloud::aws::own_network_from_imds().await {
+            tracing::info!(region = %own.region, vpc = %own.vpc_id, subnet = %own.subnet_id, "default network from instance metadata");
+            network_defaults = own;
+        }
+    }
     let svc = Services {
         store: store.clone(),
         secrets: secrets.clone(),
@@ -75,7 +83,7 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
         secrets,
         engine,
         AppConfig {
-            network_defaults: cfg.network_defaults.clone(),
+            network_defaults,
             future_wait: cfg.future_wait,
             kits_dir: l.kits_dir.clone(),
             standin_bin: Some(l.standin_bin.clone()),

@@ -80,6 +80,35 @@ async fn a_network_must_exist_in_ec2_and_its_security_group_goes_with_it() {
         "{e}"
     );
 
+    // Networks of accounts that assume a role or hold a key pair are
+    // checked with that identity.
+    let defaults: std::collections::HashMap<_, _> = rig.fm_env().await.into_iter().collect();
+    for account in [
+        json!({"label": "role", "awsAuthenticationMode": "IAM_ROLE",
+               "awsIAMRoleARN": "arn:aws:iam::123456789012:role/fleet-manager"}),
+        json!({"label": "keys", "awsAuthenticationMode": "KEYPAIR",
+               "awsAccessKeyId": "AKIAIOSFODNN7EXAMPLE",
+               "awsSecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}),
+    ] {
+        let (s, a) = fm.api.post("/tenants/main/cloud-accounts", account).await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+        let (s, n) = fm
+            .api
+            .post(
+                "/tenants/main/virtual-networks",
+                json!({"label": "n", "accountId": a["id"], "awsRegion": common::RIG_REGION,
+                       "awsVpcId": defaults["FM_DEFAULT_VPC_ID"],
+                       "awsSubnetId": defaults["FM_DEFAULT_SUBNET_ID"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{n}");
+    }
+    assert_eq!(
+        rig.stats().await["calls"]["AssumeRole"],
+        1,
+        "the role was assumed through STS"
+    );
+
     let (tpl, net) = network_and_template(&fm.api).await;
     let id = fm.api.create_instance(&tpl, &net).await["id"]
         .as_str()
@@ -267,5 +296,119 @@ async fn a_vm_stopped_or_terminated_behind_fms_back_shows_in_its_status() {
     // A reprovision brings a new VM on the kept volume.
     assert_done(&act(&fm.api, &id, "reprovision").await);
     assert_eq!(cloud_state(&fm.api, &id).await, "running");
+    delete_instance(&fm.api, &id).await;
+}
+
+#[tokio::test]
+async fn an_ec2_error_no_retry_can_fix_fails_the_future_with_aws_code_and_message() {
+    let rig = Ec2Rig::start().await;
+    let db = TestDb::new().await;
+    let key = cli_create_key(&db);
+    let (fm, _) = fm_on(&rig, &db, &key, 25600, &[("FM_FUTURE_WAIT_MS", "0")]).await;
+    let (tpl, net) = network_and_template(&fm.api).await;
+    let id = fm.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rig.fail_next(
+        "RunInstances",
+        400,
+        "InvalidAMIID.NotFound",
+        "The image id '[ami-0fa1ca7e5e1f00d00]' does not exist",
+    )
+    .await;
+    let f = act(&fm.api, &id, "reprovision").await;
+    assert_eq!(f["state"], "failed", "{f}");
+    let err = f.to_string();
+    assert!(
+        err.contains("InvalidAMIID.NotFound") && err.contains("does not exist"),
+        "{f}"
+    );
+    let calls = rig.stats().await["calls"]["RunInstances"].as_u64().unwrap();
+    assert_eq!(calls, 1, "a client error is not retried");
+    assert!(rig.owned_by("instances", &id).await.is_empty());
+
+    // The cause gone, a reprovision works.
+    assert_done(&act(&fm.api, &id, "reprovision").await);
+    assert_eq!(rig.owned_by("instances", &id).await.len(), 1);
+    delete_instance(&fm.api, &id).await;
+}
+
+#[tokio::test]
+async fn resources_tagged_as_fms_that_nothing_owns_are_reported_and_cleaned_only_when_asked() {
+    let rig = Ec2Rig::start().await;
+    let db = TestDb::new().await;
+    let key = cli_create_key(&db);
+    let (fm, env) = fm_on(
+        &rig,
+        &db,
+        &key,
+        25800,
+        &[
+            ("FM_FUTURE_WAIT_MS", "0"),
+            ("FM_AWS_OWNER", "fm-drift-test"),
+        ],
+    )
+    .await;
+    let (tpl, net) = network_and_template(&fm.api).await;
+    let id = fm.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_done(&act(&fm.api, &id, "reprovision").await);
+    let leak = rig
+        .create_volume_behind_fms_back(json!({
+            "fleet-manager:owner": "fm-drift-test",
+            "fleet-manager:instance": "inst-long-gone",
+            "fleet-manager:volume": "vol-inst-long-gone",
+        }))
+        .await;
+    let drift = |clean: bool| {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.args(["admin", "cloud-drift", "--data-dir"])
+            .arg(db.dir.path())
+            .args(["--database-url", &db.url]);
+        if clean {
+            cmd.arg("--clean");
+        }
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("cloud-drift");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON report")
+    };
+    let report = drift(false);
+    let orphans = report["orphans"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "{report}");
+    assert_eq!(orphans[0]["cloudId"], leak.as_str());
+    assert_eq!(orphans[0]["deleted"], false);
+    assert!(report["drifted"].as_array().unwrap().is_empty(), "{report}");
+    assert!(
+        rig.owned().await["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["id"] == leak.as_str()),
+        "reporting deletes nothing"
+    );
+
+    let report = drift(true);
+    assert_eq!(report["orphans"][0]["deleted"], true, "{report}");
+    let volumes = rig.owned().await["volumes"].as_array().unwrap().clone();
+    assert!(!volumes.iter().any(|v| v["id"] == leak.as_str()));
+    // The instance's own volume is untouched.
+    assert_eq!(
+        rig.owned_by("volumes", &id)
+            .await
+            .iter()
+            .filter(|v| v["tags"]["fleet-manager:volume"].is_string())
+            .count(),
+        1
+    );
     delete_instance(&fm.api, &id).await;
 }

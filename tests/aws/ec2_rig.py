@@ -9,6 +9,8 @@ calls are neither counted nor faulted).
 
 The proxy
 - counts EC2 calls per action (`GET /rig/stats`, `POST /rig/reset-stats`);
+- fails the next call of an action with a given error (`POST /rig/config`
+  with `{"failNext": {"RunInstances": {"status": 400, "code": ..., "message": ...}}}`);
 - injects faults on a share of EC2 calls (`POST /rig/config` with
   `{"faultRate": 0.2}`): `RequestLimitExceeded` (HTTP 503) or `InternalError`
   (HTTP 500) before the call reaches the emulator, or, for calls that change
@@ -79,6 +81,8 @@ class Rig:
         self.calls = {}
         self.faults = {}
         self.fault_rate = 0.0
+        # action -> (HTTP status, code, message): the next such call fails.
+        self.fail_next = {}
         self.rng = random.Random(int(os.environ.get("RIG_SEED", "7")))
         # instance id -> {"pid": int, "groups": [int]}
         self.agents = {}
@@ -99,6 +103,8 @@ class Rig:
 
     def pick_fault(self, action):
         with self.lock:
+            if action in self.fail_next:
+                return self.fail_next.pop(action)
             if self.fault_rate <= 0 or self.rng.random() >= self.fault_rate:
                 return None
             kinds = ["throttle", "error-before"]
@@ -228,10 +234,11 @@ class Rig:
             self.vol_dir(vol), os.path.basename(settings.get("data_dir", "data").rstrip("/"))
         )
         path = os.path.join(vm_dir, "user-data.toml")
-        with open(path, "w") as f:
+        # It holds the enrollment token: readable by its owner only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
             for k, v in settings.items():
                 f.write(f"{k} = {json.dumps(v)}\n")
-        os.chmod(path, 0o600)
         log = open(os.path.join(vm_dir, "agent.log"), "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FM_", "AWS_"))}
         proc = subprocess.Popen(
@@ -269,9 +276,11 @@ class Rig:
                 self.halt(iid)
 
     def play_region(self, ec2):
-        res = ec2.describe_instances(Filters=[{"Name": "tag-key", "Values": [OWNER_TAG]}])
         seen = set()
-        for r in res["Reservations"]:
+        pager = ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "tag-key", "Values": [OWNER_TAG]}]
+        )
+        for r in (r for page in pager for r in page["Reservations"]):
             for i in r["Instances"]:
                 iid, state = i["InstanceId"], i["State"]["Name"]
                 seen.add(iid)
@@ -296,17 +305,21 @@ class Rig:
             t = {x["Key"]: x["Value"] for x in tags or []}
             return {"id": rid, "instance": t.get("fleet-manager:instance"), "tags": t}
 
+        def pages(ec2, op, key, **kw):
+            for page in ec2.get_paginator(op).paginate(**kw):
+                yield from page[key]
+
         for region in self.regions:
             ec2 = self.client(region)
-            for r in ec2.describe_instances(Filters=flt)["Reservations"]:
+            for r in pages(ec2, "describe_instances", "Reservations", Filters=flt):
                 for i in r["Instances"]:
                     if i["State"]["Name"] not in ("terminated", "shutting-down"):
                         out["instances"].append(item(i["InstanceId"], i.get("Tags")))
-            for v in ec2.describe_volumes(Filters=flt)["Volumes"]:
+            for v in pages(ec2, "describe_volumes", "Volumes", Filters=flt):
                 out["volumes"].append(item(v["VolumeId"], v.get("Tags")))
-            for sn in ec2.describe_snapshots(OwnerIds=["self"], Filters=flt)["Snapshots"]:
+            for sn in pages(ec2, "describe_snapshots", "Snapshots", OwnerIds=["self"], Filters=flt):
                 out["snapshots"].append(item(sn["SnapshotId"], sn.get("Tags")))
-            for g in ec2.describe_security_groups(Filters=flt)["SecurityGroups"]:
+            for g in pages(ec2, "describe_security_groups", "SecurityGroups", Filters=flt):
                 out["securityGroups"].append(item(g["GroupId"], g.get("Tags")))
             for a in ec2.describe_addresses(Filters=flt)["Addresses"]:
                 out["addresses"].append(item(a["AllocationId"], a.get("Tags")))
@@ -361,6 +374,8 @@ def make_handler(rig):
                 cfg = json.loads(body or b"{}")
                 with rig.lock:
                     rig.fault_rate = float(cfg.get("faultRate", rig.fault_rate))
+                    for action, err in cfg.get("failNext", {}).items():
+                        rig.fail_next[action] = (int(err["status"]), err["code"], err["message"])
                 return self.reply(200, b"{}")
             if self.path == "/rig/reset-stats":
                 with rig.lock:
@@ -371,6 +386,14 @@ def make_handler(rig):
                 # Someone else acting on an instance, straight to the emulator.
                 cmd = json.loads(body)
                 ec2 = rig.client(cmd.get("region", rig.regions[0]))
+                if cmd["action"] == "CreateVolume":
+                    tags = [{"Key": k, "Value": v} for k, v in cmd.get("tags", {}).items()]
+                    zone = ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+                    v = ec2.create_volume(
+                        AvailabilityZone=zone, Size=1,
+                        TagSpecifications=[{"ResourceType": "volume", "Tags": tags}],
+                    )
+                    return self.reply(200, json.dumps({"id": v["VolumeId"]}).encode())
                 method = {
                     "StopInstances": ec2.stop_instances,
                     "StartInstances": ec2.start_instances,
@@ -394,6 +417,9 @@ def make_handler(rig):
             if action:
                 rig.count(action)
             fault = rig.pick_fault(action) if is_ec2 else None
+            if isinstance(fault, tuple):
+                status, code, message = fault
+                return self.reply(status, ec2_error(code, message), "text/xml")
             if fault == "throttle":
                 return self.reply(503, ec2_error("RequestLimitExceeded", "Request limit exceeded."), "text/xml")
             if fault == "error-before":

@@ -16,12 +16,12 @@ use crate::cloud::{OwnedResource, Placement, VmState};
 use crate::error::Result;
 use crate::model::network::VirtualNetwork;
 use crate::ops::placement;
-use crate::store::entities::{instance_runtime, snapshot};
+use crate::store::entities::{instance_runtime, snapshot, virtual_network};
 use crate::store::operations::op_active_for_target;
 use crate::store::resources as q;
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// An instance whose VM is not in the state FM recorded.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -60,25 +60,10 @@ impl App {
         let conn = self.store.conn();
         let mut report = DriftReport::default();
 
-        let runtimes: HashMap<String, instance_runtime::Model> = instance_runtime::Entity::find()
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|r| (r.instance_id.clone(), r))
-            .collect();
-        let snapshots: HashSet<String> = snapshot::Entity::find()
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|s| s.cloud_ref)
-            .collect();
-
         // One listing per account and region.
         let mut places: BTreeMap<(String, String), (String, Placement)> = BTreeMap::new();
-        let mut networks = HashSet::new();
         for t in q::tenant_list(conn).await? {
             for row in q::network_list(conn, &t.id).await? {
-                networks.insert(row.id.clone());
                 let mut net: VirtualNetwork = from_doc(&row.doc)?;
                 net.id = Some(row.id.clone());
                 let at = placement::for_network(&svc, &t.id, &net).await?;
@@ -90,19 +75,12 @@ impl App {
 
         for (tenant, at) in places.values() {
             for r in svc.cloud.owned_resources(at).await? {
-                if !r.live || op_active_for_target(conn, &r.owner_id).await?.is_some() {
+                if !r.live {
                     continue;
                 }
-                let rt = runtimes.get(&r.owner_id);
-                let orphan = match r.kind {
-                    "instance" => rt.and_then(|rt| rt.vm_id.as_deref()) != r.logical_id.as_deref(),
-                    "volume" => rt.is_none(),
-                    "snapshot" => !snapshots.contains(&r.cloud_id),
-                    "address" => rt.is_none(),
-                    "security-group" => !networks.contains(&r.owner_id),
-                    _ => false,
-                };
-                if !orphan {
+                // Read now, after the listing: an operation that finished
+                // in between has recorded what it made.
+                if !self.owned_by_nothing(&r).await? {
                     continue;
                 }
                 let deleted = clean && self.delete_orphan(tenant, at, &r).await?;
@@ -116,7 +94,7 @@ impl App {
             }
         }
 
-        for rt in runtimes.values() {
+        for rt in instance_runtime::Entity::find().all(conn).await? {
             let Some(vm) = rt.vm_id.as_deref() else {
                 continue;
             };
@@ -136,6 +114,33 @@ impl App {
             }
         }
         Ok(report)
+    }
+
+    /// Whether nothing in the store owns the resource (read fresh).
+    async fn owned_by_nothing(&self, r: &OwnedResource) -> Result<bool> {
+        let conn = self.store.conn();
+        if op_active_for_target(conn, &r.owner_id).await?.is_some() {
+            return Ok(false);
+        }
+        let rt = instance_runtime::Entity::find_by_id(r.owner_id.clone())
+            .one(conn)
+            .await?;
+        Ok(match r.kind {
+            "instance" => rt.and_then(|rt| rt.vm_id) != r.logical_id,
+            // A volume the instance no longer uses (a restore's leftover).
+            "volume" => rt.is_none_or(|rt| rt.volume_id != r.logical_id),
+            "address" => rt.is_none(),
+            "snapshot" => snapshot::Entity::find()
+                .filter(snapshot::Column::CloudRef.eq(r.cloud_id.clone()))
+                .one(conn)
+                .await?
+                .is_none(),
+            "security-group" => virtual_network::Entity::find_by_id(r.owner_id.clone())
+                .one(conn)
+                .await?
+                .is_none(),
+            _ => false,
+        })
     }
 
     async fn delete_orphan(&self, tenant: &str, at: &Placement, r: &OwnedResource) -> Result<bool> {

@@ -99,6 +99,16 @@ impl App {
         input.validate()?;
         let before: VirtualNetwork = from_doc(&m.doc)?;
         input.check_immutable(&before)?;
+        if input.account_id != before.account_id {
+            // The instances' resources live in the old account: they would
+            // be out of FM's reach.
+            let n = q::instances_using_network(&self.store.db, id).await?;
+            if n > 0 {
+                return Err(Error::conflict(format!(
+                    "the cloud account of virtual network '{id}' can't change while {n} instance(s) use it"
+                )));
+            }
+        }
         self.check_account_ref(tenant, input.account_id.as_deref())
             .await?;
         self.check_network_in_cloud(tenant, &input).await?;

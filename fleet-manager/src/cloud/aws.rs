@@ -208,6 +208,35 @@ fn client_token(what: &str, id: &str) -> String {
     format!("fm-{}", &hex::encode(h)[..48])
 }
 
+/// FM's own region, VPC and subnet from the instance metadata service, when
+/// FM runs on EC2 (`None` elsewhere, within about two seconds).
+pub async fn own_network_from_imds() -> Option<crate::model::network::NetworkDefaults> {
+    let imds = aws_config::imds::Client::builder()
+        .max_attempts(1)
+        .connect_timeout(Duration::from_millis(500))
+        .build();
+    let get = |path: String| {
+        let imds = imds.clone();
+        async move { imds.get(path).await.ok().map(|v| v.as_ref().to_string()) }
+    };
+    let lookup = async {
+        let region = get("/latest/meta-data/placement/region".into()).await?;
+        let mac = get("/latest/meta-data/mac".into()).await?;
+        let base = format!("/latest/meta-data/network/interfaces/macs/{mac}");
+        let vpc_id = get(format!("{base}/vpc-id")).await?;
+        let subnet_id = get(format!("{base}/subnet-id")).await?;
+        Some(crate::model::network::NetworkDefaults {
+            region,
+            vpc_id,
+            subnet_id,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(2), lookup)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The cloud-init script that bootstraps a VM: mounts the data volume,
 /// writes the agent's settings and starts `fm-agent`.
 pub fn render_boot_script(agent_toml: &str, volume_cloud_id: &str, mount: &str) -> String {
@@ -242,6 +271,15 @@ pub struct AwsCloud {
     zones: Mutex<HashMap<String, String>>,
     /// (region, network) → the security group FM made for it.
     groups: Mutex<HashMap<(String, String), String>>,
+    /// Serializes the first look-up of what many instances share (a
+    /// subnet's zone, a network's group), so a fleet provisioned at once
+    /// asks EC2 once.
+    shared_lookup: tokio::sync::Mutex<()>,
+    /// (region, FM's volume id) → EC2's volume id, for volumes FM found or
+    /// made; forgotten when deleted.
+    volume_ids: Mutex<HashMap<(String, String), String>>,
+    /// AMI → its root device name.
+    root_devices: Mutex<HashMap<String, String>>,
 }
 
 impl AwsCloud {
@@ -251,6 +289,9 @@ impl AwsCloud {
             gates: tokio::sync::Mutex::new(HashMap::new()),
             zones: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
+            shared_lookup: tokio::sync::Mutex::new(()),
+            volume_ids: Mutex::new(HashMap::new()),
+            root_devices: Mutex::new(HashMap::new()),
         }
     }
 
@@ -269,7 +310,14 @@ impl AwsCloud {
         let loader = || {
             let mut l = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(aws_config::Region::new(at.region.clone()))
-                .retry_config(aws_config::retry::RetryConfig::disabled());
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                // A hung connection is a failed attempt, retried like one.
+                .timeout_config(
+                    aws_config::timeout::TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(5))
+                        .operation_attempt_timeout(Duration::from_secs(60))
+                        .build(),
+                );
             if let Some(ep) = &self.settings.endpoint_url {
                 l = l.endpoint_url(ep.clone());
             }
@@ -401,7 +449,10 @@ impl AwsCloud {
         t.push(tag(TAG_OWNER, &self.settings.owner));
         t.push(tag(TAG_TENANT, &at.tenant_id));
         t.push(tag(TAG_INSTANCE, &at.instance_id));
-        t.push(tag(kind.0, kind.1));
+        // EC2 refuses a key twice.
+        if kind.0 != TAG_INSTANCE {
+            t.push(tag(kind.0, kind.1));
+        }
         t
     }
 
@@ -423,13 +474,19 @@ impl AwsCloud {
                 at.instance_id
             ))
         })?;
-        if let Some(z) = self
-            .zones
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&subnet)
-        {
-            return Ok(z.clone());
+        let cached = || {
+            self.zones
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&subnet)
+                .cloned()
+        };
+        if let Some(z) = cached() {
+            return Ok(z);
+        }
+        let _one = self.shared_lookup.lock().await;
+        if let Some(z) = cached() {
+            return Ok(z);
         }
         let out = self
             .send(g, Class::Describe, "DescribeSubnets", || {
@@ -555,27 +612,80 @@ impl AwsCloud {
         snapshot: Option<&str>,
     ) -> Result<()> {
         let g = self.gate(at).await?;
-        if self.find_volume(&g, volume_id).await?.is_some() {
+        if let Some(v) = self.find_volume(&g, volume_id).await? {
+            self.remember_volume(at, volume_id, Some(v.id));
             return Ok(());
         }
         let zone = self.zone_of(&g, at).await?;
         let req = self.volume_request(&g, at, &zone, volume_id, snapshot);
-        self.create_once(
-            &g,
-            Class::Mutating,
-            "CreateVolume",
-            || {
-                let r = req.clone();
-                async move {
-                    r.send()
-                        .await
-                        .map(|o| o.volume_id().unwrap_or_default().to_string())
-                }
-            },
-            || async { Ok(self.find_volume(&g, volume_id).await?.map(|v| v.id)) },
-        )
-        .await?;
+        let id = self
+            .create_once(
+                &g,
+                Class::Mutating,
+                "CreateVolume",
+                || {
+                    let r = req.clone();
+                    async move {
+                        r.send()
+                            .await
+                            .map(|o| o.volume_id().unwrap_or_default().to_string())
+                    }
+                },
+                || async { Ok(self.find_volume(&g, volume_id).await?.map(|v| v.id)) },
+            )
+            .await?;
+        self.remember_volume(at, volume_id, Some(id));
         Ok(())
+    }
+
+    /// Notes (or, with `None`, forgets) EC2's id of one of FM's volumes.
+    fn remember_volume(&self, at: &Placement, volume_id: &str, cloud_id: Option<String>) {
+        let mut m = self.volume_ids.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (at.region.clone(), volume_id.to_string());
+        match cloud_id {
+            Some(id) => m.insert(key, id),
+            None => m.remove(&key),
+        };
+    }
+
+    fn known_volume(&self, at: &Placement, volume_id: &str) -> Option<String> {
+        self.volume_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(at.region.clone(), volume_id.to_string()))
+            .cloned()
+    }
+
+    /// A snapshot is usable once EC2 has finished it (it is taken at the
+    /// call; the copy completes later).
+    async fn wait_snapshot_completed(&self, g: &Gate, snapshot: &str) -> Result<()> {
+        use aws_sdk_ec2::types::SnapshotState;
+        for _ in 0..720 {
+            let out = self
+                .send(g, Class::Describe, "DescribeSnapshots", || {
+                    g.client.describe_snapshots().snapshot_ids(snapshot).send()
+                })
+                .await?;
+            match out.snapshots().first().and_then(|s| s.state()) {
+                Some(SnapshotState::Completed) => return Ok(()),
+                Some(SnapshotState::Error) => {
+                    return Err(Error::OperationFailed {
+                        error_type: "SnapshotFailed".into(),
+                        message: format!("EC2 snapshot {snapshot} is in state error"),
+                    });
+                }
+                None => {
+                    return Err(Error::invalid(format!(
+                        "snapshot '{snapshot}' does not exist in EC2"
+                    )));
+                }
+                Some(_) => tokio::time::sleep(Duration::from_secs(5)).await,
+            }
+        }
+        Err(Error::OperationFailed {
+            error_type: "SnapshotPending".into(),
+            message: format!("EC2 snapshot {snapshot} did not complete in an hour"),
+        })
     }
 
     /// Waits until the volume is free to attach or delete (a VM's
@@ -601,13 +711,19 @@ impl AwsCloud {
             return Ok(None);
         }
         let key = (at.region.clone(), at.network_id.clone());
-        if let Some(id) = self
-            .groups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(Some(id.clone()));
+        let cached = || {
+            self.groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned()
+        };
+        if let Some(id) = cached() {
+            return Ok(Some(id));
+        }
+        let _one = self.shared_lookup.lock().await;
+        if let Some(id) = cached() {
+            return Ok(Some(id));
         }
         let id = self.make_security_group(g, at).await?;
         self.groups
@@ -635,12 +751,30 @@ impl AwsCloud {
                     .map(str::to_string),
             )
         };
-        if let Some(id) = find().await? {
-            return Ok(id);
-        }
         let vpc = at.vpc_id.clone().ok_or_else(|| {
             Error::invalid("the virtual network names no VPC to create a security group in")
         })?;
+        let id = match find().await? {
+            Some(id) => id,
+            None => self.create_security_group(g, at, &vpc, &find).await?,
+        };
+        // Found or made, the group gets its rules (a first run may have died
+        // between the two): once per FM process, as the caller caches it.
+        self.authorize_node_ports(g, &id, &vpc).await?;
+        Ok(id)
+    }
+
+    async fn create_security_group<F, Fut>(
+        &self,
+        g: &Gate,
+        at: &Placement,
+        vpc: &str,
+        find: &F,
+    ) -> Result<String>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<String>>>,
+    {
         let name = format!("fleet-manager-{}-{}", self.settings.owner, at.network_id);
         let mut spec = self.tag_spec(
             at,
@@ -664,7 +798,7 @@ impl AwsCloud {
                     .create_security_group()
                     .group_name(&name)
                     .description("Fleet Manager nodes of one virtual network")
-                    .vpc_id(&vpc)
+                    .vpc_id(vpc)
                     .tag_specifications(spec.clone())
                     .send()
             })
@@ -681,9 +815,15 @@ impl AwsCloud {
             }
             Err(e) => return Err(e),
         };
+        Ok(id)
+    }
+
+    /// Opens the nodes' ports to the VPC and all traffic within the group;
+    /// rules already there are fine.
+    async fn authorize_node_ports(&self, g: &Gate, id: &str, vpc: &str) -> Result<()> {
         let cidr = self
             .send(g, Class::Describe, "DescribeVpcs", || {
-                g.client.describe_vpcs().vpc_ids(&vpc).send()
+                g.client.describe_vpcs().vpc_ids(vpc).send()
             })
             .await?
             .vpcs()
@@ -703,14 +843,14 @@ impl AwsCloud {
             // Nodes of the network talk to each other.
             IpPermission::builder()
                 .ip_protocol("-1")
-                .user_id_group_pairs(UserIdGroupPair::builder().group_id(&id).build())
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(id).build())
                 .build(),
         ];
         let r = self
             .send(g, Class::Mutating, "AuthorizeSecurityGroupIngress", || {
                 g.client
                     .authorize_security_group_ingress()
-                    .group_id(&id)
+                    .group_id(id)
                     .set_ip_permissions(Some(rules.clone()))
                     .send()
             })
@@ -722,10 +862,34 @@ impl AwsCloud {
                 other?;
             }
         }
-        Ok(id)
+        Ok(())
     }
 
-    async fn attach_volume(&self, g: &Gate, instance: &str, volume: &str) -> Result<()> {
+    async fn attach_volume(
+        &self,
+        g: &Gate,
+        at: &Placement,
+        instance: &str,
+        volume: &str,
+    ) -> Result<()> {
+        // The usual case, one call: a volume this FM just made or found, free.
+        if let Some(id) = self.known_volume(at, volume) {
+            let r = self
+                .send(g, Class::Mutating, "AttachVolume", || {
+                    g.client
+                        .attach_volume()
+                        .device(DATA_DEVICE)
+                        .instance_id(instance)
+                        .volume_id(&id)
+                        .send()
+                })
+                .await;
+            if r.is_ok() {
+                return Ok(());
+            }
+        }
+        // Otherwise look: attached already (a lost answer), still held by
+        // a VM on its way out, or gone.
         let volume_cloud = match self.find_volume(g, volume).await? {
             Some(v) if v.attached_to.as_deref() == Some(instance) => return Ok(()),
             Some(v) if v.state == VolumeState::Available => v.id,
@@ -740,13 +904,15 @@ impl AwsCloud {
             }
         };
         let r = self
-            .send(g, Class::Mutating, "AttachVolume", || {
-                g.client
-                    .attach_volume()
-                    .device(DATA_DEVICE)
-                    .instance_id(instance)
-                    .volume_id(&volume_cloud)
-                    .send()
+            .while_starting(|| {
+                self.send(g, Class::Mutating, "AttachVolume", || {
+                    g.client
+                        .attach_volume()
+                        .device(DATA_DEVICE)
+                        .instance_id(instance)
+                        .volume_id(&volume_cloud)
+                        .send()
+                })
             })
             .await;
         match r {
@@ -793,16 +959,41 @@ impl AwsCloud {
                 }
             },
         };
-        self.send(g, Class::Mutating, "AssociateAddress", || {
-            g.client
-                .associate_address()
-                .allocation_id(&allocation)
-                .instance_id(instance)
-                .allow_reassociation(true)
-                .send()
+        self.while_starting(|| {
+            self.send(g, Class::Mutating, "AssociateAddress", || {
+                g.client
+                    .associate_address()
+                    .allocation_id(&allocation)
+                    .instance_id(instance)
+                    .allow_reassociation(true)
+                    .send()
+            })
         })
         .await?;
         Ok(())
+    }
+
+    /// Repeats a call EC2 refuses while a new instance is still `pending`
+    /// (or not yet visible to every endpoint), for up to five minutes.
+    async fn while_starting<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        for _ in 0..150 {
+            match f().await {
+                Err(Error::OperationFailed { error_type, .. })
+                    if matches!(
+                        error_type.as_str(),
+                        "IncorrectState" | "IncorrectInstanceState" | "InvalidInstanceID.NotFound"
+                    ) =>
+                {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                other => return other,
+            }
+        }
+        f().await
     }
 
     /// The address FM allocated for the instance: (allocation, associated
@@ -827,6 +1018,36 @@ impl AwsCloud {
                 a.instance_id().map(str::to_string),
             )
         }))
+    }
+
+    /// The image's root device (`/dev/xvda`, `/dev/sda1`, ...), where the
+    /// root volume options go.
+    async fn root_device(&self, g: &Gate, ami: &str) -> Result<String> {
+        let _one = self.shared_lookup.lock().await;
+        if let Some(d) = self
+            .root_devices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ami)
+        {
+            return Ok(d.clone());
+        }
+        let out = self
+            .send(g, Class::Describe, "DescribeImages", || {
+                g.client.describe_images().image_ids(ami).send()
+            })
+            .await?;
+        let device = out
+            .images()
+            .first()
+            .and_then(|i| i.root_device_name())
+            .unwrap_or("/dev/xvda")
+            .to_string();
+        self.root_devices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(ami.to_string(), device.clone());
+        Ok(device)
     }
 
     fn ami(&self, region: &str) -> Result<String> {
@@ -862,6 +1083,7 @@ impl AwsCloud {
         };
         let ami = self.ami(&at.region)?;
         let sg = self.security_group(g, at).await?;
+        let image = ami.clone();
         let groups: Vec<String> = at.security_groups.iter().cloned().chain(sg).collect();
         let root = &at.root_volume;
         let root_type = root.volume_type.clone().unwrap_or_else(|| "gp3".into());
@@ -878,7 +1100,7 @@ impl AwsCloud {
         let mut req = g
             .client
             .run_instances()
-            .image_id(ami)
+            .image_id(image)
             .instance_type(InstanceType::from(
                 at.instance_type.as_deref().unwrap_or("m5.xlarge"),
             ))
@@ -898,9 +1120,10 @@ impl AwsCloud {
         // The root volume as the image has it, unless the instance asks for
         // something else.
         if root.size_gb.is_some() || root.volume_type.is_some() || at.encrypted {
+            let device = self.root_device(g, &ami).await?;
             req = req.block_device_mappings(
                 BlockDeviceMapping::builder()
-                    .device_name("/dev/xvda")
+                    .device_name(device)
                     .ebs(ebs.build())
                     .build(),
             );
@@ -1100,11 +1323,16 @@ impl CloudProvider for AwsCloud {
         snapshot_ref: &str,
         volume_id: &str,
     ) -> Result<()> {
+        let g = self.gate(at).await?;
+        if self.find_volume(&g, volume_id).await?.is_none() {
+            self.wait_snapshot_completed(&g, snapshot_ref).await?;
+        }
         self.create_volume(at, volume_id, Some(snapshot_ref)).await
     }
 
     async fn delete_volume(&self, at: &Placement, volume_id: &str) -> Result<()> {
         let g = self.gate(at).await?;
+        self.remember_volume(at, volume_id, None);
         let Some(id) = self.wait_volume_free(&g, volume_id).await? else {
             return Ok(());
         };
@@ -1138,17 +1366,19 @@ impl CloudProvider for AwsCloud {
                         spec.vm_id
                     )));
                 }
-                let volume_cloud = self
-                    .find_volume(&g, &spec.volume_id)
-                    .await?
-                    .map(|v| v.id)
-                    .ok_or_else(|| {
-                        Error::internal(format!("data volume {} does not exist", spec.volume_id))
-                    })?;
+                let known = self.known_volume(at, &spec.volume_id);
+                let volume_cloud = match known {
+                    Some(id) => Some(id),
+                    None => self.find_volume(&g, &spec.volume_id).await?.map(|v| v.id),
+                }
+                .ok_or_else(|| {
+                    Error::internal(format!("data volume {} does not exist", spec.volume_id))
+                })?;
                 self.run_instance(&g, at, spec, &volume_cloud).await?
             }
         };
-        self.attach_volume(&g, &instance, &spec.volume_id).await?;
+        self.attach_volume(&g, at, &instance, &spec.volume_id)
+            .await?;
         self.elastic_ip(&g, at, &instance).await
     }
 
@@ -1258,14 +1488,17 @@ impl CloudProvider for AwsCloud {
                     .map(|s| s.snapshot_id().unwrap_or_default().to_string()),
             )
         };
-        let volume = self
-            .find_volume(&g, volume_id)
-            .await?
-            .ok_or_else(|| Error::invalid(format!("data volume {volume_id} does not exist")))?;
+        let existing = find().await?;
+        let volume = match (self.find_volume(&g, volume_id).await?, existing) {
+            (Some(v), None) => v,
+            (v, Some(found)) => return Ok((found, v.map(|v| v.size_gb << 30).unwrap_or(0))),
+            (None, None) => {
+                return Err(Error::invalid(format!(
+                    "data volume {volume_id} does not exist"
+                )));
+            }
+        };
         let size = volume.size_gb << 30;
-        if let Some(found) = find().await? {
-            return Ok((found, size));
-        }
         let spec = self.tag_spec(at, ResourceType::Snapshot, (TAG_SNAPSHOT, snapshot_id));
         let id = self
             .create_once(
@@ -1310,9 +1543,32 @@ impl CloudProvider for AwsCloud {
 
     async fn release_instance(&self, at: &Placement) -> Result<()> {
         let g = self.gate(at).await?;
-        // Called once the instance's VM is terminated: nothing holds the
-        // address any more.
-        if let Some((allocation, _)) = self.find_address(&g, at).await? {
+        let out = self
+            .send(&g, Class::Describe, "DescribeAddresses", || {
+                g.client
+                    .describe_addresses()
+                    .filters(self.owner_filter())
+                    .filters(tag_filter(TAG_INSTANCE, &at.instance_id))
+                    .send()
+            })
+            .await?;
+        for a in out.addresses() {
+            let allocation = a.allocation_id().unwrap_or_default().to_string();
+            // The VM may still be shutting down with the address on it.
+            if let Some(assoc) = a.association_id() {
+                let r = self
+                    .send(&g, Class::Mutating, "DisassociateAddress", || {
+                        g.client.disassociate_address().association_id(assoc).send()
+                    })
+                    .await;
+                match r {
+                    Err(Error::OperationFailed { error_type, .. })
+                        if error_type == "InvalidAssociationID.NotFound" => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
             let r = self
                 .send(&g, Class::Mutating, "ReleaseAddress", || {
                     g.client.release_address().allocation_id(&allocation).send()
@@ -1329,6 +1585,31 @@ impl CloudProvider for AwsCloud {
         Ok(())
     }
 
+    async fn volumes_of_instance(&self, at: &Placement) -> Result<Vec<String>> {
+        let g = self.gate(at).await?;
+        let out = self
+            .send(&g, Class::Describe, "DescribeVolumes", || {
+                g.client
+                    .describe_volumes()
+                    .filters(self.owner_filter())
+                    .filters(tag_filter(TAG_INSTANCE, &at.instance_id))
+                    .filters(filter("tag-key", TAG_VOLUME))
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .volumes()
+            .iter()
+            .filter_map(|v| {
+                v.tags()
+                    .iter()
+                    .find(|t| t.key() == Some(TAG_VOLUME))
+                    .and_then(|t| t.value())
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+
     async fn owned_resources(&self, at: &Placement) -> Result<Vec<OwnedResource>> {
         let g = self.gate(at).await?;
         let tag_of = |tags: &[Tag], k: &str| {
@@ -1338,15 +1619,22 @@ impl CloudProvider for AwsCloud {
                 .map(str::to_string)
         };
         let mut all = vec![];
-        let out = self
+        // Every page: a large account has more than one.
+        let pages = self
             .send(&g, Class::Describe, "DescribeInstances", || {
                 g.client
                     .describe_instances()
                     .filters(self.owner_filter())
+                    .into_paginator()
                     .send()
+                    .try_collect()
             })
             .await?;
-        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+        for i in pages
+            .iter()
+            .flat_map(|p| p.reservations())
+            .flat_map(|r| r.instances())
+        {
             let state = i.state().and_then(|s| s.name()).cloned();
             all.push(OwnedResource {
                 kind: "instance",
@@ -1383,16 +1671,18 @@ impl CloudProvider for AwsCloud {
                 ),
             });
         }
-        let out = self
+        let pages = self
             .send(&g, Class::Describe, "DescribeSnapshots", || {
                 g.client
                     .describe_snapshots()
                     .owner_ids("self")
                     .filters(self.owner_filter())
+                    .into_paginator()
                     .send()
+                    .try_collect()
             })
             .await?;
-        for s in out.snapshots() {
+        for s in pages.iter().flat_map(|p| p.snapshots()) {
             all.push(OwnedResource {
                 kind: "snapshot",
                 cloud_id: s.snapshot_id().unwrap_or_default().into(),
@@ -1401,15 +1691,17 @@ impl CloudProvider for AwsCloud {
                 live: true,
             });
         }
-        let out = self
+        let pages = self
             .send(&g, Class::Describe, "DescribeSecurityGroups", || {
                 g.client
                     .describe_security_groups()
                     .filters(self.owner_filter())
+                    .into_paginator()
                     .send()
+                    .try_collect()
             })
             .await?;
-        for s in out.security_groups() {
+        for s in pages.iter().flat_map(|p| p.security_groups()) {
             all.push(OwnedResource {
                 kind: "security-group",
                 cloud_id: s.group_id().unwrap_or_default().into(),

@@ -187,6 +187,11 @@ pub trait CloudProvider: Send + Sync + std::fmt::Debug + 'static {
     async fn release_instance(&self, _at: &Placement) -> Result<()> {
         Ok(())
     }
+    /// FM's ids of every data volume the cloud holds for the instance
+    /// (where the cloud can list them by owner).
+    async fn volumes_of_instance(&self, _at: &Placement) -> Result<Vec<String>> {
+        Ok(vec![])
+    }
     /// Every resource carrying FM's ownership tags in the placement's
     /// account and region (drift and leak reports).
     async fn owned_resources(&self, _at: &Placement) -> Result<Vec<OwnedResource>> {

@@ -507,7 +507,13 @@ async fn boot_vm(c: StepCtx) -> Result<Value> {
     .await?;
     let at = at(&c).await?;
     if cloud.vm_state(&at, &p.vm_id).await? == VmState::Missing {
-        let (_, token) = crate::crypto::new_api_key();
+        // The same token (and so the same user-data) if this step runs
+        // again: EC2 answers a repeated ClientToken with the first VM only
+        // when the request is the same.
+        let token = c
+            .svc
+            .secrets
+            .derive(&format!("enroll:{}:{}", c.target, p.vm_id));
         c.store
             .token_insert(
                 &crate::agents::grpc::token_hash(&token),
@@ -1051,8 +1057,12 @@ async fn delete_volume(c: StepCtx) -> Result<Value> {
     // recorded its volume must not leave one behind.
     let mut volumes: Vec<String> = runtime(&c).await?.volume_id.into_iter().collect();
     let first = format!("vol-{}", c.target);
-    if !volumes.contains(&first) {
-        volumes.push(first);
+    // And any other the cloud holds for it (a restore cut off before its
+    // undo could run).
+    for v in std::iter::once(first).chain(c.svc.cloud.volumes_of_instance(&at).await?) {
+        if !volumes.contains(&v) {
+            volumes.push(v);
+        }
     }
     for v in volumes {
         c.svc.cloud.delete_volume(&at, &v).await?;

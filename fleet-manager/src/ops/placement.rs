@@ -101,8 +101,7 @@ pub async fn for_instance(svc: &Services, tenant: &str, instance_id: &str) -> Re
     p.key_pair = tpl.as_ref().and_then(|t| t.aws_key_pair_name.clone());
     p.instance_profile_arn = tpl
         .as_ref()
-        .and_then(|t| t.runtime_instance_profile_arn.clone())
-        .and_then(|arn| arn.contains(":instance-profile/").then_some(arn));
+        .and_then(|t| t.runtime_instance_profile_arn.clone());
     p.root_volume = VolumeOptions {
         size_gb: inst.aws_root_volume_size_gb,
         volume_type: inst.aws_root_volume_type.clone(),
@@ -118,8 +117,20 @@ pub async fn for_instance(svc: &Services, tenant: &str, instance_id: &str) -> Re
     (p.encrypted, p.kms_key_id) = match inst.volumes_encryption {
         EncryptionMode::None => (false, None),
         EncryptionMode::DefaultKey => (true, None),
-        EncryptionMode::Tenant => (true, tenant_cmk),
-        EncryptionMode::Custom => (true, inst.volumes_encryption_key.clone()),
+        EncryptionMode::Tenant => (
+            true,
+            Some(tenant_cmk.ok_or_else(|| {
+                Error::invalid(
+                    "volumesEncryption TENANT needs the tenant's awsCMKId in its cloud credentials",
+                )
+            })?),
+        ),
+        EncryptionMode::Custom => (
+            true,
+            Some(inst.volumes_encryption_key.clone().ok_or_else(|| {
+                Error::invalid("volumesEncryption CUSTOM needs volumesEncryptionKey")
+            })?),
+        ),
     };
     p.elastic_ip = match (
         &inst.aws_elastic_ip_allocation_id,

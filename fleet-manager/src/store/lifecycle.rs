@@ -146,6 +146,8 @@ impl Store {
         Ok(res.rows_affected == 1)
     }
 
+    /// Stores an enrollment token (its hash); the same token again is a
+    /// no-op.
     pub async fn token_insert(
         &self,
         token_hash: &str,
@@ -163,6 +165,13 @@ impl Store {
             created_at: Set(now),
             public_key_sha256: Set(None),
         })
+        // Issued already by an earlier run of the same step: kept as it is
+        // (used or not, with its first expiry).
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(enrollment_token::Column::TokenHash)
+                .do_nothing()
+                .to_owned(),
+        )
         .exec_without_returning(&self.db)
         .await?;
         Ok(())

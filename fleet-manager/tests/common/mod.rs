@@ -564,6 +564,16 @@ impl Ec2Rig {
             .expect("rig");
     }
 
+    /// The next call of `action` fails with this EC2 error.
+    pub async fn fail_next(&self, action: &str, status: u16, code: &str, message: &str) {
+        self.http
+            .post(format!("{}/rig/config", self.url))
+            .json(&serde_json::json!({"failNext": {action: {"status": status, "code": code, "message": message}}}))
+            .send()
+            .await
+            .expect("rig");
+    }
+
     /// The environment of an FM on the `aws` cloud against this rig, its
     /// default network being the emulator's default VPC.
     pub async fn fm_env(&self) -> Vec<(String, String)> {
@@ -607,6 +617,24 @@ impl Ec2Rig {
             "{action}: {}",
             r.text().await.unwrap_or_default()
         );
+    }
+
+    /// Creates a volume straight in the emulator with these tags (a leak
+    /// to find); returns its id.
+    pub async fn create_volume_behind_fms_back(&self, tags: Value) -> String {
+        let r: Value = self
+            .http
+            .post(format!("{}/rig/ec2", self.url))
+            .json(
+                &serde_json::json!({"action": "CreateVolume", "tags": tags, "region": RIG_REGION}),
+            )
+            .send()
+            .await
+            .expect("rig")
+            .json()
+            .await
+            .expect("rig JSON");
+        r["id"].as_str().expect("volume id").to_string()
     }
 
     /// Live resources of one kind that belong to an FM instance.
