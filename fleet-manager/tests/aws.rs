@@ -14,30 +14,55 @@ use common::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn fm_on(
-    rig: &Ec2Rig,
-    db: &TestDb,
-    key: &(String, String),
-    port_base: u32,
-    extra: &[(&str, &str)],
-) -> (FmProcess, Vec<(String, String)>) {
-    let mut env = lifecycle_env(port_base, extra);
-    env.extend(rig.fm_env().await);
-    (FmProcess::start(db, key, &env).await, env)
+/// FM (the real binary) on the `aws` cloud against a fresh EC2 rig, with a
+/// network on the emulator's default VPC (FM makes its security group)
+/// and a template without setup actions.
+struct OnEc2 {
+    rig: Ec2Rig,
+    db: TestDb,
+    key: (String, String),
+    fm: FmProcess,
+    env: Vec<(String, String)>,
+    tpl: String,
+    net: String,
 }
 
-/// A network on the emulator's default VPC (with a security group FM
-/// makes for it) and a template without setup actions.
-async fn network_and_template(api: &Api) -> (String, String) {
-    let (s, net) = api
-        .post(
-            "/tenants/main/virtual-networks?useDefaultValues=true",
-            json!({"label": "net", "awsAutoCreateSecurityGroups": true}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{net}");
-    let tpl = api.create_template().await;
-    (tpl, net["id"].as_str().unwrap().to_string())
+impl OnEc2 {
+    async fn start(port_base: u32, extra: &[(&str, &str)]) -> OnEc2 {
+        let rig = Ec2Rig::start().await;
+        let db = TestDb::new().await;
+        let key = cli_create_key(&db);
+        let mut env = lifecycle_env(port_base, &[("FM_FUTURE_WAIT_MS", "0")]);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(rig.fm_env().await);
+        let fm = FmProcess::start(&db, &key, &env).await;
+        let (s, net) = fm
+            .api
+            .post(
+                "/tenants/main/virtual-networks?useDefaultValues=true",
+                json!({"label": "net", "awsAutoCreateSecurityGroups": true}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{net}");
+        let tpl = fm.api.create_template().await;
+        OnEc2 {
+            net: net["id"].as_str().unwrap().to_string(),
+            tpl,
+            rig,
+            db,
+            key,
+            fm,
+            env,
+        }
+    }
+
+    /// A new instance, not provisioned.
+    async fn instance(&self) -> String {
+        self.fm.api.create_instance(&self.tpl, &self.net).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
 }
 
 async fn delete_instance(api: &Api, id: &str) {
@@ -59,10 +84,8 @@ fn ids(v: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_network_must_exist_in_ec2_and_its_security_group_goes_with_it() {
-    let rig = Ec2Rig::start().await;
-    let db = TestDb::new().await;
-    let key = cli_create_key(&db);
-    let (fm, _) = fm_on(&rig, &db, &key, 25000, &[("FM_FUTURE_WAIT_MS", "0")]).await;
+    let t = OnEc2::start(25000, &[]).await;
+    let (rig, fm) = (&t.rig, &t.fm);
     let (s, e) = fm
         .api
         .post(
@@ -109,11 +132,7 @@ async fn a_network_must_exist_in_ec2_and_its_security_group_goes_with_it() {
         "the role was assumed through STS"
     );
 
-    let (tpl, net) = network_and_template(&fm.api).await;
-    let id = fm.api.create_instance(&tpl, &net).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = t.instance().await;
     assert_done(&act(&fm.api, &id, "reprovision").await);
     let owned = rig.owned().await;
     assert_eq!(
@@ -124,7 +143,7 @@ async fn a_network_must_exist_in_ec2_and_its_security_group_goes_with_it() {
     delete_instance(&fm.api, &id).await;
     let (s, f) = fm
         .api
-        .delete(&format!("/tenants/main/virtual-networks/{net}"))
+        .delete(&format!("/tenants/main/virtual-networks/{}", t.net))
         .await;
     assert_eq!(s, StatusCode::OK, "{f}");
     assert_done(&fm.api.wait_future(f["jobId"].as_str().unwrap()).await);
@@ -139,12 +158,15 @@ async fn a_network_must_exist_in_ec2_and_its_security_group_goes_with_it() {
 
 #[tokio::test]
 async fn killing_fm_at_each_step_of_provisioning_on_ec2_leaves_one_vm_and_one_volume() {
-    let rig = Ec2Rig::start().await;
-    let db = TestDb::new().await;
-    let key = cli_create_key(&db);
-    let extra = [("FM_OPS_LEASE_SECS", "2"), ("FM_FUTURE_WAIT_MS", "0")];
-    let (mut fm, env) = fm_on(&rig, &db, &key, 25200, &extra).await;
-    let (tpl, net) = network_and_template(&fm.api).await;
+    let OnEc2 {
+        rig,
+        db,
+        key,
+        mut fm,
+        env,
+        tpl,
+        net,
+    } = OnEc2::start(25200, &[("FM_OPS_LEASE_SECS", "2")]).await;
     for point in [
         "data-volume: started",
         "replace-vm: started",
@@ -195,25 +217,11 @@ async fn killing_fm_at_each_step_of_provisioning_on_ec2_leaves_one_vm_and_one_vo
 #[tokio::test]
 async fn a_fleet_of_50_provisions_through_throttling_and_lost_answers_without_duplicates() {
     const N: usize = 50;
-    let rig = Ec2Rig::start().await;
-    let db = TestDb::new().await;
-    let key = cli_create_key(&db);
-    let (fm, _) = fm_on(
-        &rig,
-        &db,
-        &key,
-        26000,
-        &[("FM_FUTURE_WAIT_MS", "0"), ("FM_OPS_WORKERS", "16")],
-    )
-    .await;
-    let (tpl, net) = network_and_template(&fm.api).await;
+    let t = OnEc2::start(26000, &[("FM_OPS_WORKERS", "16")]).await;
+    let (rig, fm) = (&t.rig, &t.fm);
     let mut instances = vec![];
     for _ in 0..N {
-        let id = fm.api.create_instance(&tpl, &net).await["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        instances.push(id);
+        instances.push(t.instance().await);
     }
     rig.set_fault_rate(0.2).await;
     let mut jobs = vec![];
@@ -273,15 +281,9 @@ async fn a_fleet_of_50_provisions_through_throttling_and_lost_answers_without_du
 
 #[tokio::test]
 async fn a_vm_stopped_or_terminated_behind_fms_back_shows_in_its_status() {
-    let rig = Ec2Rig::start().await;
-    let db = TestDb::new().await;
-    let key = cli_create_key(&db);
-    let (fm, _) = fm_on(&rig, &db, &key, 25400, &[("FM_FUTURE_WAIT_MS", "0")]).await;
-    let (tpl, net) = network_and_template(&fm.api).await;
-    let id = fm.api.create_instance(&tpl, &net).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = OnEc2::start(25400, &[]).await;
+    let (rig, fm) = (&t.rig, &t.fm);
+    let id = t.instance().await;
     assert_done(&act(&fm.api, &id, "reprovision").await);
     assert_eq!(cloud_state(&fm.api, &id).await, "running");
     let vm = ids(&rig.owned_by("instances", &id).await).remove(0);
@@ -301,15 +303,9 @@ async fn a_vm_stopped_or_terminated_behind_fms_back_shows_in_its_status() {
 
 #[tokio::test]
 async fn an_ec2_error_no_retry_can_fix_fails_the_future_with_aws_code_and_message() {
-    let rig = Ec2Rig::start().await;
-    let db = TestDb::new().await;
-    let key = cli_create_key(&db);
-    let (fm, _) = fm_on(&rig, &db, &key, 25600, &[("FM_FUTURE_WAIT_MS", "0")]).await;
-    let (tpl, net) = network_and_template(&fm.api).await;
-    let id = fm.api.create_instance(&tpl, &net).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = OnEc2::start(25600, &[]).await;
+    let (rig, fm) = (&t.rig, &t.fm);
+    let id = t.instance().await;
     rig.fail_next(
         "RunInstances",
         400,
@@ -336,25 +332,9 @@ async fn an_ec2_error_no_retry_can_fix_fails_the_future_with_aws_code_and_messag
 
 #[tokio::test]
 async fn resources_tagged_as_fms_that_nothing_owns_are_reported_and_cleaned_only_when_asked() {
-    let rig = Ec2Rig::start().await;
-    let db = TestDb::new().await;
-    let key = cli_create_key(&db);
-    let (fm, env) = fm_on(
-        &rig,
-        &db,
-        &key,
-        25800,
-        &[
-            ("FM_FUTURE_WAIT_MS", "0"),
-            ("FM_AWS_OWNER", "fm-drift-test"),
-        ],
-    )
-    .await;
-    let (tpl, net) = network_and_template(&fm.api).await;
-    let id = fm.api.create_instance(&tpl, &net).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = OnEc2::start(25800, &[("FM_AWS_OWNER", "fm-drift-test")]).await;
+    let (rig, fm, db, env) = (&t.rig, &t.fm, &t.db, &t.env);
+    let id = t.instance().await;
     assert_done(&act(&fm.api, &id, "reprovision").await);
     let leak = rig
         .create_volume_behind_fms_back(json!({
@@ -371,7 +351,7 @@ async fn resources_tagged_as_fms_that_nothing_owns_are_reported_and_cleaned_only
         if clean {
             cmd.arg("--clean");
         }
-        for (k, v) in &env {
+        for (k, v) in env {
             cmd.env(k, v);
         }
         let out = cmd.output().expect("cloud-drift");

@@ -24,9 +24,10 @@ use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, DomainType, EbsBlockDevice, Filter, HttpTokensState,
-    IamInstanceProfileSpecification, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
-    InstanceNetworkInterfaceSpecification, InstanceStateName, InstanceType, IpPermission, IpRange,
-    ResourceType, Tag, TagSpecification, UserIdGroupPair, VolumeState, VolumeType,
+    IamInstanceProfileSpecification, Instance, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceNetworkInterfaceSpecification, InstanceStateName,
+    InstanceType, IpPermission, IpRange, ResourceType, Tag, TagSpecification, UserIdGroupPair,
+    VolumeState, VolumeType,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -544,8 +545,8 @@ impl AwsCloud {
             }))
     }
 
-    /// The VM FM named `vm_id` unless terminated: (instance id, state).
-    async fn find_vm(&self, g: &Gate, vm_id: &str) -> Result<Option<(String, InstanceStateName)>> {
+    /// The VM FM named `vm_id`, unless terminated or on its way there.
+    async fn describe_vm(&self, g: &Gate, vm_id: &str) -> Result<Option<Instance>> {
         let out = self
             .send(g, Class::Describe, "DescribeInstances", || {
                 g.client
@@ -559,17 +560,24 @@ impl AwsCloud {
             .reservations()
             .iter()
             .flat_map(|r| r.instances())
-            .filter_map(|i| {
-                let state = i.state()?.name()?.clone();
-                let id = i.instance_id()?.to_string();
-                Some((id, state))
+            .find(|i| {
+                i.instance_id().is_some()
+                    && !matches!(
+                        i.state().and_then(|s| s.name()),
+                        None | Some(
+                            InstanceStateName::Terminated | InstanceStateName::ShuttingDown
+                        )
+                    )
             })
-            .find(|(_, s)| {
-                !matches!(
-                    s,
-                    InstanceStateName::Terminated | InstanceStateName::ShuttingDown
-                )
-            }))
+            .cloned())
+    }
+
+    /// The VM FM named `vm_id` unless terminated: (instance id, state).
+    async fn find_vm(&self, g: &Gate, vm_id: &str) -> Result<Option<(String, InstanceStateName)>> {
+        Ok(self.describe_vm(g, vm_id).await?.and_then(|i| {
+            let state = i.state()?.name()?.clone();
+            Some((i.instance_id()?.to_string(), state))
+        }))
     }
 
     fn volume_request(
@@ -1168,27 +1176,11 @@ impl AwsCloud {
     }
 
     async fn vm_address(&self, g: &Gate, vm_id: &str) -> Result<Option<String>> {
-        let out = self
-            .send(g, Class::Describe, "DescribeInstances", || {
-                g.client
-                    .describe_instances()
-                    .filters(self.owner_filter())
-                    .filters(tag_filter(TAG_VM, vm_id))
-                    .send()
-            })
-            .await?;
-        Ok(out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find(|i| {
-                !matches!(
-                    i.state().and_then(|s| s.name()),
-                    Some(InstanceStateName::Terminated)
-                )
-            })
-            .and_then(|i| i.public_ip_address().or(i.private_ip_address()))
-            .map(str::to_string))
+        Ok(self.describe_vm(g, vm_id).await?.and_then(|i| {
+            i.public_ip_address()
+                .or(i.private_ip_address())
+                .map(str::to_string)
+        }))
     }
 }
 

@@ -506,14 +506,16 @@ async fn boot_vm(c: StepCtx) -> Result<Value> {
     )
     .await?;
     let at = at(&c).await?;
-    if cloud.vm_state(&at, &p.vm_id).await? == VmState::Missing {
-        // The same token (and so the same user-data) if this step runs
-        // again: EC2 answers a repeated ClientToken with the first VM only
-        // when the request is the same.
-        let token = c
-            .svc
-            .secrets
-            .derive(&format!("enroll:{}:{}", c.target, p.vm_id));
+    // A resumed step finds the VM and only makes sure it runs.
+    let missing = cloud.vm_state(&at, &p.vm_id).await? == VmState::Missing;
+    // The same token (and so the same user-data) if this step runs again:
+    // EC2 answers a repeated ClientToken with the first VM only when the
+    // request is the same.
+    let token = c
+        .svc
+        .secrets
+        .derive(&format!("enroll:{}:{}", c.target, p.vm_id));
+    if missing {
         c.store
             .token_insert(
                 &crate::agents::grpc::token_hash(&token),
@@ -522,45 +524,33 @@ async fn boot_vm(c: StepCtx) -> Result<Value> {
                 c.svc.lc.token_ttl.as_millis() as i64,
             )
             .await?;
-        let layout = cloud.layout(&p.vm_id, &p.volume_id);
-        let agent_url = c
-            .svc
-            .agent_url
-            .get()
-            .ok_or_else(|| Error::internal("the agent endpoint is not listening"))?;
-        let user_data = render_user_data(
-            &c.target,
-            agent_url,
-            &token,
-            &layout,
-            c.svc.lc.heartbeat_secs,
-            &c.svc.lc.ca_pem,
-        );
-        cloud
-            .ensure_vm(
-                &at,
-                &VmSpec {
-                    vm_id: p.vm_id.clone(),
-                    instance_id: c.target.clone(),
-                    volume_id: p.volume_id.clone(),
-                    user_data,
-                },
-            )
-            .await?;
+    }
+    let agent_url = c
+        .svc
+        .agent_url
+        .get()
+        .ok_or_else(|| Error::internal("the agent endpoint is not listening"))?;
+    let user_data = render_user_data(
+        &c.target,
+        agent_url,
+        &token,
+        &cloud.layout(&p.vm_id, &p.volume_id),
+        c.svc.lc.heartbeat_secs,
+        &c.svc.lc.ca_pem,
+    );
+    cloud
+        .ensure_vm(
+            &at,
+            &VmSpec {
+                vm_id: p.vm_id.clone(),
+                instance_id: c.target.clone(),
+                volume_id: p.volume_id.clone(),
+                user_data,
+            },
+        )
+        .await?;
+    if missing {
         c.log(format!("VM {} booted", p.vm_id)).await;
-    } else {
-        // A resumed step: the VM exists; make sure it runs.
-        cloud
-            .ensure_vm(
-                &at,
-                &VmSpec {
-                    vm_id: p.vm_id.clone(),
-                    instance_id: c.target.clone(),
-                    volume_id: p.volume_id.clone(),
-                    user_data: String::new(),
-                },
-            )
-            .await?;
     }
     Ok(json!({"vmId": p.vm_id}))
 }
