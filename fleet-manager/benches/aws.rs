@@ -8,7 +8,7 @@
 //! rate, as it would on AWS.
 //!
 //! Run with `bash scripts/python-venv.sh && cargo bench -p fleet-manager --bench aws`.
-//! `FM_BENCH_SIZES` (default `50,200`) and `FM_BENCH_FAULT_RATE` (default 0.2).
+//! `FM_BENCH_SIZES` (default `50,200`) and `FM_BENCH_FAULT_RATES` (default `0,0.2`).
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
 #[path = "../tests/common/mod.rs"]
@@ -112,27 +112,6 @@ async fn run(rig: &common::Ec2Rig, n: usize, fault_rate: f64, round: usize) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    // Clean up (not timed).
-    let mut tasks = vec![];
-    for i in 0..n {
-        let cloud = cloud.clone();
-        let at = Placement {
-            instance_id: format!("in-{round}-{i}"),
-            ..at.clone()
-        };
-        tasks.push(tokio::spawn(async move {
-            cloud
-                .terminate_vm(&at, &format!("vm-{}", at.instance_id))
-                .await?;
-            cloud
-                .delete_volume(&at, &format!("vol-{}", at.instance_id))
-                .await
-        }));
-    }
-    for task in tasks {
-        task.await.expect("task").expect("clean up");
-    }
-    cloud.delete_network(&at).await.expect("delete group");
 }
 
 #[tokio::main]
@@ -143,16 +122,19 @@ async fn main() {
         .split(',')
         .map(|s| s.trim().parse().expect("FM_BENCH_SIZES"))
         .collect();
-    let rate: f64 = std::env::var("FM_BENCH_FAULT_RATE")
-        .ok()
-        .map(|v| v.parse().expect("FM_BENCH_FAULT_RATE"))
-        .unwrap_or(0.2);
-    let rig = common::Ec2Rig::start_with(&["--no-vms"]).await;
+    let rates: Vec<f64> = std::env::var("FM_BENCH_FAULT_RATES")
+        .unwrap_or_else(|_| "0,0.2".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("FM_BENCH_FAULT_RATES"))
+        .collect();
     let mut round = 0;
     for n in sizes {
-        for r in [0.0, rate] {
+        for r in &rates {
+            // A fresh emulator per round: moto slows down as it accumulates
+            // terminated instances and deleted volumes.
+            let rig = common::Ec2Rig::start_with(&["--no-vms"]).await;
             round += 1;
-            run(&rig, n, r, round).await;
+            run(&rig, n, *r, round).await;
         }
     }
 }
