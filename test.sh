@@ -30,5 +30,5 @@ FM_TEST_BACKEND=sqlite cargo test --workspace --locked
 step "Rust tests on PostgreSQL"
 FM_TEST_BACKEND=postgres cargo test --workspace --locked
 
-step "end-to-end: the public Python client against the real server (SQLite and PostgreSQL)"
+step "end-to-end: the public Python client against the real server (SQLite and PostgreSQL; the lifecycle also on the aws cloud)"
 FM_BIN="$CARGO_TARGET_DIR/debug/fleet-manager" FM_TEST_REQUIRE_PG=1 bash tests/python/run.sh
