@@ -11,7 +11,8 @@ use fleet_manager::config::sibling_binary;
 use std::time::Duration;
 
 /// User-data for an agent that will keep trying to reach an FM that is not
-/// there (so the VM's process stays up, as a booted VM does).
+/// there (so the VM's process stays up, as a booted VM does); its settings
+/// are valid, or the agent would exit.
 fn user_data(cloud: &dyn CloudProvider, vm: &str, vol: &str) -> String {
     fleet_manager::ops::lifecycle::render_user_data(
         "inst-conformance",
@@ -19,7 +20,10 @@ fn user_data(cloud: &dyn CloudProvider, vm: &str, vol: &str) -> String {
         "token",
         &cloud.layout(vm, vol),
         60,
-        "not a certificate",
+        &rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("a CA")
+            .cert
+            .pem(),
     )
 }
 
