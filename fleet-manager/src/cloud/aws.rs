@@ -247,6 +247,16 @@ pub fn render_boot_script(agent_toml: &str, volume_cloud_id: &str, mount: &str) 
         .replace("{{agent_toml}}", agent_toml.trim_end())
 }
 
+/// The result of a call whose goal already holds when EC2 answers `code`
+/// (deleting what is gone, adding a rule that is there): that answer is
+/// success.
+fn already<T>(r: Result<T>, code: &str) -> Result<()> {
+    match r {
+        Err(Error::OperationFailed { error_type, .. }) if error_type == code => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// Reads the agent's settings back out of a boot script (the emulator's
 /// VM player uses the same markers).
 pub fn agent_toml_of(script: &str) -> Option<&str> {
@@ -863,13 +873,7 @@ impl AwsCloud {
                     .send()
             })
             .await;
-        match r {
-            Err(Error::OperationFailed { error_type, .. })
-                if error_type == "InvalidPermission.Duplicate" => {}
-            other => {
-                other?;
-            }
-        }
+        already(r, "InvalidPermission.Duplicate")?;
         Ok(())
     }
 
@@ -1333,14 +1337,7 @@ impl CloudProvider for AwsCloud {
                 g.client.delete_volume().volume_id(&id).send()
             })
             .await;
-        match r {
-            Err(Error::OperationFailed { error_type, .. })
-                if error_type == "InvalidVolume.NotFound" =>
-            {
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        }
+        already(r, "InvalidVolume.NotFound")
     }
 
     async fn ensure_vm(&self, at: &Placement, spec: &VmSpec) -> Result<()> {
@@ -1446,14 +1443,7 @@ impl CloudProvider for AwsCloud {
                 g.client.terminate_instances().instance_ids(&id).send()
             })
             .await;
-        match r {
-            Err(Error::OperationFailed { error_type, .. })
-                if error_type == "InvalidInstanceID.NotFound" =>
-            {
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        }
+        already(r, "InvalidInstanceID.NotFound")
     }
 
     async fn snapshot_volume(
@@ -1523,14 +1513,7 @@ impl CloudProvider for AwsCloud {
                 g.client.delete_snapshot().snapshot_id(snapshot_ref).send()
             })
             .await;
-        match r {
-            Err(Error::OperationFailed { error_type, .. })
-                if error_type == "InvalidSnapshot.NotFound" =>
-            {
-                Ok(())
-            }
-            other => other.map(|_| ()),
-        }
+        already(r, "InvalidSnapshot.NotFound")
     }
 
     async fn release_instance(&self, at: &Placement) -> Result<()> {
@@ -1553,26 +1536,14 @@ impl CloudProvider for AwsCloud {
                         g.client.disassociate_address().association_id(assoc).send()
                     })
                     .await;
-                match r {
-                    Err(Error::OperationFailed { error_type, .. })
-                        if error_type == "InvalidAssociationID.NotFound" => {}
-                    other => {
-                        other?;
-                    }
-                }
+                already(r, "InvalidAssociationID.NotFound")?;
             }
             let r = self
                 .send(&g, Class::Mutating, "ReleaseAddress", || {
                     g.client.release_address().allocation_id(&allocation).send()
                 })
                 .await;
-            match r {
-                Err(Error::OperationFailed { error_type, .. })
-                    if error_type == "InvalidAllocationID.NotFound" => {}
-                other => {
-                    other?;
-                }
-            }
+            already(r, "InvalidAllocationID.NotFound")?;
         }
         Ok(())
     }

@@ -395,7 +395,8 @@ async fn restore_previous_volume(c: StepCtx) -> Result<Value> {
     if p.snapshot_ref.is_none() || p.old_volume_id.as_deref() == Some(p.volume_id.as_str()) {
         return Ok(json!({}));
     }
-    c.svc.cloud.terminate_vm(&at(&c).await?, &p.vm_id).await?;
+    let at = at(&c).await?;
+    c.svc.cloud.terminate_vm(&at, &p.vm_id).await?;
     lq::runtime_set(
         c.store.conn(),
         &c.target,
@@ -415,10 +416,7 @@ async fn restore_previous_volume(c: StepCtx) -> Result<Value> {
         ],
     )
     .await?;
-    c.svc
-        .cloud
-        .delete_volume(&at(&c).await?, &p.volume_id)
-        .await?;
+    c.svc.cloud.delete_volume(&at, &p.volume_id).await?;
     c.log(format!(
         "the instance keeps its previous data volume; {} deleted",
         p.volume_id
@@ -709,11 +707,8 @@ async fn start_node(c: StepCtx) -> Result<Value> {
 
 async fn finish_provision(c: StepCtx) -> Result<Value> {
     let p = read_plan(&c)?;
-    let url = c
-        .svc
-        .cloud
-        .public_url(&at(&c).await?, &p.vm_id, p.port)
-        .await?;
+    let at = at(&c).await?;
+    let url = c.svc.cloud.public_url(&at, &p.vm_id, p.port).await?;
     lq::runtime_set(
         c.store.conn(),
         &c.target,
@@ -729,7 +724,7 @@ async fn finish_provision(c: StepCtx) -> Result<Value> {
     if let Some(old) = p.old_volume_id.as_deref().filter(|v| *v != p.volume_id) {
         // Restored from a snapshot: the previous volume goes now that the
         // node runs healthy on the new one.
-        c.svc.cloud.delete_volume(&at(&c).await?, old).await?;
+        c.svc.cloud.delete_volume(&at, old).await?;
         c.log(format!("deleted the previous data volume {old}"))
             .await;
     }
@@ -823,8 +818,9 @@ async fn terminate_vm(c: StepCtx) -> Result<Value> {
 
 async fn start_vm(c: StepCtx) -> Result<Value> {
     let vm = require_vm(&c).await?;
-    if c.svc.cloud.vm_state(&at(&c).await?, &vm).await? != VmState::Running {
-        c.svc.cloud.start_vm(&at(&c).await?, &vm).await?;
+    let at = at(&c).await?;
+    if c.svc.cloud.vm_state(&at, &vm).await? != VmState::Running {
+        c.svc.cloud.start_vm(&at, &vm).await?;
     }
     Ok(json!({"vmId": vm}))
 }
@@ -1031,11 +1027,9 @@ async fn delete_snapshot(c: StepCtx) -> Result<Value> {
 
 async fn delete_all_snapshots(c: StepCtx) -> Result<Value> {
     let snaps = lq::snapshot_list(c.store.conn(), &c.target).await?;
+    let at = at(&c).await?;
     for s in &snaps {
-        c.svc
-            .cloud
-            .delete_snapshot(&at(&c).await?, &s.cloud_ref)
-            .await?;
+        c.svc.cloud.delete_snapshot(&at, &s.cloud_ref).await?;
         lq::snapshot_delete(c.store.conn(), &s.id).await?;
     }
     Ok(json!({"snapshots": snaps.len()}))
