@@ -5,6 +5,7 @@
 //! Every command converges: it checks the real state first, so running it
 //! again after an agent restart (journal entry still "started") is safe.
 
+pub mod backup;
 pub mod install;
 pub mod node;
 pub mod password;
@@ -254,6 +255,11 @@ async fn execute(ctx: &Ctx, cmd: &Command, p: &mut Progress) -> Outcome {
         Some(Kind::RunSetupActions(c)) => setup_actions::run(ctx, p, c).await,
         Some(Kind::ResetUserPassword(c)) => password::reset(ctx, p, c).await,
         Some(Kind::Ping(_)) => Ok(json!({ "agentTimeMs": crate::heartbeat::now_ms() })),
+        Some(Kind::TakeBackup(c)) => backup::take(ctx, p, c).await,
+        Some(Kind::RestoreBackup(c)) => backup::restore(ctx, p, c).await,
+        Some(Kind::VerifyBackup(c)) => backup::verify(ctx, p, c).await,
+        Some(Kind::FreezeFs(c)) => backup::freeze(ctx, p, c).await,
+        Some(Kind::ThawFs(_)) => backup::thaw(ctx, p).await,
         None => Err("unknown command (this agent is older than FM?)".into()),
     }
 }
@@ -267,6 +273,11 @@ fn kind_name(cmd: &Command) -> &'static str {
         Some(Kind::RunSetupActions(_)) => "runSetupActions",
         Some(Kind::ResetUserPassword(_)) => "resetUserPassword",
         Some(Kind::Ping(_)) => "ping",
+        Some(Kind::TakeBackup(_)) => "takeBackup",
+        Some(Kind::RestoreBackup(_)) => "restoreBackup",
+        Some(Kind::VerifyBackup(_)) => "verifyBackup",
+        Some(Kind::FreezeFs(_)) => "freezeFs",
+        Some(Kind::ThawFs(_)) => "thawFs",
         None => "unknown",
     }
 }
@@ -291,6 +302,24 @@ pub fn describe(cmd: &Command) -> Value {
             "actions": c.actions.iter().map(|a| a.r#type.as_str()).collect::<Vec<_>>(),
         }),
         Some(Kind::ResetUserPassword(c)) => json!({ "userName": c.user_name }),
+        // No credentials, no key.
+        Some(Kind::TakeBackup(c)) => json!({
+            "location": c.location.as_ref().map(|l| l.url.as_str()),
+            "backupId": c.backup_id,
+            "encrypted": !c.key_hex.is_empty(),
+        }),
+        Some(Kind::RestoreBackup(c)) => json!({
+            "location": c.location.as_ref().map(|l| l.url.as_str()),
+            "sourceInstanceId": c.source_instance_id,
+            "backupId": c.backup_id,
+        }),
+        Some(Kind::VerifyBackup(c)) => json!({
+            "location": c.location.as_ref().map(|l| l.url.as_str()),
+            "sourceInstanceId": c.source_instance_id,
+            "backupId": c.backup_id,
+        }),
+        Some(Kind::FreezeFs(c)) => json!({ "thawAfterSecs": c.thaw_after_secs }),
+        Some(Kind::ThawFs(_)) => json!({}),
     };
     json!({ kind_name(cmd): body })
 }
@@ -572,6 +601,27 @@ mod tests {
         };
         let s = describe(&cmd).to_string();
         assert!(s.contains("admin") && !s.contains("hunter2"), "{s}");
+    }
+
+    #[test]
+    fn the_journaled_backup_command_holds_no_key_or_credentials() {
+        let cmd = Command {
+            command_id: "b".into(),
+            kind: Some(Kind::TakeBackup(fm_proto::agent::TakeBackup {
+                location: Some(fm_proto::agent::BackupLocation {
+                    url: "s3://bucket/p".into(),
+                    access_key_id: "AKIDEXAMPLE".into(),
+                    secret_access_key: "wJalrXUtnFEMI".into(),
+                    ..Default::default()
+                }),
+                backup_id: "bk-1".into(),
+                exclusions: vec![],
+                key_hex: "ab".repeat(32),
+            })),
+        };
+        let s = describe(&cmd).to_string();
+        assert!(s.contains("bk-1") && s.contains("s3://bucket/p"), "{s}");
+        assert!(!s.contains("AKIDEXAMPLE") && !s.contains("wJalr") && !s.contains("abab"), "{s}");
     }
 
     #[test]
