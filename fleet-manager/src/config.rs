@@ -45,6 +45,8 @@ pub struct FileConfig {
     pub cloud: Option<String>,
     #[serde(default)]
     pub aws: AwsFileConfig,
+    #[serde(default)]
+    pub backups: BackupsFileConfig,
 }
 
 /// `[aws]` in the config file.
@@ -58,6 +60,16 @@ pub struct AwsFileConfig {
     pub owner: Option<String>,
     pub node_host: Option<String>,
     pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsFileConfig {
+    pub url: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +105,9 @@ pub struct Config {
     pub secrets_key: Option<String>,
     pub lifecycle: LifecycleSettings,
     pub cloud: CloudSettings,
+    /// Where agents put instance backups: `FM_BACKUP_URL` or `[backups]`;
+    /// on the local cloud `file://<data dir>/backups` by default.
+    pub backups: Option<fm_backup::Location>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +270,31 @@ impl Config {
                 base_backoff: Duration::from_millis(env_parse("FM_AWS_BACKOFF_MS")?.unwrap_or(100)),
             },
         };
+        let fb = file.backups;
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let backup_url = env("FM_BACKUP_URL").or(fb.url).or_else(|| {
+            (kind == CloudKind::Local).then(|| {
+                let abs = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+                format!("file://{}", abs.join("backups").display())
+            })
+        });
+        let backups = match backup_url {
+            Some(url) => {
+                let l = fm_backup::Location {
+                    url,
+                    s3_endpoint: env("FM_BACKUP_S3_ENDPOINT").or(fb.s3_endpoint),
+                    s3_region: env("FM_BACKUP_S3_REGION").or(fb.s3_region),
+                    access_key_id: env("FM_BACKUP_S3_ACCESS_KEY_ID").or(fb.access_key_id),
+                    secret_access_key: env("FM_BACKUP_S3_SECRET_ACCESS_KEY")
+                        .or(fb.secret_access_key),
+                };
+                l.validate().map_err(|e| Error::invalid(e.0))?;
+                Some(l)
+            }
+            None => None,
+        };
         Ok(Config {
+            backups,
             cloud,
             data_dir,
             database_url,

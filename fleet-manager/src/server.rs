@@ -73,6 +73,7 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
             port_base: l.port_base,
             port_step: 20,
             token_ttl: l.token_ttl,
+            backups: cfg.backups.clone(),
         },
         agent_url: std::sync::OnceLock::new(),
         ca: Arc::new(ca),

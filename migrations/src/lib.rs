@@ -10,6 +10,7 @@ mod m20261121_000001_initial;
 mod m20261121_000002_lifecycle;
 mod m20261121_000003_automated_snapshots;
 mod m20261121_000004_enrollment_key;
+mod m20261121_000005_backups;
 
 /// The ordered list of migrations.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_lifecycle::Migration),
             Box::new(m20261121_000003_automated_snapshots::Migration),
             Box::new(m20261121_000004_enrollment_key::Migration),
+            Box::new(m20261121_000005_backups::Migration),
         ]
     }
 }

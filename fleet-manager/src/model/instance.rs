@@ -33,8 +33,117 @@ pub enum SnapshotConsistency {
     /// Stop the node for the snapshot and start it again right after.
     #[default]
     StopNode,
+    /// Freeze the data dir's filesystem (`fsfreeze`) for the cloud call:
+    /// the node keeps running; needs the data dir on its own volume.
+    FreezeFs,
     /// Snapshot the running node (crash-consistent only).
     None,
+}
+
+/// How an agent backup is made consistent (an extension).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BackupConsistency {
+    /// Stop the node while the data dir is archived (the node's backup
+    /// guide), start it again after.
+    #[default]
+    StopNode,
+    /// Archive the running node's files (files written meanwhile may be
+    /// inconsistent).
+    None,
+}
+
+/// Agent backups of the data dir to object storage: how they are taken and
+/// how many the schedule keeps (an extension of the public API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupPolicy {
+    /// Take backups on a schedule.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Hours between two automated backups.
+    #[serde(default = "default_period")]
+    pub period_hours: u32,
+    /// The schedule keeps the newest N automated backups...
+    #[serde(default = "default_keep_last")]
+    pub keep_last: u32,
+    /// ... and the newest of each of the last N days...
+    #[serde(default)]
+    pub keep_daily: u32,
+    /// ... and the newest of each of the last N weeks.
+    #[serde(default)]
+    pub keep_weekly: u32,
+    /// Encrypt archives and manifests with a key FM holds.
+    #[serde(default = "yes")]
+    pub encrypt: bool,
+    #[serde(default)]
+    pub consistency: BackupConsistency,
+    /// Paths relative to the data dir whose content is not archived.
+    #[serde(default = "default_exclusions")]
+    pub exclusions: Vec<String>,
+}
+
+fn default_period() -> u32 {
+    24
+}
+fn default_keep_last() -> u32 {
+    7
+}
+fn yes() -> bool {
+    true
+}
+fn default_exclusions() -> Vec<String> {
+    fm_backup::DEFAULT_EXCLUSIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+impl Default for BackupPolicy {
+    fn default() -> Self {
+        BackupPolicy {
+            enabled: false,
+            period_hours: default_period(),
+            keep_last: default_keep_last(),
+            keep_daily: 0,
+            keep_weekly: 0,
+            encrypt: true,
+            consistency: BackupConsistency::StopNode,
+            exclusions: default_exclusions(),
+        }
+    }
+}
+
+impl BackupPolicy {
+    pub fn validate(&self) -> Result<()> {
+        if self.period_hours == 0 || self.period_hours > 24 * 366 {
+            return Err(Error::invalid(
+                "backupPolicy.periodHours must be between 1 and 8784",
+            ));
+        }
+        if self.enabled && self.keep_last + self.keep_daily + self.keep_weekly == 0 {
+            return Err(Error::invalid(
+                "backupPolicy: keepLast, keepDaily and keepWeekly can't all be 0 when enabled",
+            ));
+        }
+        if self.exclusions.len() > 100 {
+            return Err(Error::invalid("backupPolicy.exclusions: at most 100 paths"));
+        }
+        for x in &self.exclusions {
+            let ok = !x.is_empty()
+                && x.len() <= 512
+                && !x.starts_with('/')
+                && !x.contains('\0')
+                && x.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
+            if !ok {
+                return Err(Error::invalid(format!(
+                    "backupPolicy.exclusions: '{}' must be a path relative to the data dir, without '.' or '..'",
+                    x.escape_debug()
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
@@ -101,6 +210,9 @@ pub struct Instance {
     /// How snapshots are made consistent: `STOP_NODE` (default) or `NONE`.
     #[serde(default, deserialize_with = "nullable")]
     pub snapshot_consistency: SnapshotConsistency,
+    /// Agent backups to object storage (an extension).
+    #[serde(default, deserialize_with = "nullable")]
+    pub backup_policy: BackupPolicy,
     /// Read-only: milliseconds since the epoch.
     #[serde(default, deserialize_with = "nullable")]
     pub created_at: i64,
@@ -227,6 +339,7 @@ impl Instance {
         if let Some(s) = &self.aws_snapshot_id {
             super::check_aws_id("awsSnapshotId", s, "snap")?;
         }
+        self.backup_policy.validate()?;
         Ok(())
     }
 }
@@ -273,6 +386,28 @@ mod tests {
         assert!(i.validate().is_err());
         let i = instance(json!({"enableAutomatedSnapshot": true, "automatedSnapshotPeriod": 24}));
         i.validate().unwrap();
+    }
+
+    #[test]
+    fn backup_policies_get_defaults_and_bad_exclusions_are_named() {
+        let i = instance(json!({}));
+        assert_eq!(i.backup_policy, BackupPolicy::default());
+        assert!(i.backup_policy.encrypt && i.backup_policy.exclusions.contains(&"tmp".into()));
+        let i = instance(json!({"backupPolicy": {"enabled": true, "periodHours": 6}}));
+        i.validate().unwrap();
+        assert_eq!(i.backup_policy.keep_last, 7);
+        for bad in ["../etc", "/abs", "a//b", "a/./b"] {
+            let i = instance(json!({"backupPolicy": {"exclusions": [bad]}}));
+            let e = i.validate().unwrap_err();
+            assert!(e.message().contains("exclusions"), "{bad}: {}", e.message());
+        }
+        let i = instance(json!({"backupPolicy": {"enabled": true, "keepLast": 0}}));
+        assert!(i.validate().is_err());
+        let r: std::result::Result<Instance, _> = serde_json::from_value(json!({
+            "label": "i", "instanceSettingsTemplateId": "t", "virtualNetworkId": "v",
+            "imageId": "x", "backupPolicy": {"keepForever": true}
+        }));
+        assert!(r.is_err(), "an unknown policy field is an error, not ignored");
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub fn sagas() -> Vec<Saga> {
                 step!("boot-vm", boot_vm),
                 step!("agent-connected", agent_connected),
                 step!("setup-before-install", setup_before_install),
+                step!("restore-backup", super::backups::restore_data),
                 step!("install-node", install_node),
                 step!("setup-after-install", setup_after_install),
                 step!("start-node", start_node),
@@ -126,6 +127,7 @@ pub fn sagas() -> Vec<Saga> {
             steps: vec![
                 step!("terminate-vm", terminate_vm),
                 step!("delete-snapshots", delete_all_snapshots),
+                step!("delete-backups", super::backups::delete_all_backups),
                 step!("delete-volume", delete_volume),
                 step!("release-addresses", release_addresses),
                 step!("delete-records", delete_records),
@@ -145,29 +147,40 @@ struct SetupPlan {
 /// What a provisioning decided in its first step; later steps read it back,
 /// so a resumed operation keeps the same ids.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Plan {
+pub(super) struct Plan {
     vm_id: String,
     old_vm_id: Option<String>,
     volume_id: String,
     old_volume_id: Option<String>,
     snapshot_ref: Option<String>,
-    port: u16,
-    image_version: String,
+    pub(super) port: u16,
+    pub(super) image_version: String,
     kit_file: String,
     kit_sha256: String,
     node_type: String,
     allow_downgrade: bool,
     setup: SetupPlan,
+    /// A backup to restore into the data dir before the node is installed
+    /// (a clone), or by a restore.
+    #[serde(default)]
+    pub(super) backup: Option<BackupRef>,
 }
 
-fn failed(error_type: &str, message: impl Into<String>) -> Error {
+/// A backup by the instance it was taken from and its id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct BackupRef {
+    pub instance_id: String,
+    pub backup_id: String,
+}
+
+pub(super) fn failed(error_type: &str, message: impl Into<String>) -> Error {
     Error::OperationFailed {
         error_type: error_type.into(),
         message: message.into(),
     }
 }
 
-fn read_plan(c: &StepCtx) -> Result<Plan> {
+pub(super) fn read_plan(c: &StepCtx) -> Result<Plan> {
     let v = c
         .outputs
         .get("plan")
@@ -176,7 +189,7 @@ fn read_plan(c: &StepCtx) -> Result<Plan> {
     serde_json::from_value(v).map_err(Error::internal)
 }
 
-fn command_for(c: &StepCtx, step: &str, kind: command::Kind) -> Command {
+pub(super) fn command_for(c: &StepCtx, step: &str, kind: command::Kind) -> Command {
     Command {
         command_id: format!("{}:{step}", c.op_id),
         kind: Some(kind),
@@ -213,7 +226,7 @@ fn stage_of(action_type: &str, params: &Value) -> &'static str {
     }
 }
 
-async fn instance_and_template(c: &StepCtx) -> Result<(Instance, InstanceTemplate)> {
+pub(super) async fn instance_and_template(c: &StepCtx) -> Result<(Instance, InstanceTemplate)> {
     let row = q::instance_get(c.store.conn(), &c.tenant, &c.target)
         .await?
         .ok_or_else(|| Error::not_found("instance", &c.target))?;
@@ -246,11 +259,11 @@ fn setup_plan(tpl: &InstanceTemplate) -> Result<SetupPlan> {
 }
 
 /// Where the instance's resources live (secrets opened for this call only).
-async fn at(c: &StepCtx) -> Result<Placement> {
+pub(super) async fn at(c: &StepCtx) -> Result<Placement> {
     super::placement::for_instance(&c.svc, &c.tenant, &c.target).await
 }
 
-async fn runtime(c: &StepCtx) -> Result<instance_runtime::Model> {
+pub(super) async fn runtime(c: &StepCtx) -> Result<instance_runtime::Model> {
     lq::runtime_ensure(c.store.conn(), &c.tenant, &c.target).await
 }
 
@@ -318,6 +331,12 @@ async fn plan(c: StepCtx) -> Result<Value> {
             image.id, image.node_version
         )));
     }
+    let backup = match c.params.get("restoreBackup") {
+        Some(b) => Some(
+            super::backups::check_restorable(&c, b, &image.node_version).await?,
+        ),
+        None => None,
+    };
     let port = allocate_port(&c).await?;
     let short = c.op_id.trim_start_matches("op-");
     let current_volume = rt
@@ -359,12 +378,59 @@ async fn plan(c: StepCtx) -> Result<Value> {
             .to_string(),
         allow_downgrade,
         setup: setup_plan(&tpl)?,
+        backup,
     };
     c.log(format!(
         "plan: VM {}, volume {}, port {}, node {} {}",
         p.vm_id, p.volume_id, p.port, p.node_type, p.image_version
     ))
     .await;
+    serde_json::to_value(&p).map_err(Error::internal)
+}
+
+/// The plan of a restore onto the instance's current VM: the same shape as
+/// a provisioning's, so the install and start steps are shared.
+pub(super) async fn plan_restore(c: StepCtx) -> Result<Value> {
+    let vm = require_agent(&c).await?;
+    let (inst, tpl) = instance_and_template(&c).await?;
+    let image = q::image_get(c.store.conn(), &inst.image_id)
+        .await?
+        .ok_or_else(|| Error::invalid(format!("image '{}' does not exist", inst.image_id)))?;
+    let (Some(kit_file), Some(kit_sha256)) = (image.kit_file.clone(), image.kit_sha256.clone())
+    else {
+        return Err(failed(
+            "ImageWithoutKit",
+            format!("image '{}' has no node kit to install", image.id),
+        ));
+    };
+    let rt = runtime(&c).await?;
+    let b = c
+        .params
+        .get("restoreBackup")
+        .ok_or_else(|| Error::internal("a restore without a backup"))?;
+    let backup = super::backups::check_restorable(&c, b, &image.node_version).await?;
+    let p = Plan {
+        vm_id: vm,
+        old_vm_id: None,
+        volume_id: rt.volume_id.clone().unwrap_or_default(),
+        old_volume_id: None,
+        snapshot_ref: None,
+        port: rt
+            .port
+            .map(|p| p as u16)
+            .ok_or_else(|| Error::conflict(format!("instance '{}' has no port", c.target)))?,
+        image_version: image.node_version.clone(),
+        kit_file,
+        kit_sha256,
+        node_type: serde_json::to_value(inst.dss_node_type)
+            .map_err(Error::internal)?
+            .as_str()
+            .unwrap_or("design")
+            .to_string(),
+        allow_downgrade: false,
+        setup: setup_plan(&tpl)?,
+        backup: Some(backup),
+    };
     serde_json::to_value(&p).map_err(Error::internal)
 }
 
@@ -648,7 +714,7 @@ async fn plan_setup(c: StepCtx) -> Result<Value> {
     Ok(json!({"setup": setup_plan(&tpl)?}))
 }
 
-async fn install_node(c: StepCtx) -> Result<Value> {
+pub(super) async fn install_node(c: StepCtx) -> Result<Value> {
     let p = read_plan(&c)?;
     let cmd = command_for(
         &c,
@@ -690,7 +756,7 @@ async fn install_node(c: StepCtx) -> Result<Value> {
     Ok(json!({"nodeVersion": p.image_version}))
 }
 
-async fn start_node(c: StepCtx) -> Result<Value> {
+pub(super) async fn start_node(c: StepCtx) -> Result<Value> {
     let cmd = command_for(
         &c,
         "start-node",
@@ -743,7 +809,7 @@ async fn require_vm(c: &StepCtx) -> Result<String> {
 /// The instance's VM must run and its agent answer (within the connect
 /// timeout): a command to a stopped VM fails now, not after the command
 /// timeout.
-async fn require_agent(c: &StepCtx) -> Result<String> {
+pub(super) async fn require_agent(c: &StepCtx) -> Result<String> {
     let vm = require_vm(c).await?;
     if c.svc.cloud.vm_state(&at(c).await?, &vm).await? != VmState::Running {
         return Err(Error::conflict(format!(
@@ -908,58 +974,93 @@ pub fn snapshot_view(s: &snapshot::Model) -> Value {
     })
 }
 
-/// Stops the node for a consistent snapshot when the instance asks for it
-/// and the node runs. Its undo, and the saga's last step, start it again:
-/// whether the cloud call succeeds, fails, or FM dies in between, the node
-/// is not left stopped.
+/// Makes the node consistent for a snapshot, as the instance asks: stops
+/// it (`STOP_NODE`) or freezes its filesystem (`FREEZE_FS`), when the node
+/// runs. Its undo, and the saga's last step, undo that: whether the cloud
+/// call succeeds, fails, or FM dies in between, the node is not left
+/// stopped (a freeze also thaws by itself on the agent after a while).
 async fn quiesce_node(c: StepCtx) -> Result<Value> {
+    use crate::model::instance::SnapshotConsistency as Sc;
     let (inst, _) = instance_and_template(&c).await?;
     let Some(vm) = runtime(&c).await?.vm_id else {
         return Ok(json!({"stopped": false}));
     };
-    if inst.snapshot_consistency == crate::model::instance::SnapshotConsistency::None
+    if inst.snapshot_consistency == Sc::None
         || c.svc.cloud.vm_state(&at(&c).await?, &vm).await? != VmState::Running
         || c.svc.hub.connected_vm(&c.target).as_deref() != Some(vm.as_str())
     {
         return Ok(json!({"stopped": false}));
     }
-    let cmd = command_for(&c, "quiesce-node", command::Kind::Stop(Default::default()));
-    c.svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await?;
+    if inst.snapshot_consistency == Sc::FreezeFs {
+        let cmd = command_for(
+            &c,
+            "quiesce-node",
+            command::Kind::FreezeFs(fm_proto::agent::FreezeFs {
+                thaw_after_secs: 300,
+            }),
+        );
+        c.svc
+            .hub
+            .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+            .await?;
+        c.log("data dir filesystem frozen for a consistent snapshot")
+            .await;
+        return Ok(json!({"stopped": false, "frozen": true}));
+    }
+    stop_for(&c, "quiesce-node").await?;
     c.log("node stopped for a consistent snapshot").await;
     Ok(json!({"stopped": true}))
 }
 
-/// Starts the node the quiesce step stopped. Its output is the snapshot
-/// (the saga's result) when the snapshot was taken.
+/// Stops the node (command id `<op>:<step>`).
+pub(super) async fn stop_for(c: &StepCtx, step: &str) -> Result<()> {
+    let cmd = command_for(c, step, command::Kind::Stop(Default::default()));
+    c.svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+        .await?;
+    Ok(())
+}
+
+/// Undoes what the quiesce step (`quiesce`, by step name) did: thaws the
+/// filesystem or starts the node again.
+pub(super) async fn undo_quiesce(c: &StepCtx, quiesce: &str, step: &str) -> Result<()> {
+    let out = c.outputs.get(quiesce);
+    let flag = |k: &str| out.and_then(|v| v.get(k)).and_then(Value::as_bool) == Some(true);
+    if flag("frozen") {
+        let cmd = command_for(c, step, command::Kind::ThawFs(Default::default()));
+        c.svc
+            .hub
+            .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+            .await?;
+        c.log("data dir filesystem thawed").await;
+    }
+    if flag("stopped") {
+        let cmd = command_for(
+            c,
+            step,
+            command::Kind::Start(fm_proto::agent::StartNode {
+                health_timeout_secs: c.svc.lc.health_timeout_secs,
+            }),
+        );
+        c.svc
+            .hub
+            .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+            .await?;
+        c.log("node started again").await;
+    }
+    Ok(())
+}
+
+/// Resumes what the quiesce step paused. Its output is the snapshot (the
+/// saga's result) when the snapshot was taken.
 async fn resume_node(c: StepCtx) -> Result<Value> {
     let snapshot = c
         .outputs
         .get("snapshot-volume")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    let stopped = c
-        .outputs
-        .get("quiesce-node")
-        .and_then(|v| v.get("stopped"))
-        .and_then(Value::as_bool);
-    if stopped != Some(true) {
-        return Ok(snapshot);
-    }
-    let cmd = command_for(
-        &c,
-        "resume-node",
-        command::Kind::Start(fm_proto::agent::StartNode {
-            health_timeout_secs: c.svc.lc.health_timeout_secs,
-        }),
-    );
-    c.svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await?;
-    c.log("node started again").await;
+    undo_quiesce(&c, "quiesce-node", "resume-node").await?;
     Ok(snapshot)
 }
 

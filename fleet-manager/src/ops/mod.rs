@@ -11,6 +11,7 @@
 //! exactly once. A failing step unwinds the finished ones through their undo
 //! actions, in reverse; an abort does the same between steps.
 
+pub mod backups;
 pub mod lifecycle;
 pub mod placement;
 pub mod sagas;
@@ -57,6 +58,8 @@ pub struct LifecycleConfig {
     pub port_step: u16,
     /// How long an enrollment token stays valid.
     pub token_ttl: Duration,
+    /// Where instance backups go (none: backups are refused).
+    pub backups: Option<fm_backup::Location>,
 }
 
 /// How the engine runs.

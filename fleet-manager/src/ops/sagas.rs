@@ -57,6 +57,7 @@ pub const DELETE_INSTANCE_TEMPLATE: &str = "DELETE_INSTANCE_TEMPLATE";
 /// Every saga FM knows.
 pub fn all() -> Vec<Saga> {
     let mut all = super::lifecycle::sagas();
+    all.extend(super::backups::sagas());
     all.extend([
         Saga {
             kind: DELETE_CLOUD_ACCOUNT,

@@ -47,6 +47,7 @@ macro_rules! each_table {
         $mac!(instance, "instances", $($args)*);
         $mac!(instance_runtime, "instance_runtimes", $($args)*);
         $mac!(snapshot, "snapshots", $($args)*);
+        $mac!(backup, "backups", $($args)*);
         $mac!(enrollment_token, "enrollment_tokens", $($args)*);
         $mac!(operation, "operations", $($args)*);
         $mac!(operation_log, "operation_logs", $($args)*);
@@ -140,6 +141,7 @@ impl Store {
             wipe!(operation_log, "operation_logs", &txn, ());
             wipe!(operation, "operations", &txn, ());
             wipe!(enrollment_token, "enrollment_tokens", &txn, ());
+            wipe!(backup, "backups", &txn, ());
             wipe!(snapshot, "snapshots", &txn, ());
             wipe!(instance_runtime, "instance_runtimes", &txn, ());
             wipe!(instance, "instances", &txn, ());

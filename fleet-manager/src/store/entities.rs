@@ -304,3 +304,32 @@ pub mod snapshot {
     }
     entity_boilerplate!();
 }
+
+pub mod backup {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
+    #[sea_orm(table_name = "backups")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub instance_id: String,
+        pub location_url: String,
+        pub node_version: String,
+        pub created_at: i64,
+        pub archive_bytes: i64,
+        pub data_bytes: i64,
+        pub files: i64,
+        pub manifest_sha256: String,
+        pub encrypted: bool,
+        pub automated: bool,
+        pub reason: Option<String>,
+        pub verified_at: Option<i64>,
+        pub verify_ok: Option<bool>,
+        pub verify_message: Option<String>,
+    }
+    entity_boilerplate!();
+}

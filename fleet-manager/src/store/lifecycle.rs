@@ -2,7 +2,7 @@
 //! reports), enrollment tokens and snapshots.
 
 use super::Store;
-use super::entities::{enrollment_token, instance_runtime, snapshot};
+use super::entities::{backup, enrollment_token, instance_runtime, snapshot};
 use crate::error::Result;
 use crate::model::now_ms;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -251,5 +251,29 @@ pub async fn snapshot_delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<()> 
     snapshot::Entity::delete_by_id(id.to_string())
         .exec(c)
         .await?;
+    Ok(())
+}
+
+pub async fn backup_list<C: ConnectionTrait>(c: &C, instance_id: &str) -> Result<Vec<backup::Model>> {
+    Ok(backup::Entity::find()
+        .filter(backup::Column::InstanceId.eq(instance_id))
+        .order_by_asc(backup::Column::CreatedAt)
+        .all(c)
+        .await?)
+}
+
+pub async fn backup_get<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    id: &str,
+) -> Result<Option<backup::Model>> {
+    Ok(backup::Entity::find_by_id(id.to_string())
+        .filter(backup::Column::InstanceId.eq(instance_id))
+        .one(c)
+        .await?)
+}
+
+pub async fn backup_delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<()> {
+    backup::Entity::delete_by_id(id.to_string()).exec(c).await?;
     Ok(())
 }
