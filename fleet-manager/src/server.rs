@@ -245,6 +245,7 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
                         Err(e) => tracing::warn!(error = %e, "drift check failed"),
                     }
                 }
+                let is_leader = matches!(leader, Ok(true));
                 let pass = match leader {
                     Ok(true) => app.reconcile_automated_snapshots(hour).await,
                     Ok(false) => Ok(Default::default()),
@@ -258,6 +259,17 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
                     ),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "automated snapshot schedule failed"),
+                }
+                if is_leader {
+                    match app.reconcile_automated_backups(hour).await {
+                        Ok(r) if r != Default::default() => tracing::info!(
+                            backups = r.backups_started,
+                            deletions = r.deletions_started,
+                            "backup schedule"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "backup schedule failed"),
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}

@@ -4,6 +4,7 @@
 use super::error::ApiErrorBody;
 use super::extract::{JsonBody, PathParams, QueryParams, flag};
 use crate::app::App;
+use crate::app::backups::CloneRequest;
 use crate::error::Result;
 use crate::model::account::CloudAccount;
 use crate::model::image::Image;
@@ -561,4 +562,104 @@ pub async fn snapshot_reprovision(
     Ok(Json(
         app.instance_reprovision(&t, &id, false, Some(&s)).await?,
     ))
+}
+
+// ------------------------------------------------------------ backups
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct BackupQuery {
+    /// Why the backup is taken (kept with it).
+    reason: Option<String>,
+}
+
+
+/// The instance's agent backups (in object storage), oldest first.
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path)),
+    responses((status = 200, body = Vec<Object>)))]
+pub async fn backup_list(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+) -> Result<Json<Vec<serde_json::Value>>> {
+    Ok(Json(app.backup_list(&t, &id).await?))
+}
+
+/// Backs up the data dir to object storage (the node stopped meanwhile
+/// unless `backupPolicy.consistency` is NONE); the future's result is the
+/// backup.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), BackupQuery),
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_take(
+    State(app): State<App>,
+    PathParams((t, id)): TenantAnd,
+    QueryParams(q): QueryParams<BackupQuery>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.backup_take(&t, &id, q.reason.as_deref()).await?))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}", tag = "backups",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), ("backupId" = String, Path)),
+    responses((status = 200, body = Object)))]
+pub async fn backup_get(
+    State(app): State<App>,
+    PathParams((t, id, b)): InstanceAnd,
+) -> Result<Json<serde_json::Value>> {
+    Ok(Json(app.backup_get(&t, &id, &b).await?))
+}
+
+/// Deletes the backup's objects, then its record.
+#[utoipa::path(delete, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}", tag = "backups",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), ("backupId" = String, Path)),
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_delete(
+    State(app): State<App>,
+    PathParams((t, id, b)): InstanceAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.backup_delete(&t, &id, &b).await?))
+}
+
+/// Replaces the instance's data dir with the backup: the node is stopped,
+/// the backup extracted and checked file by file beside the current data
+/// (which stays untouched if anything is wrong), swapped in, upgraded by
+/// the kit if the backup is older, and started. A backup newer than the
+/// instance's image is refused (409).
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/restore", tag = "backups",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), ("backupId" = String, Path)),
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_restore(
+    State(app): State<App>,
+    PathParams((t, id, b)): InstanceAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.backup_restore(&t, &id, &b).await?))
+}
+
+/// Restores the backup into a scratch dir on the instance, compares every
+/// file with the manifest, removes the scratch dir; the outcome is kept as
+/// the backup's `lastVerification`.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/verify", tag = "backups",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), ("backupId" = String, Path)),
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_verify(
+    State(app): State<App>,
+    PathParams((t, id, b)): InstanceAnd,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.backup_verify(&t, &id, &b).await?))
+}
+
+/// Creates a new instance with the source's settings and provisions it with
+/// the backup restored into its data dir; the future's result names the
+/// new instance (`instanceId`).
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/clone", tag = "backups",
+    params(("tenantId" = String, Path), ("instanceId" = String, Path), ("backupId" = String, Path)),
+    request_body = CloneRequest,
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_clone(
+    State(app): State<App>,
+    PathParams((t, id, b)): InstanceAnd,
+    JsonBody(req): JsonBody<CloneRequest>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.backup_clone(&t, &id, &b, req).await?))
 }

@@ -114,6 +114,26 @@ pub fn router(app: App, body_limit: usize) -> Router {
             "/instances/{instanceId}/snapshots/{snapshotId}/reprovision",
             axum::routing::post(h::snapshot_reprovision),
         )
+        .route(
+            "/instances/{instanceId}/backups",
+            get(h::backup_list).post(h::backup_take),
+        )
+        .route(
+            "/instances/{instanceId}/backups/{backupId}",
+            get(h::backup_get).delete(h::backup_delete),
+        )
+        .route(
+            "/instances/{instanceId}/backups/{backupId}/restore",
+            axum::routing::post(h::backup_restore),
+        )
+        .route(
+            "/instances/{instanceId}/backups/{backupId}/verify",
+            axum::routing::post(h::backup_verify),
+        )
+        .route(
+            "/instances/{instanceId}/backups/{backupId}/clone",
+            axum::routing::post(h::backup_clone),
+        )
         .route("/images", get(h::image_list))
         .route("/futures", get(h::future_list))
         .route(

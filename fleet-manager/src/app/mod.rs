@@ -3,6 +3,7 @@
 //! once, for every surface; handlers only parse, call one method, render.
 
 mod accounts;
+pub mod backups;
 mod auth;
 mod drift;
 mod futures;
