@@ -4,64 +4,14 @@
 
 mod common;
 
-use common::{Api, TestApp, act, assert_done, count_lines, node_get, start, wait_log};
+use common::{
+    Api, act, assert_done, count_lines, lifecycle_app, local_vms, node_get, provisioned, setup, start,
+    wait_log,
+};
 use fleet_manager::config::sibling_binary;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// An in-process FM ready for the lifecycle: kits published, quick
-/// heartbeats, futures answered at once. Each test gives its own block of
-/// node ports (`base`), so tests running side by side never share one;
-/// `tune` adjusts the rest.
-async fn lifecycle_app(
-    base: u16,
-    tune: impl FnOnce(&mut fleet_manager::config::Config),
-) -> TestApp {
-    for b in ["fm-agent", "standin-node"] {
-        assert!(
-            sibling_binary(b).exists(),
-            "{b} is not built: run `cargo build --workspace` first"
-        );
-    }
-    TestApp::with(
-        |cfg| {
-            cfg.lifecycle.standin_bin = sibling_binary("standin-node");
-            cfg.lifecycle.heartbeat_secs = 1;
-            cfg.lifecycle.agent_timeout = Duration::from_secs(4);
-            cfg.lifecycle.health_timeout_secs = 30;
-            cfg.lifecycle.agent_connect_timeout = Duration::from_secs(30);
-            cfg.lifecycle.port_base = base + (std::process::id() % 50) as u16 * 20;
-            cfg.future_wait = Duration::ZERO;
-            tune(cfg);
-        },
-        vec![],
-    )
-    .await
-}
-
-/// A provisioned instance from a template without setup actions.
-async fn provisioned(api: &Api) -> String {
-    let (tpl, net) = setup(api, json!([])).await;
-    let id = api.create_instance(&tpl, &net).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_done(&act(api, &id, "reprovision").await);
-    id
-}
-
-async fn setup(api: &Api, actions: Value) -> (String, String) {
-    let net = api.create_network().await;
-    let (s, t) = api
-        .post(
-            "/tenants/main/instance-settings-templates",
-            json!({"label": "tpl", "setupActions": actions}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{t}");
-    (t["id"].as_str().unwrap().to_string(), net)
-}
 
 #[tokio::test]
 async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() {
@@ -289,21 +239,6 @@ async fn wait_agent_state(api: &Api, id: &str, want: &str) -> bool {
     false
 }
 
-/// The VM records of the local cloud under a data dir: (vm id, agent pid).
-fn local_vms(dir: &std::path::Path) -> Vec<(String, u64)> {
-    let mut out = vec![];
-    if let Ok(entries) = std::fs::read_dir(dir.join("local-cloud").join("vms")) {
-        for e in entries.flatten() {
-            if let Ok(text) = std::fs::read_to_string(e.path().join("vm.json")) {
-                let v: Value = serde_json::from_str(&text).unwrap();
-                if let Some(pid) = v["pid"].as_u64() {
-                    out.push((v["vm_id"].as_str().unwrap().to_string(), pid));
-                }
-            }
-        }
-    }
-    out
-}
 
 #[tokio::test]
 async fn killing_the_agent_mid_install_still_provisions_once() {

@@ -734,3 +734,73 @@ pub fn count_lines(f: &Value, needle: &str) -> usize {
         .filter(|l| l.as_str().is_some_and(|l| l.contains(needle)))
         .count()
 }
+
+/// An in-process FM ready for the lifecycle: kits published, quick
+/// heartbeats, futures answered at once. Each test gives its own block of
+/// node ports (`base`), so tests running side by side never share one;
+/// `tune` adjusts the rest.
+pub async fn lifecycle_app(
+    base: u16,
+    tune: impl FnOnce(&mut fleet_manager::config::Config),
+) -> TestApp {
+    for b in ["fm-agent", "standin-node"] {
+        assert!(
+            fleet_manager::config::sibling_binary(b).exists(),
+            "{b} is not built: run `cargo build --workspace` first"
+        );
+    }
+    TestApp::with(
+        |cfg| {
+            cfg.lifecycle.standin_bin = fleet_manager::config::sibling_binary("standin-node");
+            cfg.lifecycle.heartbeat_secs = 1;
+            cfg.lifecycle.agent_timeout = Duration::from_secs(4);
+            cfg.lifecycle.health_timeout_secs = 30;
+            cfg.lifecycle.agent_connect_timeout = Duration::from_secs(30);
+            cfg.lifecycle.port_base = base + (std::process::id() % 50) as u16 * 20;
+            cfg.future_wait = Duration::ZERO;
+            tune(cfg);
+        },
+        vec![],
+    )
+    .await
+}
+
+/// A provisioned instance from a template without setup actions.
+pub async fn provisioned(api: &Api) -> String {
+    let (tpl, net) = setup(api, serde_json::json!([])).await;
+    let id = api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_done(&act(api, &id, "reprovision").await);
+    id
+}
+
+pub async fn setup(api: &Api, actions: Value) -> (String, String) {
+    let net = api.create_network().await;
+    let (s, t) = api
+        .post(
+            "/tenants/main/instance-settings-templates",
+            serde_json::json!({"label": "tpl", "setupActions": actions}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    (t["id"].as_str().unwrap().to_string(), net)
+}
+
+
+/// The VM records of the local cloud under a data dir: (vm id, agent pid).
+pub fn local_vms(dir: &std::path::Path) -> Vec<(String, u64)> {
+    let mut out = vec![];
+    if let Ok(entries) = std::fs::read_dir(dir.join("local-cloud").join("vms")) {
+        for e in entries.flatten() {
+            if let Ok(text) = std::fs::read_to_string(e.path().join("vm.json")) {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                if let Some(pid) = v["pid"].as_u64() {
+                    out.push((v["vm_id"].as_str().unwrap().to_string(), pid));
+                }
+            }
+        }
+    }
+    out
+}
