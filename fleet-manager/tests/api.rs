@@ -6,6 +6,7 @@ mod common;
 
 use common::TestApp;
 use reqwest::{Method, StatusCode};
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 fn assert_error(status: StatusCode, body: &Value, want: StatusCode, error_type: &str) {
@@ -662,5 +663,83 @@ async fn setup_action_secrets_are_sealed_masked_and_kept_when_sent_back_masked()
             .contains("give the value again"),
         "{b}"
     );
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn backup_requests_are_checked_before_anything_starts() {
+    let t = TestApp::new().await;
+    let api = &t.api;
+    let (tpl, net) = (api.create_template().await, api.create_network().await);
+    let id = api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = format!("/tenants/main/instances/{id}/backups");
+
+    let (s, b) = api.get("/tenants/main/instances/inst-nope/backups").await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "NotFound");
+    let (s, b) = api.get(&base).await;
+    assert_eq!((s, b), (StatusCode::OK, json!([])));
+    let (s, b) = api.post(&base, json!(null)).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "Conflict");
+    assert!(b["message"].as_str().unwrap().contains("not provisioned"), "{b}");
+    let (s, b) = api.get(&format!("{base}/bk-nope")).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "NotFound");
+    let (s, b) = api.get(&format!("{base}/..%2Fx")).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    for (body, needle) in [
+        (json!({"label": ""}), "label"),
+        (json!({"labl": "x"}), "unknown field"),
+        (json!([1]), "invalid type"),
+    ] {
+        let (s, b) = api.post(&format!("{base}/bk-nope/clone"), body).await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+        assert!(b["message"].as_str().unwrap().contains(needle), "{b}");
+    }
+    let (s, b) = api
+        .post(&format!("{base}/bk-nope/clone"), json!({"label": "c"}))
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "NotFound");
+    for action in ["restore", "verify"] {
+        let (s, b) = api
+            .post(&format!("{base}/bk-nope/{action}"), json!(null))
+            .await;
+        assert_error(s, &b, StatusCode::NOT_FOUND, "NotFound");
+    }
+
+    // The policy is validated with the instance, field by field.
+    let (_, mut doc) = api.get(&format!("/tenants/main/instances/{id}")).await;
+    assert_eq!(doc["backupPolicy"]["encrypt"], true, "{doc}");
+    doc["backupPolicy"]["exclusions"] = json!(["../../etc"]);
+    let (s, b) = api.put(&format!("/tenants/main/instances/{id}"), doc.clone()).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    assert!(b["message"].as_str().unwrap().contains("exclusions"), "{b}");
+    doc["backupPolicy"] = json!({"enabled": true, "periodHours": 0});
+    let (s, b) = api.put(&format!("/tenants/main/instances/{id}"), doc).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    assert!(b["message"].as_str().unwrap().contains("periodHours"), "{b}");
+    let ops = fleet_manager::store::entities::operation::Entity::find()
+        .all(t.app.store.conn())
+        .await
+        .unwrap();
+    assert!(ops.is_empty(), "nothing was started: {ops:?}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_backup_location_backups_are_refused_with_a_clear_message() {
+    let t = TestApp::with(|cfg| cfg.backups = None, vec![]).await;
+    let (tpl, net) = (t.api.create_template().await, t.api.create_network().await);
+    let id = t.api.create_instance(&tpl, &net).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, b) = t
+        .api
+        .post(&format!("/tenants/main/instances/{id}/backups"), json!(null))
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "Conflict");
+    assert!(b["message"].as_str().unwrap().contains("FM_BACKUP_URL"), "{b}");
     t.stop().await;
 }

@@ -152,9 +152,12 @@ impl App {
         backup: &str,
         req: CloneRequest,
     ) -> Result<StartedFuture> {
+        check_label("label", &req.label)?;
+        if let Some(d) = &req.description {
+            check_len("description", d, 4096)?;
+        }
         self.backups_configured()?;
         let b = self.backup_row(tenant, id, backup).await?;
-        check_label("label", &req.label)?;
         let src = self.instance_get(tenant, id).await?;
         let inst = Instance {
             id: None,
