@@ -86,7 +86,7 @@ impl Location {
             Kind::Dir(dir) => {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| err(format!("can't create the backup dir {dir}: {e}")))?;
-                Arc::new(LocalFileSystem::new_with_prefix(&dir)?)
+                Arc::new(LocalFileSystem::new_with_prefix(&dir)?.with_automatic_cleanup(true))
             }
             Kind::S3(bucket) => {
                 let mut b = AmazonS3Builder::from_env()

@@ -359,3 +359,94 @@ async fn an_older_backup_is_upgraded_on_restore_and_a_newer_one_refused() {
     assert_done(&act(api, &id, "delete").await);
     t.stop().await;
 }
+
+async fn automated_backups(api: &Api, id: &str) -> Vec<Value> {
+    let (_, list) = api
+        .get(&format!("/tenants/main/instances/{id}/backups"))
+        .await;
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["automated"] == true)
+        .cloned()
+        .collect()
+}
+
+async fn backup_schedule(api: &Api, id: &str, policy: Value) {
+    let (_, mut doc) = api.get(&format!("/tenants/main/instances/{id}")).await;
+    doc["backupPolicy"] = policy;
+    let (s, b) = api.put(&format!("/tenants/main/instances/{id}"), doc).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+/// On a compressed clock (an "hour" lasts 200 ms) automated backups keep
+/// coming, the retention is never exceeded by more than the backup just
+/// taken, an edit applies without a restart, and a manual backup is never
+/// pruned.
+#[tokio::test]
+async fn automated_backups_keep_coming_and_hold_the_retention() {
+    let t = lifecycle_app(45000, |cfg| {
+        cfg.lifecycle.reconcile_interval = Duration::from_millis(100);
+        cfg.lifecycle.snapshot_hour = Duration::from_millis(200);
+    })
+    .await;
+    let api = &t.api;
+    let id = provisioned(api).await;
+    let manual = take(api, &id).await;
+    backup_schedule(
+        api,
+        &id,
+        json!({"enabled": true, "periodHours": 1, "keepLast": 2, "consistency": "NONE"}),
+    )
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    while seen.len() < 5 && start.elapsed() < Duration::from_secs(60) {
+        let autos = automated_backups(api, &id).await;
+        assert!(autos.len() <= 3, "keepLast 2 exceeded: {autos:?}");
+        seen.extend(autos.iter().map(|b| b["id"].as_str().unwrap().to_string()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen.len() >= 5, "only {} automated backups in 60 s", seen.len());
+
+    backup_schedule(
+        api,
+        &id,
+        json!({"enabled": true, "periodHours": 1000, "keepLast": 1, "consistency": "NONE"}),
+    )
+    .await;
+    let mut settled = vec![];
+    for _ in 0..200 {
+        settled = automated_backups(api, &id).await;
+        if settled.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(settled.len(), 1, "{settled:?}");
+    let newest = settled[0]["creationDate"].as_i64().unwrap();
+    assert!(
+        seen.len() > 1 && newest >= manual["creationDate"].as_i64().unwrap(),
+        "the newest is kept"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let after = automated_backups(api, &id).await;
+    assert_eq!(after, settled, "the retention is held");
+    // Pruned backups are gone from storage too; the manual one stays.
+    let dir = store_dir(&t).join(&id);
+    let on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let mut want = vec![
+        manual["id"].as_str().unwrap().to_string(),
+        settled[0]["id"].as_str().unwrap().to_string(),
+    ];
+    want.sort();
+    let mut got = on_disk.clone();
+    got.sort();
+    assert_eq!(got, want, "storage holds exactly the kept backups");
+    assert_done(&act(api, &id, "delete").await);
+    assert!(!dir.exists() || std::fs::read_dir(&dir).unwrap().next().is_none());
+    t.stop().await;
+}
