@@ -17,6 +17,7 @@ pub mod error;
 pub mod model;
 pub mod ops;
 pub mod pki;
+pub mod remote;
 pub mod server;
 pub mod store;
 

@@ -450,3 +450,49 @@ async fn automated_backups_keep_coming_and_hold_the_retention() {
     assert!(!dir.exists() || std::fs::read_dir(&dir).unwrap().next().is_none());
     t.stop().await;
 }
+
+/// `fleet-manager backups ...` against the running FM; stdout as JSON.
+fn cli(api: &Api, args: &[&str]) -> Result<Value, String> {
+    let out = std::process::Command::new(common::bin())
+        .arg("backups")
+        .args(args)
+        .env("FM_URL", &api.base)
+        .env("FM_API_KEY_ID", &api.key.0)
+        .env("FM_API_KEY_SECRET", &api.key.1)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).expect("JSON on stdout"))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test]
+async fn the_cli_takes_lists_verifies_and_deletes_backups() {
+    let t = lifecycle_app(46000, |_| {}).await;
+    let api = t.api.clone();
+    let id = provisioned(&api).await;
+    let b = tokio::task::spawn_blocking({
+        let (api, id) = (api.clone(), id.clone());
+        move || {
+            let b = cli(&api, &["take", &id, "--reason", "before upgrade"]).unwrap();
+            let list = cli(&api, &["list", &id]).unwrap();
+            assert_eq!(list[0]["id"], b["id"], "{list}");
+            assert_eq!(list[0]["reason"], "before upgrade");
+            let bid = b["id"].as_str().unwrap().to_string();
+            let v = cli(&api, &["verify", &id, &bid]).unwrap();
+            assert_eq!(v["lastVerification"]["ok"], true, "{v}");
+            cli(&api, &["delete", &id, &bid]).unwrap();
+            assert_eq!(cli(&api, &["list", &id]).unwrap(), json!([]));
+            let e = cli(&api, &["restore", &id, &bid]).unwrap_err();
+            assert!(e.contains("404") && e.contains("does not exist"), "{e}");
+            b
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(b["instanceId"], id.as_str());
+    assert_done(&act(&api, &id, "delete").await);
+    t.stop().await;
+}
