@@ -90,9 +90,11 @@ class Rig:
         for d in ("vms", "volumes", "snapshots"):
             os.makedirs(os.path.join(root, d), exist_ok=True)
 
-    def client(self, region):
+    BACKUP_BUCKET = "fm-backups"
+
+    def client(self, region, service="ec2"):
         return boto3.client(
-            "ec2",
+            service,
             region_name=region,
             endpoint_url=f"http://127.0.0.1:{self.moto_port}",
             aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
@@ -330,7 +332,17 @@ class Rig:
         ec2 = self.client(region)
         vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
         subnet = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"][0]["SubnetId"]
-        return {"region": region, "vpcId": vpc, "subnetId": subnet}
+        return {
+            "region": region,
+            "vpcId": vpc,
+            "subnetId": subnet,
+            # S3 for instance backups: the emulator itself, not the EC2 proxy.
+            "s3Endpoint": f"http://127.0.0.1:{self.moto_port}",
+            "s3Bucket": self.BACKUP_BUCKET,
+        }
+
+    def make_backup_bucket(self):
+        self.client("us-east-1", "s3").create_bucket(Bucket=self.BACKUP_BUCKET)
 
     def stop_all(self):
         for iid in list(self.agents):
@@ -458,6 +470,7 @@ def main():
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
     rig = Rig(os.path.abspath(a.root), a.agent_bin, moto_port, a.regions.split(","))
+    rig.make_backup_bucket()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", a.port), make_handler(rig))
     server.daemon_threads = True
 

@@ -351,7 +351,25 @@ class Ec2Rig:
             "FM_DEFAULT_REGION": d["region"],
             "FM_DEFAULT_VPC_ID": d["vpcId"],
             "FM_DEFAULT_SUBNET_ID": d["subnetId"],
+            "FM_BACKUP_URL": f"s3://{d['s3Bucket']}/fleet",
+            "FM_BACKUP_S3_ENDPOINT": d["s3Endpoint"],
+            "FM_BACKUP_S3_REGION": "us-east-1",
+            "FM_BACKUP_S3_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+            "FM_BACKUP_S3_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         }
+
+    def s3(self):
+        """A boto3 S3 client on the emulator (to look at stored backups)."""
+        import boto3
+
+        d = requests.get(f"{self.url}/rig/defaults/{self.REGION}", timeout=60).json()
+        return boto3.client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=d["s3Endpoint"],
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+            aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
 
     def stop(self):
         if self.proc.poll() is None:
@@ -367,7 +385,7 @@ def pytest_generate_tests(metafunc):
     `aws` cloud (SQLite, the EC2 emulator)."""
     if "fm_server" in metafunc.fixturenames:
         backends = ["sqlite", "postgres"]
-        if metafunc.module.__name__.endswith("test_lifecycle"):
+        if metafunc.module.__name__.endswith(("test_lifecycle", "test_backups")):
             backends.append("aws")
         metafunc.parametrize("fm_server", backends, indirect=True, scope="session")
 
