@@ -22,6 +22,7 @@ pub mod heartbeat;
 pub mod journal;
 pub mod proc;
 pub mod session;
+pub mod tool;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,9 +36,13 @@ use std::sync::Arc;
     about = "Fleet Manager agent: enrolls with FM, reports the node and runs FM's commands"
 )]
 pub struct Args {
-    /// The user-data file (TOML) FM rendered for this instance.
+    /// The user-data file (TOML) FM rendered for this instance (required to
+    /// run as the agent).
     #[arg(long, env = "FM_AGENT_USER_DATA")]
-    pub user_data: PathBuf,
+    pub user_data: Option<PathBuf>,
+    /// A tool instead of the agent.
+    #[command(subcommand)]
+    pub tool: Option<tool::Tool>,
 }
 
 /// Exit code for an unusable user-data file.
@@ -47,7 +52,14 @@ pub const EXIT_CONFIG: u8 = 2;
 /// (exit 2) or a fatal local error such as an unwritable state dir (exit 1).
 pub fn run(args: Args) -> ExitCode {
     init_tracing();
-    let cfg = match config::Config::load(&args.user_data) {
+    if let Some(t) = args.tool {
+        return tool::run(t);
+    }
+    let Some(user_data) = args.user_data else {
+        tracing::error!("--user-data (or FM_AGENT_USER_DATA) is required to run the agent");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let cfg = match config::Config::load(&user_data) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
