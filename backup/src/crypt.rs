@@ -7,9 +7,8 @@
 //! segments (64 KiB of plaintext + a 16-byte tag each; the last may be
 //! shorter).
 
-use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
-use chacha20poly1305::{ChaCha20Poly1305, Key, KeyInit};
 use rand::RngCore;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 use std::io::{self, Read, Write};
 
 const MAGIC: &[u8; 8] = b"FMBKENC1";
@@ -37,8 +36,65 @@ impl BackupKey {
         Ok(BackupKey(k))
     }
 
-    fn cipher(&self) -> ChaCha20Poly1305 {
-        ChaCha20Poly1305::new(Key::from_slice(&self.0))
+    fn cipher(&self) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &self.0).expect("a 32-byte key"))
+    }
+}
+
+/// The STREAM construction's segment sequence (big-endian 32-bit counter):
+/// nonce = prefix (7 bytes) || counter (4 bytes, BE) || last flag (1 byte).
+struct Stream {
+    key: LessSafeKey,
+    prefix: [u8; PREFIX],
+    counter: u32,
+    done: bool,
+}
+
+impl Stream {
+    fn new(key: &BackupKey, prefix: [u8; PREFIX]) -> Self {
+        Stream {
+            key: key.cipher(),
+            prefix,
+            counter: 0,
+            done: false,
+        }
+    }
+
+    fn nonce(&mut self, last: bool) -> io::Result<Nonce> {
+        if self.done {
+            return Err(aead_err("a segment after the last one"));
+        }
+        let mut n = [0u8; 12];
+        n[..PREFIX].copy_from_slice(&self.prefix);
+        n[PREFIX..PREFIX + 4].copy_from_slice(&self.counter.to_be_bytes());
+        n[11] = u8::from(last);
+        self.counter = self
+            .counter
+            .checked_add(1)
+            .ok_or_else(|| aead_err("too many segments"))?;
+        self.done = last;
+        Ok(Nonce::assume_unique_for_key(n))
+    }
+
+    /// Encrypts `buf` in place and appends its tag.
+    fn seal(&mut self, buf: &mut Vec<u8>, last: bool) -> io::Result<()> {
+        let nonce = self.nonce(last)?;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::empty(), buf)
+            .map_err(|_| aead_err("encryption failed"))?;
+        buf.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// Decrypts a segment (ciphertext and tag) in place; the plaintext's
+    /// length.
+    fn open(&mut self, buf: &mut [u8], last: bool) -> io::Result<usize> {
+        let nonce = self.nonce(last)?;
+        self.key
+            .open_in_place(nonce, Aad::empty(), buf)
+            .map(|p| p.len())
+            .map_err(|_| aead_err("the encrypted data is corrupt, truncated or the key is wrong"))
     }
 }
 
@@ -50,7 +106,7 @@ fn aead_err(what: &str) -> io::Error {
 /// called to write the last segment.
 pub struct Encryptor<W: Write> {
     inner: W,
-    enc: Option<EncryptorBE32<ChaCha20Poly1305>>,
+    stream: Stream,
     buf: Vec<u8>,
 }
 
@@ -60,21 +116,17 @@ impl<W: Write> Encryptor<W> {
         rand::thread_rng().fill_bytes(&mut prefix);
         inner.write_all(MAGIC)?;
         inner.write_all(&prefix)?;
-        let enc = EncryptorBE32::from_aead(key.cipher(), (&prefix).into());
         Ok(Encryptor {
             inner,
-            enc: Some(enc),
-            buf: Vec::with_capacity(SEGMENT),
+            stream: Stream::new(key, prefix),
+            buf: Vec::with_capacity(SEGMENT + TAG),
         })
     }
 
     /// Writes the last segment; returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        let enc = self.enc.take().ok_or_else(|| aead_err("finished twice"))?;
-        let ct = enc
-            .encrypt_last(self.buf.as_slice())
-            .map_err(|_| aead_err("encryption failed"))?;
-        self.inner.write_all(&ct)?;
+        self.stream.seal(&mut self.buf, true)?;
+        self.inner.write_all(&self.buf)?;
         self.inner.flush()?;
         Ok(self.inner)
     }
@@ -84,11 +136,8 @@ impl<W: Write> Write for Encryptor<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if self.buf.len() == SEGMENT {
             // More data follows, so the full segment is not the last.
-            let enc = self.enc.as_mut().ok_or_else(|| aead_err("finished"))?;
-            let ct = enc
-                .encrypt_next(self.buf.as_slice())
-                .map_err(|_| aead_err("encryption failed"))?;
-            self.inner.write_all(&ct)?;
+            self.stream.seal(&mut self.buf, false)?;
+            self.inner.write_all(&self.buf)?;
             self.buf.clear();
         }
         let n = data.len().min(SEGMENT - self.buf.len());
@@ -105,9 +154,12 @@ impl<W: Write> Write for Encryptor<W> {
 /// `InvalidData` error naming it.
 pub struct Decryptor<R: Read> {
     inner: R,
-    dec: Option<DecryptorBE32<ChaCha20Poly1305>>,
+    stream: Stream,
+    /// Raw bytes read; after a segment is opened, its plaintext is
+    /// `raw[..plain]`, and what was read beyond it is `raw[seg..]`.
     raw: Vec<u8>,
-    plain: Vec<u8>,
+    plain: usize,
+    seg: usize,
     pos: usize,
     eof: bool,
 }
@@ -126,9 +178,10 @@ impl<R: Read> Decryptor<R> {
         let prefix: [u8; PREFIX] = head[8..].try_into().expect("7 bytes");
         Ok(Decryptor {
             inner,
-            dec: Some(DecryptorBE32::from_aead(key.cipher(), (&prefix).into())),
+            stream: Stream::new(key, prefix),
             raw: Vec::with_capacity(SEGMENT + TAG + 1),
-            plain: Vec::new(),
+            plain: 0,
+            seg: 0,
             pos: 0,
             eof: false,
         })
@@ -140,37 +193,24 @@ impl<R: Read> Decryptor<R> {
     }
 
     fn fill(&mut self) -> io::Result<()> {
-        // Read one segment and a byte beyond it: only then do we know
-        // whether this segment is the last.
-        while self.raw.len() < SEGMENT + TAG + 1 {
-            let mut chunk = [0u8; 16 * 1024];
-            let want = (SEGMENT + TAG + 1 - self.raw.len()).min(chunk.len());
-            let n = self.inner.read(&mut chunk[..want])?;
+        // Keep what was read beyond the last segment, then read one segment
+        // and a byte beyond it: only then do we know whether this segment
+        // is the last.
+        self.raw.drain(..self.seg);
+        let mut have = self.raw.len();
+        self.raw.resize(SEGMENT + TAG + 1, 0);
+        while have < self.raw.len() {
+            let n = self.inner.read(&mut self.raw[have..])?;
             if n == 0 {
                 break;
             }
-            self.raw.extend_from_slice(&chunk[..n]);
+            have += n;
         }
-        if self.raw.len() > SEGMENT + TAG {
-            let dec = self
-                .dec
-                .as_mut()
-                .ok_or_else(|| aead_err("read past the end"))?;
-            self.plain = dec
-                .decrypt_next(&self.raw[..SEGMENT + TAG])
-                .map_err(|_| aead_err("the encrypted data is corrupt or the key is wrong"))?;
-            self.raw.drain(..SEGMENT + TAG);
-        } else {
-            let dec = self
-                .dec
-                .take()
-                .ok_or_else(|| aead_err("read past the end"))?;
-            self.plain = dec.decrypt_last(self.raw.as_slice()).map_err(|_| {
-                aead_err("the encrypted data is corrupt, truncated or the key is wrong")
-            })?;
-            self.raw.clear();
-            self.eof = true;
-        }
+        self.raw.truncate(have);
+        let last = have <= SEGMENT + TAG;
+        self.seg = if last { have } else { SEGMENT + TAG };
+        self.plain = self.stream.open(&mut self.raw[..self.seg], last)?;
+        self.eof = last;
         self.pos = 0;
         Ok(())
     }
@@ -178,14 +218,14 @@ impl<R: Read> Decryptor<R> {
 
 impl<R: Read> Read for Decryptor<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.plain.len() {
+        while self.pos == self.plain {
             if self.eof {
                 return Ok(0);
             }
             self.fill()?;
         }
-        let n = out.len().min(self.plain.len() - self.pos);
-        out[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
+        let n = out.len().min(self.plain - self.pos);
+        out[..n].copy_from_slice(&self.raw[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
     }

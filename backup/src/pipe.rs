@@ -23,7 +23,7 @@ pub enum Msg {
 pub struct ChannelWriter {
     tx: mpsc::Sender<Msg>,
     buf: BytesMut,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     size: u64,
 }
 
@@ -36,8 +36,16 @@ impl ChannelWriter {
         ChannelWriter {
             tx,
             buf: BytesMut::with_capacity(CHUNK),
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             size: 0,
+        }
+    }
+
+    /// A writer that does not hash what it forwards.
+    pub fn unhashed(tx: mpsc::Sender<Msg>) -> Self {
+        ChannelWriter {
+            hasher: None,
+            ..Self::new(tx)
         }
     }
 
@@ -56,7 +64,8 @@ impl ChannelWriter {
     pub fn finish(mut self) -> io::Result<(String, u64)> {
         self.send_buf()?;
         self.tx.blocking_send(Msg::End).map_err(|_| gone())?;
-        Ok((hex::encode(self.hasher.finalize()), self.size))
+        let sha = self.hasher.take().map(|h| hex::encode(h.finalize()));
+        Ok((sha.unwrap_or_default(), self.size))
     }
 }
 
@@ -64,7 +73,9 @@ impl Write for ChannelWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = data.len().min(CHUNK - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
-        self.hasher.update(&data[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&data[..n]);
+        }
         self.size += n as u64;
         if self.buf.len() == CHUNK {
             self.send_buf()?;
@@ -81,7 +92,7 @@ impl Write for ChannelWriter {
 pub struct ChannelReader {
     rx: mpsc::Receiver<Result<Bytes, String>>,
     cur: Bytes,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
     size: u64,
 }
 
@@ -90,15 +101,24 @@ impl ChannelReader {
         ChannelReader {
             rx,
             cur: Bytes::new(),
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             size: 0,
+        }
+    }
+
+    /// A reader that does not hash what it reads.
+    pub fn unhashed(rx: mpsc::Receiver<Result<Bytes, String>>) -> Self {
+        ChannelReader {
+            hasher: None,
+            ..Self::new(rx)
         }
     }
 
     /// Reads to the end; (hex SHA-256, size) of everything read.
     pub fn finish(mut self) -> io::Result<(String, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((hex::encode(self.hasher.finalize()), self.size))
+        let sha = self.hasher.take().map(|h| hex::encode(h.finalize()));
+        Ok((sha.unwrap_or_default(), self.size))
     }
 }
 
@@ -114,7 +134,9 @@ impl Read for ChannelReader {
         let n = out.len().min(self.cur.len());
         let part = self.cur.split_to(n);
         out[..n].copy_from_slice(&part);
-        self.hasher.update(&part);
+        if let Some(h) = &mut self.hasher {
+            h.update(&part);
+        }
         self.size += n as u64;
         Ok(n)
     }

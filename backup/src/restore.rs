@@ -9,7 +9,6 @@ use crate::location::Store;
 use crate::manifest::{self, EntryKind, Manifest};
 use crate::pipe::{ChannelReader, DEPTH};
 use crate::{ARCHIVE, MANIFEST, Result, err};
-use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -18,6 +17,11 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
+
+/// Size of the ranged reads of an archive.
+const RANGE: u64 = 4 << 20;
+/// Ranges read ahead of the extraction.
+const RANGES_AHEAD: usize = 3;
 
 /// What a restore or a verification went through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,33 +115,97 @@ async fn extract_inner(
     }
     let path = store.object(&m.instance_id, &m.backup_id, ARCHIVE);
     let shown = store.display(&path);
-    let got = match store.inner.get(&path).await {
-        Ok(g) => g,
+    let size = match store.inner.head(&path).await {
+        Ok(meta) => meta.size,
         Err(object_store::Error::NotFound { .. }) => {
             return Err(err(format!("the archive {shown} is not there")));
         }
         Err(e) => return Err(e.into()),
     };
-    let (tx, rx) = mpsc::channel::<std::result::Result<bytes::Bytes, String>>(DEPTH);
+    if size != m.archive_size {
+        return Err(err(format!(
+            "backup {} can't be restored from {shown}: the archive is corrupt (it is {size} bytes, the manifest recorded {})",
+            m.backup_id, m.archive_size
+        )));
+    }
+    // Ranged reads, one ahead of the extraction: large reads on every kind
+    // of store, and a bounded amount in memory.
+    let (tx, rx) = mpsc::channel::<std::result::Result<bytes::Bytes, String>>(RANGES_AHEAD);
+    let inner = store.inner.clone();
+    let p2 = path.clone();
     let downloader = tokio::spawn(async move {
-        let mut s = got.into_stream();
-        while let Some(c) = s.next().await {
-            let msg = c.map_err(|e| format!("object storage: {e}"));
-            let stop = msg.is_err();
-            if tx.send(msg).await.is_err() || stop {
+        let mut start = 0u64;
+        while start < size {
+            let end = (start + RANGE).min(size);
+            let r = inner
+                .get_range(&p2, start..end)
+                .await
+                .map_err(|e| format!("object storage: {e}"));
+            let stop = r.is_err();
+            if tx.send(r).await.is_err() || stop {
                 break;
             }
+            start = end;
         }
     });
+    // Threads like `decrypt | zstd -d | tar -x`: one decrypts and hashes
+    // the stored archive (when encrypted), one decompresses (and hashes a
+    // plain archive), one unpacks, hashes and writes the files.
+    let (dtx, drx) = mpsc::channel::<std::result::Result<bytes::Bytes, String>>(DEPTH);
     let m2 = m.clone();
-    let key = key.cloned();
+    let (opener, decoder) = match key.cloned() {
+        None => (
+            None,
+            tokio::task::spawn_blocking(move || decode(ChannelReader::new(rx), Some(&m2), &dtx)),
+        ),
+        Some(k) => {
+            let (otx, orx) = mpsc::channel::<std::result::Result<bytes::Bytes, String>>(DEPTH);
+            let m4 = m.clone();
+            let opener = tokio::task::spawn_blocking(move || {
+                open_stream(ChannelReader::unhashed(rx), &k, &m4, &otx)
+            });
+            (
+                Some(opener),
+                tokio::task::spawn_blocking(move || {
+                    decode(ChannelReader::unhashed(orx), None, &dtx)
+                }),
+            )
+        }
+    };
+    let m3 = m.clone();
     let dest2 = dest.to_path_buf();
-    let r = tokio::task::spawn_blocking(move || {
-        unpack(ChannelReader::new(rx), &m2, key.as_ref(), &dest2, &progress)
-    })
-    .await
-    .map_err(|e| err(format!("the extraction stopped: {e}")))?;
+    let unpacker = tokio::task::spawn_blocking(move || {
+        unpack(ChannelReader::unhashed(drx), &m3, &dest2, &progress)
+    });
+    let opened = match opener {
+        Some(o) => Some(
+            o.await
+                .map_err(|e| err(format!("the extraction stopped: {e}")))?,
+        ),
+        None => None,
+    };
+    let decoded = decoder
+        .await
+        .map_err(|e| err(format!("the extraction stopped: {e}")))?;
+    // A fault of the stored object explains the later stages' faults.
+    let decoded = match opened {
+        Some(Err(e)) => Err(e),
+        Some(Ok(Some(size))) => decoded.map(|d| d.map(|_| size)),
+        _ => decoded,
+    };
+    let unpacked = unpacker
+        .await
+        .map_err(|e| err(format!("the extraction stopped: {e}")))?;
     downloader.abort();
+    let r = match (decoded, unpacked) {
+        // A fault of the archive itself explains the unpacker's too.
+        (Err(e), _) | (_, Err(e)) => Err(e),
+        (Ok(Some(size)), Ok(mut stats)) => {
+            stats.archive_bytes = size;
+            Ok(stats)
+        }
+        (Ok(None), Ok(_)) => Err(err("the archive stream stopped early")),
+    };
     r.map_err(|e| {
         err(format!(
             "backup {} can't be restored from {shown}: {}",
@@ -146,38 +214,103 @@ async fn extract_inner(
     })
 }
 
-enum Source {
-    Plain(zstd::stream::read::Decoder<'static, io::BufReader<ChannelReader>>),
-    Sealed(zstd::stream::read::Decoder<'static, io::BufReader<Decryptor<ChannelReader>>>),
-}
-
-impl Read for Source {
-    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Source::Plain(r) => r.read(b),
-            Source::Sealed(r) => r.read(b),
-        }
-    }
-}
-
 fn corrupt(e: impl std::fmt::Display) -> crate::Error {
     err(format!("the archive is corrupt ({e})"))
 }
 
-fn unpack(
+type Chunks = mpsc::Sender<std::result::Result<bytes::Bytes, String>>;
+
+/// Reads `src` to its end into `out` in chunks; false if the reader of
+/// `out` went away.
+fn pump(src: &mut impl Read, out: &Chunks) -> Result<bool> {
+    loop {
+        let mut buf = bytes::BytesMut::zeroed(crate::pipe::CHUNK);
+        let mut have = 0;
+        while have < buf.len() {
+            let n = src.read(&mut buf[have..]).map_err(corrupt)?;
+            if n == 0 {
+                break;
+            }
+            have += n;
+        }
+        if have == 0 {
+            return Ok(true);
+        }
+        buf.truncate(have);
+        if out.blocking_send(Ok(buf.freeze())).is_err() {
+            return Ok(false);
+        }
+    }
+}
+
+/// The stored archive's size and hash must be the manifest's (an
+/// encrypted archive's reader does not hash: every segment was
+/// authenticated and the last one marked, which says more).
+fn check_stored(input: ChannelReader, m: &Manifest) -> Result<u64> {
+    let (sha, size) = input.finish().map_err(corrupt)?;
+    let hashed = !sha.is_empty();
+    if (hashed && sha != m.archive_sha256) || size != m.archive_size {
+        return Err(corrupt(if hashed {
+            format!(
+                "{size} bytes with SHA-256 {sha}; the manifest recorded {} bytes with {}",
+                m.archive_size, m.archive_sha256
+            )
+        } else {
+            format!("{size} bytes; the manifest recorded {}", m.archive_size)
+        }));
+    }
+    Ok(size)
+}
+
+/// Sends a stage's error down the pipeline too, so the next stage stops.
+fn passing_on<T>(r: Result<T>, out: &Chunks) -> Result<T> {
+    if let Err(e) = &r {
+        let _ = out.blocking_send(Err(e.0.clone()));
+    }
+    r
+}
+
+/// Decrypts the stored archive into `out`, then checks its size and hash.
+/// `Ok(None)`: the next stage stopped reading (its error says why).
+fn open_stream(
     input: ChannelReader,
+    key: &BackupKey,
     m: &Manifest,
-    key: Option<&BackupKey>,
+    out: &Chunks,
+) -> Result<Option<u64>> {
+    let r = (|| {
+        let mut src = Decryptor::new(input, key).map_err(corrupt)?;
+        if !pump(&mut src, out)? {
+            return Ok(None);
+        }
+        check_stored(src.into_inner(), m).map(Some)
+    })();
+    passing_on(r, out)
+}
+
+/// Decompresses into `out`; when `stored` is given, `input` is the stored
+/// archive and its size and hash are checked at the end.
+fn decode(input: ChannelReader, stored: Option<&Manifest>, out: &Chunks) -> Result<Option<u64>> {
+    let r = (|| {
+        let mut src = zstd::stream::read::Decoder::new(input).map_err(corrupt)?;
+        if !pump(&mut src, out)? {
+            return Ok(None);
+        }
+        let input = src.finish().into_inner();
+        match stored {
+            Some(m) => check_stored(input, m).map(Some),
+            None => input.finish().map(|(_, n)| Some(n)).map_err(corrupt),
+        }
+    })();
+    passing_on(r, out)
+}
+
+fn unpack(
+    src: ChannelReader,
+    m: &Manifest,
     dest: &Path,
     progress: &AtomicU64,
 ) -> Result<RestoreStats> {
-    let src = match key {
-        Some(k) => Source::Sealed(
-            zstd::stream::read::Decoder::new(Decryptor::new(input, k).map_err(corrupt)?)
-                .map_err(corrupt)?,
-        ),
-        None => Source::Plain(zstd::stream::read::Decoder::new(input).map_err(corrupt)?),
-    };
     let expected: HashMap<&str, &manifest::Entry> =
         m.entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let mut seen = 0usize;
@@ -272,23 +405,12 @@ fn unpack(
             m.entries.len()
         )));
     }
-    // Read to the end of the stream: the zstd frame's checksum and the
-    // encryption's last segment are checked there.
+    // Read to the end of the stream: the decoder checks the zstd frame's
+    // checksum, the encryption's last segment and the archive's hash there,
+    // and reports a fault through the stream.
     let mut src = tar.into_inner();
     io::copy(&mut src, &mut io::sink()).map_err(corrupt)?;
-    let input = match src {
-        Source::Plain(d) => d.finish().into_inner(),
-        Source::Sealed(d) => d.finish().into_inner().into_inner(),
-    };
-    let (sha, size) = input.finish().map_err(corrupt)?;
-    if sha != m.archive_sha256 || size != m.archive_size {
-        return Err(corrupt(format!(
-            "{size} bytes with SHA-256 {sha}; the manifest recorded {} bytes with {}",
-            m.archive_size, m.archive_sha256
-        )));
-    }
     stats.entries = seen;
-    stats.archive_bytes = size;
     Ok(stats)
 }
 

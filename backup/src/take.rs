@@ -83,16 +83,45 @@ pub async fn take(store: &Store, data_dir: &Path, opts: &TakeOptions) -> Result<
     });
     let dir = data_dir.to_path_buf();
     let o = opts.clone();
-    let archiver = tokio::task::spawn_blocking(move || archive(&dir, &o, ChannelWriter::new(tx)));
+    // Like `tar | zstd | encrypt`: the archiver (reading, hashing files,
+    // zstd with its own worker) and, when encrypting, a sealer in its own
+    // thread that also hashes what is stored.
+    let (archiver, sealer) = match opts.key.clone() {
+        None => (
+            tokio::task::spawn_blocking(move || archive(&dir, &o, ChannelWriter::new(tx))),
+            None,
+        ),
+        Some(key) => {
+            let (ctx, crx) = mpsc::channel::<Msg>(DEPTH);
+            let sealer =
+                tokio::task::spawn_blocking(move || seal(crx, &key, ChannelWriter::new(tx)));
+            (
+                tokio::task::spawn_blocking(move || {
+                    archive(&dir, &o, ChannelWriter::unhashed(ctx))
+                }),
+                Some(sealer),
+            )
+        }
+    };
     let archived = archiver
         .await
         .map_err(|e| err(format!("the archiver stopped: {e}")))?;
+    let sealed = match sealer {
+        Some(s) => Some(
+            s.await
+                .map_err(|e| err(format!("the encryption stopped: {e}")))?,
+        ),
+        None => None,
+    };
     let uploaded = uploader
         .await
         .map_err(|e| err(format!("the upload stopped: {e}")))?;
     // An upload error explains a broken pipe on the archive side: it first.
     uploaded?;
-    let (entries, archive_sha256, archive_size) = archived?;
+    let (entries, mut archive_sha256, mut archive_size) = archived?;
+    if let Some(s) = sealed {
+        (archive_sha256, archive_size) = s?;
+    }
     let data_bytes = entries.iter().map(|e| e.size).sum();
     let manifest = Manifest {
         format: manifest::FORMAT,
@@ -132,24 +161,21 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-enum Sink {
-    Plain(zstd::stream::write::Encoder<'static, ChannelWriter>),
-    Sealed(zstd::stream::write::Encoder<'static, Encryptor<ChannelWriter>>),
-}
-
-impl Write for Sink {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        match self {
-            Sink::Plain(w) => w.write(b),
-            Sink::Sealed(w) => w.write(b),
+/// Encrypts the compressed stream from `rx` into `out`; (hex SHA-256,
+/// size) of what was stored. A stream that stops without its end mark is
+/// not completed (the upload is then aborted).
+fn seal(mut rx: mpsc::Receiver<Msg>, key: &BackupKey, out: ChannelWriter) -> Result<(String, u64)> {
+    let mut enc = Encryptor::new(out, key).map_err(io_err)?;
+    while let Some(m) = rx.blocking_recv() {
+        match m {
+            Msg::Data(b) => enc.write_all(&b).map_err(io_err)?,
+            Msg::End => {
+                let out = enc.finish().map_err(io_err)?;
+                return out.finish().map_err(io_err);
+            }
         }
     }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sink::Plain(w) => w.flush(),
-            Sink::Sealed(w) => w.flush(),
-        }
-    }
+    Err(err("the archive stream stopped before its end"))
 }
 
 fn encoder<W: Write>(w: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
@@ -163,11 +189,7 @@ fn encoder<W: Write>(w: W) -> io::Result<zstd::stream::write::Encoder<'static, W
 type Archived = (Vec<Entry>, String, u64);
 
 fn archive(dir: &Path, o: &TakeOptions, out: ChannelWriter) -> Result<Archived> {
-    let sink = match &o.key {
-        Some(k) => Sink::Sealed(encoder(Encryptor::new(out, k).map_err(io_err)?).map_err(io_err)?),
-        None => Sink::Plain(encoder(out).map_err(io_err)?),
-    };
-    let mut tar = tar::Builder::new(sink);
+    let mut tar = tar::Builder::new(encoder(out).map_err(io_err)?);
     tar.follow_symlinks(false);
     let mut entries = Vec::new();
     let mut stack: Vec<(PathBuf, String)> = vec![(dir.to_path_buf(), String::new())];
@@ -267,11 +289,7 @@ fn archive(dir: &Path, o: &TakeOptions, out: ChannelWriter) -> Result<Archived> 
         }
         stack.extend(subdirs.into_iter().rev());
     }
-    let sink = tar.into_inner().map_err(io_err)?;
-    let out = match sink {
-        Sink::Plain(z) => z.finish().map_err(io_err)?,
-        Sink::Sealed(z) => z.finish().map_err(io_err)?.finish().map_err(io_err)?,
-    };
+    let out = tar.into_inner().map_err(io_err)?.finish().map_err(io_err)?;
     let (sha, size) = out.finish().map_err(io_err)?;
     Ok((entries, sha, size))
 }

@@ -32,7 +32,12 @@ impl Remote {
 
     /// One call; the answer's JSON, or FM's `{errorType, message}` as the
     /// error.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let mut req = reqwest::Client::new()
             .request(method, self.endpoint(path))
             .basic_auth(&self.key_id, Some(&self.key_secret))
@@ -67,7 +72,11 @@ impl Remote {
         while f["alive"] == true || f["state"] == "pending" || f["state"] == "running" {
             tokio::time::sleep(Duration::from_millis(500)).await;
             f = self
-                .call(reqwest::Method::GET, &format!("/futures/{job}?peek=true"), None)
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/futures/{job}?peek=true"),
+                    None,
+                )
                 .await?;
         }
         if f["state"] == "done" {

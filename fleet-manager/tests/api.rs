@@ -683,7 +683,10 @@ async fn backup_requests_are_checked_before_anything_starts() {
     assert_eq!((s, b), (StatusCode::OK, json!([])));
     let (s, b) = api.post(&base, json!(null)).await;
     assert_error(s, &b, StatusCode::CONFLICT, "Conflict");
-    assert!(b["message"].as_str().unwrap().contains("not provisioned"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("not provisioned"),
+        "{b}"
+    );
     let (s, b) = api.get(&format!("{base}/bk-nope")).await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "NotFound");
     let (s, b) = api.get(&format!("{base}/..%2Fx")).await;
@@ -712,13 +715,18 @@ async fn backup_requests_are_checked_before_anything_starts() {
     let (_, mut doc) = api.get(&format!("/tenants/main/instances/{id}")).await;
     assert_eq!(doc["backupPolicy"]["encrypt"], true, "{doc}");
     doc["backupPolicy"]["exclusions"] = json!(["../../etc"]);
-    let (s, b) = api.put(&format!("/tenants/main/instances/{id}"), doc.clone()).await;
+    let (s, b) = api
+        .put(&format!("/tenants/main/instances/{id}"), doc.clone())
+        .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
     assert!(b["message"].as_str().unwrap().contains("exclusions"), "{b}");
     doc["backupPolicy"] = json!({"enabled": true, "periodHours": 0});
     let (s, b) = api.put(&format!("/tenants/main/instances/{id}"), doc).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
-    assert!(b["message"].as_str().unwrap().contains("periodHours"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("periodHours"),
+        "{b}"
+    );
     let ops = fleet_manager::store::entities::operation::Entity::find()
         .all(t.app.store.conn())
         .await
@@ -737,9 +745,15 @@ async fn without_a_backup_location_backups_are_refused_with_a_clear_message() {
         .to_string();
     let (s, b) = t
         .api
-        .post(&format!("/tenants/main/instances/{id}/backups"), json!(null))
+        .post(
+            &format!("/tenants/main/instances/{id}/backups"),
+            json!(null),
+        )
         .await;
     assert_error(s, &b, StatusCode::CONFLICT, "Conflict");
-    assert!(b["message"].as_str().unwrap().contains("FM_BACKUP_URL"), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("FM_BACKUP_URL"),
+        "{b}"
+    );
     t.stop().await;
 }

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Api, act, assert_done, count_lines, lifecycle_app, local_vms, node_get, provisioned, setup, start,
-    wait_log,
+    Api, act, assert_done, count_lines, lifecycle_app, local_vms, node_get, provisioned, setup,
+    start, wait_log,
 };
 use fleet_manager::config::sibling_binary;
 use reqwest::StatusCode;
@@ -238,7 +238,6 @@ async fn wait_agent_state(api: &Api, id: &str, want: &str) -> bool {
     }
     false
 }
-
 
 #[tokio::test]
 async fn killing_the_agent_mid_install_still_provisions_once() {

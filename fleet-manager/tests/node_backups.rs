@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 async fn url_of(api: &Api, id: &str) -> String {
-    let (_, st) = api.get(&format!("/tenants/main/instances/{id}/status")).await;
+    let (_, st) = api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
     st["publicURL"].as_str().expect("publicURL").to_string()
 }
 
@@ -114,9 +116,16 @@ async fn values_written_before_a_backup_come_back_by_restore_and_by_clone() {
     let f = backup_action(api, &id, &format!("/{bid}/restore"), json!(null)).await;
     assert_done(&f);
     healthy(&url).await;
-    assert_eq!(get_value(&url, "project").await.as_deref(), Some("churn-model-v1"));
+    assert_eq!(
+        get_value(&url, "project").await.as_deref(),
+        Some("churn-model-v1")
+    );
     assert_eq!(get_value(&url, "owner").await.as_deref(), Some("data-team"));
-    assert_eq!(get_value(&url, "scratch").await, None, "a value written after is gone");
+    assert_eq!(
+        get_value(&url, "scratch").await,
+        None,
+        "a value written after is gone"
+    );
 
     // Verify: restored into a scratch dir and compared with the manifest.
     let f = backup_action(api, &id, &format!("/{bid}/verify"), json!(null)).await;
@@ -146,7 +155,10 @@ async fn values_written_before_a_backup_come_back_by_restore_and_by_clone() {
     );
     // The two are independent.
     put_value(&clone_url, "project", "clone-only").await;
-    assert_eq!(get_value(&url, "project").await.as_deref(), Some("churn-model-v1"));
+    assert_eq!(
+        get_value(&url, "project").await.as_deref(),
+        Some("churn-model-v1")
+    );
 
     // Delete: the objects go with the record.
     let (s, f) = api
@@ -212,13 +224,12 @@ async fn an_agent_killed_mid_backup_leaves_no_half_backup_and_the_node_running()
     let url = url_of(api, &id).await;
     put_value(&url, "k", "v1").await;
     // Enough incompressible data for the backup to take a while.
-    let data = t
-        .db
-        .dir
-        .path()
-        .join("local-cloud/volumes")
-        .join(format!("vol-{id}"))
-        .join("data");
+    let data =
+        t.db.dir
+            .path()
+            .join("local-cloud/volumes")
+            .join(format!("vol-{id}"))
+            .join("data");
     let blob: Vec<u8> = (0..(48u32 << 20))
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
@@ -226,7 +237,10 @@ async fn an_agent_killed_mid_backup_leaves_no_half_backup_and_the_node_running()
         std::fs::write(data.join(format!("big-{n}.bin")), &blob).unwrap();
     }
     let (s, f) = api
-        .post(&format!("/tenants/main/instances/{id}/backups"), json!(null))
+        .post(
+            &format!("/tenants/main/instances/{id}/backups"),
+            json!(null),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{f}");
     let job = f["jobId"].as_str().unwrap().to_string();
@@ -325,22 +339,24 @@ async fn an_older_backup_is_upgraded_on_restore_and_a_newer_one_refused() {
     // Upgrade to 14.2.0, change the value, restore the 13.5.4 backup: the
     // kit's upgrade runs before the node starts.
     doc["imageId"] = json!("dss-14.2.0-default");
-    let (s, b) = api.put(&format!("/tenants/main/instances/{id}"), doc.clone()).await;
+    let (s, b) = api
+        .put(&format!("/tenants/main/instances/{id}"), doc.clone())
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_done(&act(api, &id, "reprovision").await);
     put_value(&url, "k", "from-14").await;
     let f = backup_action(api, &id, &format!("/{old}/restore"), json!(null)).await;
     assert_done(&f);
     assert!(
-        f["log"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l.as_str().is_some_and(|l| l.contains("upgrading the node from 13.5.4 to 14.2.0"))),
+        f["log"].as_array().unwrap().iter().any(|l| l
+            .as_str()
+            .is_some_and(|l| l.contains("upgrading the node from 13.5.4 to 14.2.0"))),
         "{f}"
     );
     assert_eq!(get_value(&url, "k").await.as_deref(), Some("from-13"));
-    let (_, st) = api.get(&format!("/tenants/main/instances/{id}/status")).await;
+    let (_, st) = api
+        .get(&format!("/tenants/main/instances/{id}/status"))
+        .await;
     assert_eq!(st["heartbeat"]["nodeVersion"], "14.2.0", "{st}");
 
     // A 14.2.0 backup can't go onto a 13.5.4 node: refused before anything.
@@ -407,7 +423,11 @@ async fn automated_backups_keep_coming_and_hold_the_retention() {
         seen.extend(autos.iter().map(|b| b["id"].as_str().unwrap().to_string()));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(seen.len() >= 5, "only {} automated backups in 60 s", seen.len());
+    assert!(
+        seen.len() >= 5,
+        "only {} automated backups in 60 s",
+        seen.len()
+    );
 
     backup_schedule(
         api,
@@ -494,5 +514,41 @@ async fn the_cli_takes_lists_verifies_and_deletes_backups() {
     .unwrap();
     assert_eq!(b["instanceId"], id.as_str());
     assert_done(&act(&api, &id, "delete").await);
+    t.stop().await;
+}
+
+/// FREEZE_FS snapshots: where the data dir is on its own filesystem the
+/// agent freezes it for the cloud call and thaws it after; where it is not
+/// (a test machine's root filesystem) the snapshot fails naming why. Either
+/// way the node keeps running and serves writes afterwards.
+#[tokio::test]
+async fn a_freeze_fs_snapshot_thaws_or_fails_clearly_and_the_node_keeps_running() {
+    let t = lifecycle_app(47000, |_| {}).await;
+    let api = &t.api;
+    let id = provisioned(api).await;
+    let url = url_of(api, &id).await;
+    let (_, mut doc) = api.get(&format!("/tenants/main/instances/{id}")).await;
+    doc["snapshotConsistency"] = json!("FREEZE_FS");
+    let (s, b) = api.put(&format!("/tenants/main/instances/{id}"), doc).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, snap) = api
+        .post(
+            &format!("/tenants/main/instances/{id}/snapshots"),
+            json!(null),
+        )
+        .await;
+    if s == StatusCode::OK {
+        assert!(snap["id"].as_str().is_some(), "{snap}");
+    } else {
+        let msg = snap["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("own volume") || msg.contains("fsfreeze"),
+            "{s}: {snap}"
+        );
+    }
+    healthy(&url).await;
+    put_value(&url, "after", "writable").await;
+    assert_eq!(get_value(&url, "after").await.as_deref(), Some("writable"));
+    assert_done(&act(api, &id, "delete").await);
     t.stop().await;
 }

@@ -8,7 +8,7 @@
 //!
 //! FM_BENCH_BACKUP_MIB: size of the data dir (default 2048).
 //! FM_BENCH_DIR: where to work (default a directory under /var/tmp; needs
-//! about 4x the size free). FM_BENCH_ROUNDS: runs of each (default 2; the
+//! about 4x the size free). FM_BENCH_ROUNDS: runs of each (default 3; the
 //! best is reported).
 
 use std::io::Write;
@@ -34,9 +34,30 @@ impl Rng {
 /// Text that compresses like logs and JSON do (about 4:1 at zstd -1).
 fn corpus(rng: &mut Rng) -> Vec<u8> {
     let words = [
-        "dataset", "recipe", "scenario", "partition", "SUCCESS", "FAILED", "user", "project",
-        "model", "train", "score", "column", "INFO", "WARN", "job", "duration_ms", "rows",
-        "schema", "null", "true", "false", "spark", "python", "sql",
+        "dataset",
+        "recipe",
+        "scenario",
+        "partition",
+        "SUCCESS",
+        "FAILED",
+        "user",
+        "project",
+        "model",
+        "train",
+        "score",
+        "column",
+        "INFO",
+        "WARN",
+        "job",
+        "duration_ms",
+        "rows",
+        "schema",
+        "null",
+        "true",
+        "false",
+        "spark",
+        "python",
+        "sql",
     ];
     let mut out = Vec::with_capacity(8 << 20);
     while out.len() < 8 << 20 {
@@ -61,7 +82,7 @@ fn generate(dir: &Path, total: u64) -> (u64, usize) {
     let text = corpus(&mut rng);
     let mut written = 0u64;
     let mut files = 0usize;
-    let mut write = |path: PathBuf, data: &[u8]| {
+    let write = |path: PathBuf, data: &[u8]| {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, data).unwrap();
     };
@@ -76,7 +97,10 @@ fn generate(dir: &Path, total: u64) -> (u64, usize) {
             let take = (size - data.len()).min(text.len() - off);
             data.extend_from_slice(&text[off..off + take]);
         }
-        write(dir.join(format!("jobs/j{}/log-{files}.json", files % 50)), &data);
+        write(
+            dir.join(format!("jobs/j{}/log-{files}.json", files % 50)),
+            &data,
+        );
         n += size as u64;
         files += 1;
     }
@@ -89,7 +113,10 @@ fn generate(dir: &Path, total: u64) -> (u64, usize) {
             let v = rng.next().to_le_bytes();
             c.copy_from_slice(&v[..c.len()]);
         }
-        write(dir.join(format!("managed_datasets/d{files}.parquet")), &data);
+        write(
+            dir.join(format!("managed_datasets/d{files}.parquet")),
+            &data,
+        );
         n += size as u64;
         files += 1;
     }
@@ -100,7 +127,10 @@ fn generate(dir: &Path, total: u64) -> (u64, usize) {
         let off = rng.below((text.len() - size) as u64) as usize;
         let d = files % 400;
         write(
-            dir.join(format!("config/projects/P{}/recipes/r{d}/f{files}.json", d % 40)),
+            dir.join(format!(
+                "config/projects/P{}/recipes/r{d}/f{files}.json",
+                d % 40
+            )),
             &text[off..off + size],
         );
         n += size as u64;
@@ -162,7 +192,7 @@ fn main() {
     let rounds: usize = std::env::var("FM_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+        .unwrap_or(3);
     let root = PathBuf::from(
         std::env::var("FM_BENCH_DIR").unwrap_or_else(|_| "/var/tmp/fm-backup-bench".into()),
     );
@@ -179,101 +209,107 @@ fn main() {
     let key = root.join("key");
     std::fs::write(&key, "3c".repeat(32)).unwrap();
     let out = root.join("out");
+    let target = root.join("restored");
+    let store_url = format!("file://{}", out.join("store").display());
+    let tar_create = |file: PathBuf| {
+        let mut c = Command::new("tar");
+        c.args(["-I", "zstd -1", "-cf"])
+            .arg(file)
+            .arg("-C")
+            .arg(&data)
+            .arg(".");
+        c
+    };
+    let agent_cmd = |verb: &str, backup: &str, enc: bool, dir: &Path| {
+        let mut c = Command::new(agent);
+        c.args(["backup", verb, "--instance", "bench", "--backup", backup])
+            .arg("--url")
+            .arg(&store_url)
+            .arg("--data-dir")
+            .arg(dir);
+        if enc {
+            c.arg("--key-file").arg(&key);
+        }
+        c
+    };
+    // The variants of each phase run in turn within a round, so a machine
+    // that slows down or speeds up meanwhile affects them alike.
+    type Run<'a> = (
+        &'a str,
+        Box<dyn Fn() -> Command + 'a>,
+        Box<dyn Fn() -> u64 + 'a>,
+    );
+    let backups: Vec<Run> = vec![
+        (
+            "backup  tar -I 'zstd -1'",
+            Box::new(|| {
+                let _ = std::fs::remove_file(out.join("base.tar.zst"));
+                tar_create(out.join("base.tar.zst"))
+            }),
+            Box::new(|| du(&out.join("base.tar.zst"))),
+        ),
+        (
+            "backup  fm-agent",
+            Box::new(|| agent_cmd("take", "plain", false, &data)),
+            Box::new(|| du(&out.join("store/bench/plain"))),
+        ),
+        (
+            "backup  fm-agent, encrypted",
+            Box::new(|| agent_cmd("take", "enc", true, &data)),
+            Box::new(|| du(&out.join("store/bench/enc"))),
+        ),
+    ];
+    let restores: Vec<Run> = vec![
+        (
+            "restore tar -I 'zstd -1'",
+            Box::new(|| {
+                fresh(&target);
+                let mut c = Command::new("tar");
+                c.args(["-I", "zstd -1", "-xf"])
+                    .arg(out.join("base.tar.zst"))
+                    .arg("-C")
+                    .arg(&target);
+                c
+            }),
+            Box::new(|| du(&target)),
+        ),
+        (
+            "restore fm-agent",
+            Box::new(|| {
+                fresh(&target);
+                agent_cmd("restore", "plain", false, &target)
+            }),
+            Box::new(|| du(&target)),
+        ),
+        (
+            "restore fm-agent, encrypted",
+            Box::new(|| {
+                fresh(&target);
+                agent_cmd("restore", "enc", true, &target)
+            }),
+            Box::new(|| du(&target)),
+        ),
+    ];
+    fresh(&out);
     let rate = |s: f64| (bytes as f64 / (1 << 20) as f64) / s;
     let mut rows: Vec<(String, f64, u64, u64)> = vec![];
-    let mut best = |name: &str, mk: &dyn Fn(usize) -> Command, size_of: &dyn Fn() -> u64| {
-        let mut b = (f64::MAX, 0u64, 0u64);
-        for r in 0..rounds {
-            let (s, kb) = timed(mk(r));
-            if s < b.0 {
-                b = (s, kb, size_of());
+    for phase in [&backups, &restores] {
+        let mut best = vec![(f64::MAX, 0u64, 0u64); phase.len()];
+        for _ in 0..rounds {
+            for (i, (name, mk, size_of)) in phase.iter().enumerate() {
+                let cmd = mk();
+                // Earlier runs' writes reach the disk first, not during this one.
+                let _ = Command::new("sync").status();
+                let (s, kb) = timed(cmd);
+                eprintln!("{name}: {s:.1} s");
+                if s < best[i].0 {
+                    best[i] = (s, kb, size_of());
+                }
             }
         }
-        eprintln!("{name}: {:.1} s", b.0);
-        rows.push((name.to_string(), b.0, b.1, b.2));
-    };
-
-    // Backup: tar | zstd -1 to a file; the agent to a directory store.
-    best(
-        "backup  tar -I 'zstd -1'",
-        &|_| {
-            fresh(&out);
-            let mut c = Command::new("tar");
-            c.args(["-I", "zstd -1", "-cf"])
-                .arg(out.join("base.tar.zst"))
-                .arg("-C")
-                .arg(&data)
-                .arg(".");
-            c
-        },
-        &|| du(&out),
-    );
-    for (name, enc) in [("backup  fm-agent", false), ("backup  fm-agent, encrypted", true)] {
-        best(
-            name,
-            &|r| {
-                if r == 0 && !enc {
-                    fresh(&out);
-                }
-                let mut c = Command::new(agent);
-                c.args(["backup", "take", "--instance", "bench"])
-                    .arg("--backup")
-                    .arg(if enc { "enc" } else { "plain" })
-                    .arg("--url")
-                    .arg(format!("file://{}", out.join("store").display()))
-                    .arg("--data-dir")
-                    .arg(&data);
-                if enc {
-                    c.arg("--key-file").arg(&key);
-                }
-                c
-            },
-            &|| du(&out.join("store/bench").join(if enc { "enc" } else { "plain" })),
-        );
-    }
-    // The baseline archive for the restore comparison.
-    fresh(&out.join("base"));
-    let mut c = Command::new("tar");
-    c.args(["-I", "zstd -1", "-cf"])
-        .arg(out.join("base/base.tar.zst"))
-        .arg("-C")
-        .arg(&data)
-        .arg(".");
-    timed(c);
-    let target = root.join("restored");
-    best(
-        "restore tar -I 'zstd -1'",
-        &|_| {
-            fresh(&target);
-            let mut c = Command::new("tar");
-            c.args(["-I", "zstd -1", "-xf"])
-                .arg(out.join("base/base.tar.zst"))
-                .arg("-C")
-                .arg(&target);
-            c
-        },
-        &|| du(&target),
-    );
-    for (name, enc) in [("restore fm-agent", false), ("restore fm-agent, encrypted", true)] {
-        best(
-            name,
-            &|_| {
-                fresh(&target);
-                let mut c = Command::new(agent);
-                c.args(["backup", "restore", "--instance", "bench"])
-                    .arg("--backup")
-                    .arg(if enc { "enc" } else { "plain" })
-                    .arg("--url")
-                    .arg(format!("file://{}", out.join("store").display()))
-                    .arg("--data-dir")
-                    .arg(&target);
-                if enc {
-                    c.arg("--key-file").arg(&key);
-                }
-                c
-            },
-            &|| du(&target),
-        );
+        for ((name, _, _), b) in phase.iter().zip(best) {
+            rows.push((name.to_string(), b.0, b.1, b.2));
+        }
     }
     let _ = std::fs::remove_dir_all(&root);
 

@@ -66,16 +66,8 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(4)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("fm-agent: can't start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let outcome = rt.block_on(async {
         tokio::select! {
@@ -93,6 +85,22 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The agent's runtime: one thread, a few for blocking work (archives,
+/// files), so its footprint stays small.
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("fm-agent: can't start the runtime: {e}");
+            None
         }
     }
 }

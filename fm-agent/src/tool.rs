@@ -91,6 +91,17 @@ fn open(w: &Where) -> Result<(Store, Option<BackupKey>), String> {
     Ok((store, key))
 }
 
+async fn open_manifest(
+    w: &Where,
+    sha: Option<&str>,
+) -> Result<(Store, Option<BackupKey>, fm_backup::Manifest), String> {
+    let (store, key) = open(w)?;
+    let m = fm_backup::restore::read_manifest(&store, &w.instance, &w.backup, key.as_ref(), sha)
+        .await
+        .map_err(|e| e.0)?;
+    Ok((store, key, m))
+}
+
 async fn run_tool(t: Tool) -> Result<serde_json::Value, String> {
     let Tool::Backup(b) = t;
     match b {
@@ -131,36 +142,21 @@ async fn run_tool(t: Tool) -> Result<serde_json::Value, String> {
             data_dir,
             manifest_sha256,
         } => {
-            let (store, key) = open(&at)?;
-            let m = fm_backup::restore::read_manifest(
-                &store,
-                &at.instance,
-                &at.backup,
-                key.as_ref(),
-                manifest_sha256.as_deref(),
+            let (store, key, m) = open_manifest(&at, manifest_sha256.as_deref()).await?;
+            let s =
+                fm_backup::restore_into(&store, &m, key.as_ref(), &data_dir, Default::default())
+                    .await
+                    .map_err(|e| e.0)?;
+            Ok(
+                serde_json::json!({"files": s.files, "dataBytes": s.data_bytes, "nodeVersion": m.node_version}),
             )
-            .await
-            .map_err(|e| e.0)?;
-            let s = fm_backup::restore_into(&store, &m, key.as_ref(), &data_dir, Default::default())
-                .await
-                .map_err(|e| e.0)?;
-            Ok(serde_json::json!({"files": s.files, "dataBytes": s.data_bytes, "nodeVersion": m.node_version}))
         }
         BackupTool::Verify {
             at,
             scratch,
             manifest_sha256,
         } => {
-            let (store, key) = open(&at)?;
-            let m = fm_backup::restore::read_manifest(
-                &store,
-                &at.instance,
-                &at.backup,
-                key.as_ref(),
-                manifest_sha256.as_deref(),
-            )
-            .await
-            .map_err(|e| e.0)?;
+            let (store, key, m) = open_manifest(&at, manifest_sha256.as_deref()).await?;
             let s = fm_backup::verify(&store, &m, key.as_ref(), &scratch, Default::default())
                 .await
                 .map_err(|e| e.0)?;
@@ -172,16 +168,8 @@ async fn run_tool(t: Tool) -> Result<serde_json::Value, String> {
 /// Runs a tool command on the agent's own runtime settings; prints its
 /// JSON result, or the error on stderr (exit 1).
 pub fn run(t: Tool) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(4)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("fm-agent: can't start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = crate::runtime() else {
+        return ExitCode::FAILURE;
     };
     match rt.block_on(run_tool(t)) {
         Ok(v) => {

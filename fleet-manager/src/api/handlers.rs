@@ -574,7 +574,6 @@ pub struct BackupQuery {
     reason: Option<String>,
 }
 
-
 /// The instance's agent backups (in object storage), oldest first.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
     params(("tenantId" = String, Path), ("instanceId" = String, Path)),

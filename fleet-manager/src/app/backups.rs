@@ -162,9 +162,9 @@ impl App {
         let inst = Instance {
             id: None,
             label: req.label,
-            description: req.description.unwrap_or_else(|| {
-                format!("clone of {} from backup {}", src.label, b.id)
-            }),
+            description: req
+                .description
+                .unwrap_or_else(|| format!("clone of {} from backup {}", src.label, b.id)),
             image_id: req.image_id.unwrap_or(src.image_id.clone()),
             // The clone gets its own address and no DR snapshot of the source.
             aws_elastic_ip_allocation_id: None,
@@ -199,7 +199,10 @@ impl App {
     /// than `periodHours` (once, however many periods were missed), else
     /// the deletion of one automated backup the retention no longer keeps.
     /// `hour` is an hour except on a test's compressed clock.
-    pub async fn reconcile_automated_backups(&self, hour: Duration) -> Result<BackupScheduleReport> {
+    pub async fn reconcile_automated_backups(
+        &self,
+        hour: Duration,
+    ) -> Result<BackupScheduleReport> {
         let mut report = BackupScheduleReport::default();
         if self.engine.services().lc.backups.is_none() {
             return Ok(report);
@@ -255,7 +258,13 @@ impl App {
             };
             match self
                 .engine
-                .submit(self.store.conn(), &rt.tenant_id, kind, &rt.instance_id, params)
+                .submit(
+                    self.store.conn(),
+                    &rt.tenant_id,
+                    kind,
+                    &rt.instance_id,
+                    params,
+                )
                 .await
             {
                 Ok(_) if due => report.backups_started += 1,

@@ -3,8 +3,8 @@
 //! once, for every surface; handlers only parse, call one method, render.
 
 mod accounts;
-pub mod backups;
 mod auth;
+pub mod backups;
 mod drift;
 mod futures;
 mod images;

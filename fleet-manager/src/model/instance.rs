@@ -407,7 +407,10 @@ mod tests {
             "label": "i", "instanceSettingsTemplateId": "t", "virtualNetworkId": "v",
             "imageId": "x", "backupPolicy": {"keepForever": true}
         }));
-        assert!(r.is_err(), "an unknown policy field is an error, not ignored");
+        assert!(
+            r.is_err(),
+            "an unknown policy field is an error, not ignored"
+        );
     }
 
     #[test]

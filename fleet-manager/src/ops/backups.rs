@@ -10,10 +10,10 @@
 //! every backup it ever took.
 
 use super::lifecycle::{
-    self as lc, BackupRef, at, command_for, failed, install_node, instance_and_template,
-    read_plan, require_agent, runtime, start_node, stop_for,
+    self as lc, BackupRef, at, command_for, failed, install_node, instance_and_template, read_plan,
+    require_agent, runtime, start_node, stop_for,
 };
-use super::sagas::{Saga, Step, StepCtx};
+use super::sagas::{Saga, Step, StepCtx, step};
 use crate::error::{Error, Result};
 use crate::model::instance::BackupConsistency;
 use crate::model::now_ms;
@@ -27,23 +27,6 @@ pub const BACKUP: &str = "BACKUP_INSTANCE";
 pub const DELETE_BACKUP: &str = "DELETE_BACKUP";
 pub const RESTORE_BACKUP: &str = "RESTORE_BACKUP";
 pub const VERIFY_BACKUP: &str = "VERIFY_BACKUP";
-
-macro_rules! step {
-    ($name:literal, $f:path) => {
-        Step {
-            name: $name,
-            run: |c| Box::pin($f(c)),
-            undo: None,
-        }
-    };
-    ($name:literal, $f:path, undo $u:path) => {
-        Step {
-            name: $name,
-            run: |c| Box::pin($f(c)),
-            undo: Some(|c| Box::pin($u(c))),
-        }
-    };
-}
 
 pub fn sagas() -> Vec<Saga> {
     vec![
@@ -230,7 +213,12 @@ async fn take_backup(c: StepCtx) -> Result<Value> {
         }
     };
     let n = |k: &str| out.get(k).and_then(Value::as_i64).unwrap_or(0);
-    let s = |k: &str| out.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let s = |k: &str| {
+        out.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     let m = backup::ActiveModel {
         id: Set(id),
         tenant_id: Set(c.tenant.clone()),
@@ -359,7 +347,11 @@ async fn finish_restore(c: StepCtx) -> Result<Value> {
     let url = c
         .svc
         .cloud
-        .public_url(&at(&c).await?, &runtime(&c).await?.vm_id.unwrap_or_default(), p.port)
+        .public_url(
+            &at(&c).await?,
+            &runtime(&c).await?.vm_id.unwrap_or_default(),
+            p.port,
+        )
         .await?;
     Ok(json!({
         "instanceId": c.target,

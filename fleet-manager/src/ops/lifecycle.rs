@@ -8,7 +8,7 @@
 //! by `<op>:<step>` so an agent that already ran one answers from its
 //! journal.
 
-use super::sagas::{Saga, Step, StepCtx};
+use super::sagas::{Saga, Step, StepCtx, step};
 use crate::cloud::{Placement, VmSpec, VmState};
 use crate::error::{Error, Result};
 use crate::model::instance::Instance;
@@ -33,23 +33,6 @@ pub const RESET_PASSWORD: &str = "RESET_USER_PASSWORD";
 pub const SNAPSHOT: &str = "SNAPSHOT_INSTANCE";
 pub const DELETE_SNAPSHOT: &str = "DELETE_SNAPSHOT";
 pub const DELETE_INSTANCE: &str = "DELETE_INSTANCE";
-
-macro_rules! step {
-    ($name:literal, $f:path) => {
-        Step {
-            name: $name,
-            run: |c| Box::pin($f(c)),
-            undo: None,
-        }
-    };
-    ($name:literal, $f:path, undo $u:path) => {
-        Step {
-            name: $name,
-            run: |c| Box::pin($f(c)),
-            undo: Some(|c| Box::pin($u(c))),
-        }
-    };
-}
 
 pub fn sagas() -> Vec<Saga> {
     vec![
@@ -304,18 +287,35 @@ async fn allocate_port(c: &StepCtx) -> Result<u16> {
 
 // ------------------------------------------------------------ provision
 
-async fn plan(c: StepCtx) -> Result<Value> {
-    let (inst, tpl) = instance_and_template(&c).await?;
+/// The instance's image, its kit file and the kit's SHA-256; an image
+/// without a kit fails the operation.
+async fn image_kit(
+    c: &StepCtx,
+    inst: &Instance,
+) -> Result<(crate::store::entities::image::Model, String, String)> {
     let image = q::image_get(c.store.conn(), &inst.image_id)
         .await?
         .ok_or_else(|| Error::invalid(format!("image '{}' does not exist", inst.image_id)))?;
-    let (Some(kit_file), Some(kit_sha256)) = (image.kit_file.clone(), image.kit_sha256.clone())
-    else {
-        return Err(failed(
+    match (image.kit_file.clone(), image.kit_sha256.clone()) {
+        (Some(f), Some(h)) => Ok((image, f, h)),
+        _ => Err(failed(
             "ImageWithoutKit",
             format!("image '{}' has no node kit to install", image.id),
-        ));
-    };
+        )),
+    }
+}
+
+fn node_type(inst: &Instance) -> Result<String> {
+    Ok(serde_json::to_value(inst.dss_node_type)
+        .map_err(Error::internal)?
+        .as_str()
+        .unwrap_or("design")
+        .to_string())
+}
+
+async fn plan(c: StepCtx) -> Result<Value> {
+    let (inst, tpl) = instance_and_template(&c).await?;
+    let (image, kit_file, kit_sha256) = image_kit(&c, &inst).await?;
     let rt = runtime(&c).await?;
     let allow_downgrade = c
         .params
@@ -332,9 +332,7 @@ async fn plan(c: StepCtx) -> Result<Value> {
         )));
     }
     let backup = match c.params.get("restoreBackup") {
-        Some(b) => Some(
-            super::backups::check_restorable(&c, b, &image.node_version).await?,
-        ),
+        Some(b) => Some(super::backups::check_restorable(&c, b, &image.node_version).await?),
         None => None,
     };
     let port = allocate_port(&c).await?;
@@ -371,11 +369,7 @@ async fn plan(c: StepCtx) -> Result<Value> {
         image_version: image.node_version.clone(),
         kit_file,
         kit_sha256,
-        node_type: serde_json::to_value(inst.dss_node_type)
-            .map_err(Error::internal)?
-            .as_str()
-            .unwrap_or("design")
-            .to_string(),
+        node_type: node_type(&inst)?,
         allow_downgrade,
         setup: setup_plan(&tpl)?,
         backup,
@@ -393,16 +387,7 @@ async fn plan(c: StepCtx) -> Result<Value> {
 pub(super) async fn plan_restore(c: StepCtx) -> Result<Value> {
     let vm = require_agent(&c).await?;
     let (inst, tpl) = instance_and_template(&c).await?;
-    let image = q::image_get(c.store.conn(), &inst.image_id)
-        .await?
-        .ok_or_else(|| Error::invalid(format!("image '{}' does not exist", inst.image_id)))?;
-    let (Some(kit_file), Some(kit_sha256)) = (image.kit_file.clone(), image.kit_sha256.clone())
-    else {
-        return Err(failed(
-            "ImageWithoutKit",
-            format!("image '{}' has no node kit to install", image.id),
-        ));
-    };
+    let (image, kit_file, kit_sha256) = image_kit(&c, &inst).await?;
     let rt = runtime(&c).await?;
     let b = c
         .params
@@ -422,11 +407,7 @@ pub(super) async fn plan_restore(c: StepCtx) -> Result<Value> {
         image_version: image.node_version.clone(),
         kit_file,
         kit_sha256,
-        node_type: serde_json::to_value(inst.dss_node_type)
-            .map_err(Error::internal)?
-            .as_str()
-            .unwrap_or("design")
-            .to_string(),
+        node_type: node_type(&inst)?,
         allow_downgrade: false,
         setup: setup_plan(&tpl)?,
         backup: Some(backup),

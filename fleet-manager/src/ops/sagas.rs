@@ -9,6 +9,26 @@ use serde_json::{Map, Value, json};
 use std::future::Future;
 use std::pin::Pin;
 
+/// A [`Step`] from a step function (and its undo):
+/// `step!("name", f)`, `step!("name", f, undo g)`.
+macro_rules! step {
+    ($name:literal, $f:path) => {
+        Step {
+            name: $name,
+            run: |c| Box::pin($f(c)),
+            undo: None,
+        }
+    };
+    ($name:literal, $f:path, undo $u:path) => {
+        Step {
+            name: $name,
+            run: |c| Box::pin($f(c)),
+            undo: Some(|c| Box::pin($u(c))),
+        }
+    };
+}
+pub(crate) use step;
+
 /// What a step sees.
 #[derive(Clone, Debug)]
 pub struct StepCtx {

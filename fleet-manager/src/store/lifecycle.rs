@@ -254,7 +254,10 @@ pub async fn snapshot_delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<()> 
     Ok(())
 }
 
-pub async fn backup_list<C: ConnectionTrait>(c: &C, instance_id: &str) -> Result<Vec<backup::Model>> {
+pub async fn backup_list<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+) -> Result<Vec<backup::Model>> {
     Ok(backup::Entity::find()
         .filter(backup::Column::InstanceId.eq(instance_id))
         .order_by_asc(backup::Column::CreatedAt)

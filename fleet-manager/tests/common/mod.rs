@@ -788,7 +788,6 @@ pub async fn setup(api: &Api, actions: Value) -> (String, String) {
     (t["id"].as_str().unwrap().to_string(), net)
 }
 
-
 /// The VM records of the local cloud under a data dir: (vm id, agent pid).
 pub fn local_vms(dir: &std::path::Path) -> Vec<(String, u64)> {
     let mut out = vec![];

@@ -7,9 +7,7 @@ use super::node::{installed_version, is_running};
 use super::{Ctx, Outcome, Progress};
 use fm_backup::crypt::BackupKey;
 use fm_backup::{Location, Manifest, Store};
-use fm_proto::agent::{
-    BackupLocation, FreezeFs, RestoreBackup, TakeBackup, VerifyBackup,
-};
+use fm_proto::agent::{BackupLocation, FreezeFs, RestoreBackup, TakeBackup, VerifyBackup};
 use serde_json::json;
 use std::cmp::Ordering as CmpOrdering;
 use std::path::Path;
@@ -279,9 +277,7 @@ fn set_port(data_dir: &Path, port: u32) -> Result<(), String> {
         if t.starts_with('[') && t.ends_with(']') {
             section = t[1..t.len() - 1].trim().to_owned();
         }
-        let is_port = t
-            .split_once('=')
-            .is_some_and(|(k, _)| k.trim() == "port");
+        let is_port = t.split_once('=').is_some_and(|(k, _)| k.trim() == "port");
         if is_port && (section == "general" || section == "server") {
             out.push_str(&format!("port = {port}\n"));
         } else {

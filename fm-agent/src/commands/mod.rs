@@ -621,7 +621,10 @@ mod tests {
         };
         let s = describe(&cmd).to_string();
         assert!(s.contains("bk-1") && s.contains("s3://bucket/p"), "{s}");
-        assert!(!s.contains("AKIDEXAMPLE") && !s.contains("wJalr") && !s.contains("abab"), "{s}");
+        assert!(
+            !s.contains("AKIDEXAMPLE") && !s.contains("wJalr") && !s.contains("abab"),
+            "{s}"
+        );
     }
 
     #[test]
