@@ -10,6 +10,7 @@
 //! FM_BENCH_DIR: where to work (default a directory under /var/tmp; needs
 //! about 4x the size free). FM_BENCH_ROUNDS: runs of each (default 3; the
 //! best is reported).
+#![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,9 +62,9 @@ fn corpus(rng: &mut Rng) -> Vec<u8> {
     ];
     let mut out = Vec::with_capacity(8 << 20);
     while out.len() < 8 << 20 {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "{{\"ts\": {}, \"level\": \"{}\", \"msg\": \"{} {} {}\", \"n\": {}}}\n",
+            "{{\"ts\": {}, \"level\": \"{}\", \"msg\": \"{} {} {}\", \"n\": {}}}",
             1_700_000_000_000u64 + rng.below(1 << 30),
             words[rng.below(words.len() as u64) as usize],
             words[rng.below(words.len() as u64) as usize],
