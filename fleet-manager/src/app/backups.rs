@@ -246,13 +246,16 @@ impl App {
                 policy.keep_weekly,
                 hour_ms * 24,
             );
-            let (kind, params) = if due {
+            // Pruning first, so the retention holds even when backups take
+            // longer than the period.
+            let prune = stamps.iter().find(|(id, _)| !keep.contains(id));
+            let (kind, params) = if let Some((oldest, _)) = prune {
+                (ob::DELETE_BACKUP, json!({"backupId": oldest}))
+            } else if due {
                 (
                     ob::BACKUP,
                     json!({"backupId": new_id("bk"), "reason": "automated", "automated": true}),
                 )
-            } else if let Some((oldest, _)) = stamps.iter().find(|(id, _)| !keep.contains(id)) {
-                (ob::DELETE_BACKUP, json!({"backupId": oldest}))
             } else {
                 continue;
             };
@@ -267,8 +270,8 @@ impl App {
                 )
                 .await
             {
-                Ok(_) if due => report.backups_started += 1,
-                Ok(_) => report.deletions_started += 1,
+                Ok(_) if prune.is_some() => report.deletions_started += 1,
+                Ok(_) => report.backups_started += 1,
                 Err(Error::Conflict(_)) => {}
                 Err(e) => return Err(e),
             }

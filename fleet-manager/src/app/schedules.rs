@@ -4,7 +4,9 @@
 //! automated ones past `automatedSnapshotRetention` (0 keeps all).
 //!
 //! It reads the settings on every pass, so edits apply without a restart,
-//! and it takes at most one snapshot per instance per pass: after FM was
+//! prunes before it snapshots (so the retention holds even when snapshots
+//! take longer than the period), and it takes at most one snapshot per
+//! instance per pass: after FM was
 //! down for several periods, the missed ones are caught up once, not N
 //! times. It acts through operations, one at a time per instance.
 
@@ -62,7 +64,23 @@ impl App {
             let due = autos
                 .last()
                 .is_none_or(|s| now_ms() - s.created_at >= period);
-            let started = if due {
+            // Pruning first: with snapshots slower than the period, a
+            // snapshot would otherwise always be due and the retention never
+            // reached.
+            let prune = inst.automated_snapshot_retention > 0
+                && autos.len() > inst.automated_snapshot_retention as usize;
+            let started = if prune {
+                let params = json!({"snapshotId": autos[0].id});
+                self.engine
+                    .submit(
+                        self.store.conn(),
+                        &rt.tenant_id,
+                        lc::DELETE_SNAPSHOT,
+                        &rt.instance_id,
+                        params,
+                    )
+                    .await
+            } else if due {
                 let params =
                     json!({"snapshotId": new_id("snap"), "reason": "automated", "automated": true});
                 self.engine
@@ -74,25 +92,12 @@ impl App {
                         params,
                     )
                     .await
-            } else if inst.automated_snapshot_retention > 0
-                && autos.len() > inst.automated_snapshot_retention as usize
-            {
-                let params = json!({"snapshotId": autos[0].id});
-                self.engine
-                    .submit(
-                        self.store.conn(),
-                        &rt.tenant_id,
-                        lc::DELETE_SNAPSHOT,
-                        &rt.instance_id,
-                        params,
-                    )
-                    .await
             } else {
                 continue;
             };
             match started {
-                Ok(_) if due => report.snapshots_started += 1,
-                Ok(_) => report.deletions_started += 1,
+                Ok(_) if prune => report.deletions_started += 1,
+                Ok(_) => report.snapshots_started += 1,
                 // A user's operation got there first; next pass.
                 Err(Error::Conflict(_)) => {}
                 Err(e) => return Err(e),
