@@ -49,12 +49,7 @@ impl App {
     }
 
     fn backups_configured(&self) -> Result<()> {
-        if self.engine.services().lc.backups.is_none() {
-            return Err(Error::conflict(
-                "no backup location is configured: set FM_BACKUP_URL (file:///DIR or s3://BUCKET/PREFIX) or [backups] url",
-            ));
-        }
-        Ok(())
+        ob::location(&self.engine.services().lc, None).map(|_| ())
     }
 
     pub async fn backup_list(&self, tenant: &str, id: &str) -> Result<Vec<Value>> {

@@ -10,8 +10,8 @@
 //! every backup it ever took.
 
 use super::lifecycle::{
-    self as lc, BackupRef, at, command_for, failed, install_node, instance_and_template, read_plan,
-    require_agent, runtime, start_node, stop_for,
+    self as lc, BackupRef, at, failed, install_node, instance_and_template, read_plan,
+    require_agent, run_command, runtime, start_node, stop_for,
 };
 use super::sagas::{Saga, Step, StepCtx, step};
 use crate::error::{Error, Result};
@@ -185,7 +185,7 @@ async fn take_backup(c: StepCtx) -> Result<Value> {
     let (inst, _) = instance_and_template(&c).await?;
     let policy = &inst.backup_policy;
     let loc = location(&c.svc.lc, None)?;
-    let cmd = command_for(
+    let out = match run_command(
         &c,
         "take-backup",
         command::Kind::TakeBackup(fm_proto::agent::TakeBackup {
@@ -194,12 +194,8 @@ async fn take_backup(c: StepCtx) -> Result<Value> {
             exclusions: policy.exclusions.clone(),
             key_hex: key_hex(&c, policy.encrypt, &id),
         }),
-    );
-    let out = match c
-        .svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await
+    )
+    .await
     {
         Ok(out) => out,
         Err(e) => {
@@ -312,7 +308,7 @@ pub(super) async fn restore_data(c: StepCtx) -> Result<Value> {
         .await?
         .ok_or_else(|| Error::not_found("backup", &r.backup_id))?;
     let loc = location(&c.svc.lc, Some(&b.location_url))?;
-    let cmd = command_for(
+    let out = run_command(
         &c,
         "restore-backup",
         command::Kind::RestoreBackup(fm_proto::agent::RestoreBackup {
@@ -324,16 +320,12 @@ pub(super) async fn restore_data(c: StepCtx) -> Result<Value> {
             max_node_version: p.image_version.clone(),
             port: u32::from(p.port),
         }),
-    );
-    let out = c
-        .svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await
-        .map_err(|e| match e {
-            Error::OperationFailed { message, .. } => failed("BackupRestoreFailed", message),
-            e => e,
-        })?;
+    )
+    .await
+    .map_err(|e| match e {
+        Error::OperationFailed { message, .. } => failed("BackupRestoreFailed", message),
+        e => e,
+    })?;
     c.log(format!(
         "backup {} of {} restored (node {})",
         b.id, b.instance_id, b.node_version
@@ -374,7 +366,7 @@ async fn verify_backup(c: StepCtx) -> Result<Value> {
         .await?
         .ok_or_else(|| Error::not_found("backup", &id))?;
     let loc = location(&c.svc.lc, Some(&b.location_url))?;
-    let cmd = command_for(
+    let r = run_command(
         &c,
         "verify-backup",
         command::Kind::VerifyBackup(fm_proto::agent::VerifyBackup {
@@ -384,12 +376,8 @@ async fn verify_backup(c: StepCtx) -> Result<Value> {
             manifest_sha256: b.manifest_sha256.clone(),
             key_hex: key_hex(&c, b.encrypted, &b.id),
         }),
-    );
-    let r = c
-        .svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await;
+    )
+    .await;
     let message = match r {
         Ok(_) => None,
         Err(Error::OperationFailed { message, .. }) => Some(message),

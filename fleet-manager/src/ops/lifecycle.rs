@@ -172,6 +172,16 @@ pub(super) fn read_plan(c: &StepCtx) -> Result<Plan> {
     serde_json::from_value(v).map_err(Error::internal)
 }
 
+/// Runs agent command `kind` as step `step` of this operation (command id
+/// `<op>:<step>`) and waits for its output up to the command timeout.
+pub(super) async fn run_command(c: &StepCtx, step: &str, kind: command::Kind) -> Result<Value> {
+    let cmd = command_for(c, step, kind);
+    c.svc
+        .hub
+        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
+        .await
+}
+
 pub(super) fn command_for(c: &StepCtx, step: &str, kind: command::Kind) -> Command {
     Command {
         command_id: format!("{}:{step}", c.op_id),
@@ -639,7 +649,7 @@ async fn setup_stage(c: &StepCtx, stage: &str, actions: &[(String, String)]) -> 
     if actions.is_empty() {
         return Ok(json!({"actions": 0}));
     }
-    let cmd = command_for(
+    run_command(
         c,
         &format!("setup-{stage}"),
         command::Kind::RunSetupActions(fm_proto::agent::RunSetupActions {
@@ -654,11 +664,8 @@ async fn setup_stage(c: &StepCtx, stage: &str, actions: &[(String, String)]) -> 
                 })
                 .collect::<Result<Vec<_>>>()?,
         }),
-    );
-    c.svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await?;
+    )
+    .await?;
     Ok(json!({"actions": actions.len()}))
 }
 
@@ -697,7 +704,7 @@ async fn plan_setup(c: StepCtx) -> Result<Value> {
 
 pub(super) async fn install_node(c: StepCtx) -> Result<Value> {
     let p = read_plan(&c)?;
-    let cmd = command_for(
+    let out = run_command(
         &c,
         "install-node",
         command::Kind::Install(fm_proto::agent::InstallNode {
@@ -708,12 +715,8 @@ pub(super) async fn install_node(c: StepCtx) -> Result<Value> {
             port: p.port as u32,
             allow_downgrade: p.allow_downgrade,
         }),
-    );
-    let out = c
-        .svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await?;
+    )
+    .await?;
     let rt = runtime(&c).await?;
     let mut sets = vec![(
         instance_runtime::Column::NodeVersion,
@@ -738,17 +741,14 @@ pub(super) async fn install_node(c: StepCtx) -> Result<Value> {
 }
 
 pub(super) async fn start_node(c: StepCtx) -> Result<Value> {
-    let cmd = command_for(
+    run_command(
         &c,
         "start-node",
         command::Kind::Start(fm_proto::agent::StartNode {
             health_timeout_secs: c.svc.lc.health_timeout_secs,
         }),
-    );
-    c.svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await?;
+    )
+    .await?;
     Ok(json!({}))
 }
 
@@ -896,17 +896,14 @@ async fn stop_vm(c: StepCtx) -> Result<Value> {
 
 async fn restart_node(c: StepCtx) -> Result<Value> {
     require_agent(&c).await?;
-    let cmd = command_for(
+    run_command(
         &c,
         "restart-node",
         command::Kind::Restart(fm_proto::agent::RestartNode {
             health_timeout_secs: c.svc.lc.health_timeout_secs,
         }),
-    );
-    c.svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await?;
+    )
+    .await?;
     Ok(json!({}))
 }
 
@@ -924,18 +921,15 @@ async fn reset_password(c: StepCtx) -> Result<Value> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let password = c.svc.secrets.open(sealed)?;
-    let cmd = command_for(
+    run_command(
         &c,
         "reset-password",
         command::Kind::ResetUserPassword(fm_proto::agent::ResetUserPassword {
             user_name: user.clone(),
             password,
         }),
-    );
-    c.svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await?;
+    )
+    .await?;
     Ok(json!({"userName": user}))
 }
 
@@ -973,17 +967,14 @@ async fn quiesce_node(c: StepCtx) -> Result<Value> {
         return Ok(json!({"stopped": false}));
     }
     if inst.snapshot_consistency == Sc::FreezeFs {
-        let cmd = command_for(
+        run_command(
             &c,
             "quiesce-node",
             command::Kind::FreezeFs(fm_proto::agent::FreezeFs {
                 thaw_after_secs: 300,
             }),
-        );
-        c.svc
-            .hub
-            .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-            .await?;
+        )
+        .await?;
         c.log("data dir filesystem frozen for a consistent snapshot")
             .await;
         return Ok(json!({"stopped": false, "frozen": true}));
@@ -995,11 +986,7 @@ async fn quiesce_node(c: StepCtx) -> Result<Value> {
 
 /// Stops the node (command id `<op>:<step>`).
 pub(super) async fn stop_for(c: &StepCtx, step: &str) -> Result<()> {
-    let cmd = command_for(c, step, command::Kind::Stop(Default::default()));
-    c.svc
-        .hub
-        .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-        .await?;
+    run_command(c, step, command::Kind::Stop(Default::default())).await?;
     Ok(())
 }
 
@@ -1009,25 +996,18 @@ pub(super) async fn undo_quiesce(c: &StepCtx, quiesce: &str, step: &str) -> Resu
     let out = c.outputs.get(quiesce);
     let flag = |k: &str| out.and_then(|v| v.get(k)).and_then(Value::as_bool) == Some(true);
     if flag("frozen") {
-        let cmd = command_for(c, step, command::Kind::ThawFs(Default::default()));
-        c.svc
-            .hub
-            .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-            .await?;
+        run_command(c, step, command::Kind::ThawFs(Default::default())).await?;
         c.log("data dir filesystem thawed").await;
     }
     if flag("stopped") {
-        let cmd = command_for(
+        run_command(
             c,
             step,
             command::Kind::Start(fm_proto::agent::StartNode {
                 health_timeout_secs: c.svc.lc.health_timeout_secs,
             }),
-        );
-        c.svc
-            .hub
-            .run_ok(&c.target, cmd, Some(&c.op_id), c.svc.lc.command_timeout)
-            .await?;
+        )
+        .await?;
         c.log("node started again").await;
     }
     Ok(())

@@ -138,28 +138,33 @@ pub async fn take(ctx: &Ctx, p: &mut Progress, req: &TakeBackup) -> Outcome {
     }))
 }
 
-async fn manifest(
-    store: &Store,
+/// The store, key and checked manifest of backup `backup_id` of `source`
+/// (restore and verify).
+async fn open_backup(
+    p: &mut Progress,
+    loc: &Option<BackupLocation>,
+    key_hex: &str,
     source: &str,
     backup_id: &str,
-    key: Option<&BackupKey>,
     sha: &str,
-) -> Result<Manifest, String> {
-    fm_backup::restore::read_manifest(store, source, backup_id, key, Some(sha))
+) -> Result<(Store, Option<BackupKey>, Manifest), String> {
+    let store = open(loc, p)?;
+    let key = key(key_hex, p)?;
+    let m = fm_backup::restore::read_manifest(&store, source, backup_id, key.as_ref(), Some(sha))
         .await
-        .map_err(|e| e.0)
+        .map_err(|e| e.0)?;
+    Ok((store, key, m))
 }
 
 /// RestoreBackup.
 pub async fn restore(ctx: &Ctx, p: &mut Progress, req: &RestoreBackup) -> Outcome {
     let data_dir = &ctx.cfg.data_dir;
-    let store = open(&req.location, p)?;
-    let key = key(&req.key_hex, p)?;
-    let m = manifest(
-        &store,
+    let (store, key, m) = open_backup(
+        p,
+        &req.location,
+        &req.key_hex,
         &req.source_instance_id,
         &req.backup_id,
-        key.as_ref(),
         &req.manifest_sha256,
     )
     .await?;
@@ -215,13 +220,12 @@ pub async fn restore(ctx: &Ctx, p: &mut Progress, req: &RestoreBackup) -> Outcom
 
 /// VerifyBackup.
 pub async fn verify(ctx: &Ctx, p: &mut Progress, req: &VerifyBackup) -> Outcome {
-    let store = open(&req.location, p)?;
-    let key = key(&req.key_hex, p)?;
-    let m = manifest(
-        &store,
+    let (store, key, m) = open_backup(
+        p,
+        &req.location,
+        &req.key_hex,
         &req.source_instance_id,
         &req.backup_id,
-        key.as_ref(),
         &req.manifest_sha256,
     )
     .await?;
