@@ -31,7 +31,67 @@ pub enum Error {
     Internal { context: String },
 }
 
+/// Why an operation failed, when FM itself decided it (a step's own error
+/// otherwise keeps the kind the cloud or agent gave it). Shown as the
+/// future's `errorType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpFailure {
+    TooManyAttempts,
+    AgentUnreachable,
+    AgentTimeout,
+    AgentCommandFailed,
+    ImageWithoutKit,
+    NoFreePort,
+    BackupTooNew,
+    BackupRestoreFailed,
+    BackupStorageError,
+    BackupVerificationFailed,
+    SnapshotFailed,
+    SnapshotPending,
+    VolumeBusy,
+    NoImageForRegion,
+    IncorrectInstanceState,
+    /// A failure a test injected into a saga step.
+    InjectedFailure,
+}
+
+impl OpFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpFailure::TooManyAttempts => "TooManyAttempts",
+            OpFailure::AgentUnreachable => "AgentUnreachable",
+            OpFailure::AgentTimeout => "AgentTimeout",
+            OpFailure::AgentCommandFailed => "AgentCommandFailed",
+            OpFailure::ImageWithoutKit => "ImageWithoutKit",
+            OpFailure::NoFreePort => "NoFreePort",
+            OpFailure::BackupTooNew => "BackupTooNew",
+            OpFailure::BackupRestoreFailed => "BackupRestoreFailed",
+            OpFailure::BackupStorageError => "BackupStorageError",
+            OpFailure::BackupVerificationFailed => "BackupVerificationFailed",
+            OpFailure::SnapshotFailed => "SnapshotFailed",
+            OpFailure::SnapshotPending => "SnapshotPending",
+            OpFailure::VolumeBusy => "VolumeBusy",
+            OpFailure::NoImageForRegion => "NoImageForRegion",
+            OpFailure::IncorrectInstanceState => "IncorrectInstanceState",
+            OpFailure::InjectedFailure => "InjectedFailure",
+        }
+    }
+}
+
 impl Error {
+    /// An operation failure of a kind FM names.
+    pub fn op_failed(kind: OpFailure, message: impl Into<String>) -> Self {
+        Error::OperationFailed {
+            error_type: kind.as_str().to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether this is an operation failure of kind `kind`.
+    pub fn is_op_failure(&self, kind: OpFailure) -> bool {
+        matches!(self, Error::OperationFailed { error_type, .. } if error_type == kind.as_str())
+    }
+
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidInput(message.into())
     }

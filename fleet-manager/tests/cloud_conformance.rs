@@ -14,7 +14,7 @@ use std::time::Duration;
 /// there (so the VM's process stays up, as a booted VM does); its settings
 /// are valid, or the agent would exit.
 fn user_data(cloud: &dyn CloudProvider, vm: &str, vol: &str) -> String {
-    fleet_manager::ops::lifecycle::render_user_data(
+    fleet_manager::ops::sagas::provision::render_user_data(
         "inst-conformance",
         &format!("https://127.0.0.1:{}", common::free_port()),
         "token",

@@ -6,7 +6,7 @@ mod common;
 
 use common::{FmProcess, TestApp, TestDb, cli_create_key};
 use fleet_manager::error::{Error, Result};
-use fleet_manager::ops::sagas::{Saga, Step, StepCtx};
+use fleet_manager::ops::sagas::{Saga, SagaParams, Step, StepCtx};
 use fleet_manager::store::operations::op_insert;
 use fleet_manager::store::resources::events_for_operation;
 use fleet_manager::store::{NewOperation, OpOutcome, Store};
@@ -16,14 +16,43 @@ use std::time::Duration;
 
 const TEST_SAGA: &str = "TEST_THREE_STEPS";
 
-/// Each step logs that it ran; `params.failAt` names a step that fails,
-/// `params.sleepMs` makes every step slow.
+/// The test saga's parameters: `fail_at` names a step that fails,
+/// `sleep_ms` makes every step slow.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TestParams {
+    #[serde(default)]
+    fail_at: Option<String>,
+    #[serde(default)]
+    sleep_ms: Option<u64>,
+}
+
+impl SagaParams for TestParams {
+    const KIND: &'static str = TEST_SAGA;
+}
+
+fn fail_at(step: &str) -> TestParams {
+    TestParams {
+        fail_at: Some(step.into()),
+        sleep_ms: None,
+    }
+}
+
+fn sleep_ms(ms: u64) -> TestParams {
+    TestParams {
+        fail_at: None,
+        sleep_ms: Some(ms),
+    }
+}
+
+/// Each step logs that it ran, sleeps and fails as the parameters say.
 async fn step(c: StepCtx, name: &'static str) -> Result<Value> {
     c.log(format!("ran {name}")).await;
-    if let Some(ms) = c.params["sleepMs"].as_u64() {
+    let p: TestParams = c.params()?;
+    if let Some(ms) = p.sleep_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if c.params["failAt"] == name {
+    if p.fail_at.as_deref() == Some(name) {
         return Err(Error::conflict(format!("step {name} refused")));
     }
     Ok(json!({"step": name}))
@@ -35,9 +64,9 @@ async fn undo(c: StepCtx, name: &'static str) -> Result<Value> {
 }
 
 fn test_saga() -> Saga {
-    Saga {
-        kind: TEST_SAGA,
-        steps: vec![
+    Saga::new(
+        TEST_SAGA,
+        vec![
             Step {
                 name: "a",
                 run: |c| Box::pin(step(c, "a")),
@@ -54,7 +83,7 @@ fn test_saga() -> Saga {
                 undo: Some(|c| Box::pin(undo(c, "c"))),
             },
         ],
-    }
+    )
 }
 
 async fn app_with_test_saga(future_wait_ms: u64) -> TestApp {
@@ -101,7 +130,7 @@ async fn a_saga_runs_its_steps_in_order_and_finishes_once() {
     let t = app_with_test_saga(5000).await;
     let f = t
         .app
-        .start_operation("main", TEST_SAGA, "target-1", json!({}))
+        .start_operation("main", "target-1", TestParams::default())
         .await
         .unwrap();
     assert_eq!(f.state, "done");
@@ -122,7 +151,7 @@ async fn a_failing_step_unwinds_the_finished_ones_in_reverse() {
     let t = app_with_test_saga(5000).await;
     let f = t
         .app
-        .start_operation("main", TEST_SAGA, "target-1", json!({"failAt": "c"}))
+        .start_operation("main", "target-1", fail_at("c"))
         .await
         .unwrap();
     assert_eq!(f.state, "failed");
@@ -153,7 +182,7 @@ async fn an_abort_while_running_unwinds_the_finished_steps() {
     let t = app_with_test_saga(0).await;
     let f = t
         .app
-        .start_operation("main", TEST_SAGA, "target-1", json!({"sleepMs": 400}))
+        .start_operation("main", "target-1", sleep_ms(400))
         .await
         .unwrap();
     assert!(f.alive);
@@ -184,7 +213,7 @@ async fn a_pending_operation_aborts_at_once_and_never_runs() {
     let op = t
         .app
         .engine
-        .submit(t.app.store.conn(), "main", TEST_SAGA, "target-1", json!({}))
+        .submit("main", "target-1", &TestParams::default())
         .await
         .unwrap();
     let (s, f) = t
@@ -209,12 +238,12 @@ async fn a_second_operation_on_a_busy_object_is_refused() {
     let t = app_with_test_saga(0).await;
     let first = t
         .app
-        .start_operation("main", TEST_SAGA, "target-1", json!({"sleepMs": 300}))
+        .start_operation("main", "target-1", sleep_ms(300))
         .await
         .unwrap();
     let second = t
         .app
-        .start_operation("main", TEST_SAGA, "target-1", json!({}))
+        .start_operation("main", "target-1", TestParams::default())
         .await;
     assert!(matches!(second, Err(Error::Conflict(_))), "{second:?}");
     let done = t.api.wait_future(&first.job_id).await;
@@ -222,7 +251,7 @@ async fn a_second_operation_on_a_busy_object_is_refused() {
     // Once the first is over, the object takes new work.
     let third = t
         .app
-        .start_operation("main", TEST_SAGA, "target-1", json!({}))
+        .start_operation("main", "target-1", TestParams::default())
         .await
         .unwrap();
     t.api.wait_future(&third.job_id).await;

@@ -4,7 +4,7 @@ use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::account::{AwsAccountAuthMode, CloudAccount};
 use crate::model::{check_id, new_id, now_ms};
-use crate::ops::sagas::DELETE_CLOUD_ACCOUNT;
+use crate::ops::sagas::resource_delete::DeleteAccount;
 use crate::store::entities::cloud_account;
 use crate::store::resources as q;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
@@ -117,7 +117,6 @@ impl App {
                 "cloud account '{id}' is used by {n} virtual network(s); delete them first"
             )));
         }
-        self.start_operation(tenant, DELETE_CLOUD_ACCOUNT, id, serde_json::json!({}))
-            .await
+        self.start_operation(tenant, id, DeleteAccount {}).await
     }
 }

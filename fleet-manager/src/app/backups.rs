@@ -5,17 +5,22 @@
 
 use super::{App, StartedFuture, from_doc};
 use crate::error::{Error, Result};
+use crate::model::backup::Backup;
+use crate::model::image::version_cmp;
 use crate::model::instance::Instance;
 use crate::model::{check_id, check_label, check_len, new_id, now_ms};
-use crate::ops::backups::{self as ob, backup_view};
-use crate::ops::lifecycle::{self as lc, version_cmp};
-use crate::store::entities::{backup, instance_runtime};
+use crate::ops::sagas::common::{BackupRef, backup_location};
+use crate::ops::sagas::{backup_delete, backup_restore, backup_take, backup_verify, provision};
+use crate::store::entities::backup;
 use crate::store::lifecycle as lq;
 use crate::store::operations::op_active_for_target;
 use crate::store::resources as q;
-use sea_orm::EntityTrait;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+fn backup_view(b: &backup::Model) -> Value {
+    serde_json::to_value(Backup::from_row(b)).unwrap_or_default()
+}
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -49,7 +54,7 @@ impl App {
     }
 
     fn backups_configured(&self) -> Result<()> {
-        ob::location(&self.engine.services().lc, None).map(|_| ())
+        backup_location(&self.engine.services().lc, None).map(|_| ())
     }
 
     pub async fn backup_list(&self, tenant: &str, id: &str) -> Result<Vec<Value>> {
@@ -77,8 +82,12 @@ impl App {
         if let Some(r) = reason {
             check_len("reason", r, 1024)?;
         }
-        let params = json!({"backupId": new_id("bk"), "reason": reason});
-        self.start_operation(tenant, ob::BACKUP, id, params).await
+        let params = backup_take::Params {
+            backup_id: new_id("bk"),
+            reason: reason.map(str::to_string),
+            automated: false,
+        };
+        self.start_operation(tenant, id, params).await
     }
 
     pub async fn backup_delete(
@@ -88,8 +97,10 @@ impl App {
         backup: &str,
     ) -> Result<StartedFuture> {
         self.backup_row(tenant, id, backup).await?;
-        self.start_operation(tenant, ob::DELETE_BACKUP, id, json!({"backupId": backup}))
-            .await
+        let params = backup_delete::Params {
+            backup_id: backup.to_string(),
+        };
+        self.start_operation(tenant, id, params).await
     }
 
     /// Refuses, before anything starts, a backup newer than `image_id`.
@@ -118,9 +129,13 @@ impl App {
         let b = self.backup_row(tenant, id, backup).await?;
         let inst = self.provisioned_instance(tenant, id).await?;
         self.check_version(&b, &inst.image_id).await?;
-        let params = json!({"restoreBackup": {"instanceId": id, "backupId": backup}});
-        self.start_operation(tenant, ob::RESTORE_BACKUP, id, params)
-            .await
+        let params = backup_restore::Params {
+            restore_backup: BackupRef {
+                instance_id: id.to_string(),
+                backup_id: backup.to_string(),
+            },
+        };
+        self.start_operation(tenant, id, params).await
     }
 
     /// Restores the backup into a scratch dir on the instance and compares
@@ -134,8 +149,10 @@ impl App {
         self.backups_configured()?;
         self.backup_row(tenant, id, backup).await?;
         self.provisioned_instance(tenant, id).await?;
-        self.start_operation(tenant, ob::VERIFY_BACKUP, id, json!({"backupId": backup}))
-            .await
+        let params = backup_verify::Params {
+            backup_id: backup.to_string(),
+        };
+        self.start_operation(tenant, id, params).await
     }
 
     /// A new instance with the source's settings, provisioned with the
@@ -171,12 +188,15 @@ impl App {
         let doc = self.instance_create(tenant, inst).await?;
         let created: Instance = from_doc(&doc)?;
         let new_id = created.id.unwrap_or_default();
-        let params = json!({
-            "allowDowngrade": false,
-            "restoreBackup": {"instanceId": id, "backupId": backup},
-        });
-        self.start_operation(tenant, lc::PROVISION, &new_id, params)
-            .await
+        let params = provision::Params {
+            allow_downgrade: false,
+            snapshot_id: None,
+            restore_backup: Some(BackupRef {
+                instance_id: id.to_string(),
+                backup_id: backup.to_string(),
+            }),
+        };
+        self.start_operation(tenant, &new_id, params).await
     }
 
     async fn provisioned_instance(&self, tenant: &str, id: &str) -> Result<Instance> {
@@ -202,10 +222,8 @@ impl App {
         if self.engine.services().lc.backups.is_none() {
             return Ok(report);
         }
-        let runtimes = instance_runtime::Entity::find()
-            .all(self.store.conn())
-            .await?;
-        for rt in runtimes.into_iter().filter(|r| r.vm_id.is_some()) {
+        let runtimes = lq::runtime_list_with_vm(self.store.conn()).await?;
+        for rt in runtimes {
             let Some(row) =
                 q::instance_get(self.store.conn(), &rt.tenant_id, &rt.instance_id).await?
             else {
@@ -244,27 +262,23 @@ impl App {
             // Pruning first, so the retention holds even when backups take
             // longer than the period.
             let prune = stamps.iter().find(|(id, _)| !keep.contains(id));
-            let (kind, params) = if let Some((oldest, _)) = prune {
-                (ob::DELETE_BACKUP, json!({"backupId": oldest}))
+            let (tenant, target) = (&rt.tenant_id, &rt.instance_id);
+            let started = if let Some((oldest, _)) = prune {
+                let params = backup_delete::Params {
+                    backup_id: oldest.clone(),
+                };
+                self.engine.submit(tenant, target, &params).await
             } else if due {
-                (
-                    ob::BACKUP,
-                    json!({"backupId": new_id("bk"), "reason": "automated", "automated": true}),
-                )
+                let params = backup_take::Params {
+                    backup_id: new_id("bk"),
+                    reason: Some("automated".into()),
+                    automated: true,
+                };
+                self.engine.submit(tenant, target, &params).await
             } else {
                 continue;
             };
-            match self
-                .engine
-                .submit(
-                    self.store.conn(),
-                    &rt.tenant_id,
-                    kind,
-                    &rt.instance_id,
-                    params,
-                )
-                .await
-            {
+            match started {
                 Ok(_) if prune.is_some() => report.deletions_started += 1,
                 Ok(_) => report.backups_started += 1,
                 Err(Error::Conflict(_)) => {}

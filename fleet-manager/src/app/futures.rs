@@ -4,6 +4,7 @@ use super::App;
 use crate::error::{Error, Result};
 use crate::model::check_id;
 use crate::model::operation::{FutureError, FutureProgress, FutureState, OpState};
+use crate::ops::sagas::SagaParams;
 use crate::store::entities::operation;
 use crate::store::operations::{op_get, op_list};
 
@@ -15,33 +16,28 @@ const LOG_TAIL: u64 = 200;
 impl App {
     /// Persists an operation, wakes a worker, and waits up to the configured
     /// time for it to finish, so quick operations answer with their result.
-    pub async fn start_operation(
+    pub async fn start_operation<P: SagaParams>(
         &self,
         tenant: &str,
-        kind: &'static str,
         target: &str,
-        params: serde_json::Value,
+        params: P,
     ) -> Result<StartedFuture> {
         let op = self
-            .run_operation(tenant, kind, target, params, self.cfg.future_wait)
+            .run_operation(tenant, target, &params, self.cfg.future_wait)
             .await?;
         self.future_view(op).await
     }
 
     /// Persists an operation, wakes a worker and waits up to `wait` for it;
     /// returns the operation as it is then.
-    pub(super) async fn run_operation(
+    pub(super) async fn run_operation<P: SagaParams>(
         &self,
         tenant: &str,
-        kind: &'static str,
         target: &str,
-        params: serde_json::Value,
+        params: &P,
         wait: std::time::Duration,
     ) -> Result<operation::Model> {
-        let op = self
-            .engine
-            .submit(&self.store.db, tenant, kind, target, params)
-            .await?;
+        let op = self.engine.submit(tenant, target, params).await?;
         self.engine.kick();
         self.engine.wait(tenant, &op.id, wait).await
     }

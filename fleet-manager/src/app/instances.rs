@@ -8,7 +8,7 @@ use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::instance::Instance;
 use crate::model::{check_id, new_id, now_ms};
-use crate::ops::lifecycle::DELETE_INSTANCE;
+use crate::ops::sagas::instance_delete;
 use crate::store::entities::instance;
 use crate::store::resources as q;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
@@ -141,7 +141,7 @@ impl App {
     /// Starts the deletion of an instance and everything it owns.
     pub async fn instance_delete(&self, tenant: &str, id: &str) -> Result<StartedFuture> {
         self.instance_row(tenant, id).await?;
-        self.start_operation(tenant, DELETE_INSTANCE, id, serde_json::json!({}))
+        self.start_operation(tenant, id, instance_delete::Params {})
             .await
     }
 }

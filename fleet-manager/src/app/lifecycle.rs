@@ -4,14 +4,25 @@
 
 use super::{App, StartedFuture};
 use crate::error::{Error, Result};
+use crate::model::image::version_cmp;
+use crate::model::operation::OpState;
+use crate::model::snapshot::Snapshot;
+use crate::model::state::{AgentState, NodeState};
 use crate::model::{check_id, check_len, new_id, now_ms};
-use crate::ops::lifecycle::{self as lc, snapshot_view, version_cmp};
-use crate::store::entities::instance_runtime;
+use crate::ops::sagas::{
+    deprovision, password, power, provision, setup, snapshot as snap, snapshot_delete,
+};
+use crate::store::entities::{instance_runtime, snapshot};
 use crate::store::lifecycle as lq;
 use crate::store::resources as q;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
+
+/// How long a snapshot request waits for its snapshot.
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn snapshot_view(s: &snapshot::Model) -> Value {
+    serde_json::to_value(Snapshot::from_row(s)).unwrap_or_default()
+}
 
 /// The lifecycle actions that take no parameters.
 #[derive(Debug, Clone, Copy)]
@@ -75,12 +86,12 @@ impl App {
                 image.id, image.node_version
             )));
         }
-        let mut params = json!({"allowDowngrade": allow_downgrade});
-        if let Some(s) = snapshot {
-            params["snapshotId"] = json!(s);
-        }
-        self.start_operation(tenant, lc::PROVISION, id, params)
-            .await
+        let params = provision::Params {
+            allow_downgrade,
+            snapshot_id: snapshot.map(str::to_string),
+            restore_backup: None,
+        };
+        self.start_operation(tenant, id, params).await
     }
 
     pub async fn instance_action(
@@ -89,29 +100,24 @@ impl App {
         id: &str,
         action: Action,
     ) -> Result<StartedFuture> {
-        let kind = match action {
+        if let Action::Deprovision = action {
+            self.instance_get(tenant, id).await?;
+        } else {
+            self.provisioned(tenant, id).await?;
+        }
+        match action {
             Action::Deprovision => {
-                self.instance_get(tenant, id).await?;
-                lc::DEPROVISION
+                self.start_operation(tenant, id, deprovision::Params {})
+                    .await
             }
-            Action::Start => {
-                self.provisioned(tenant, id).await?;
-                lc::START
-            }
-            Action::Stop => {
-                self.provisioned(tenant, id).await?;
-                lc::STOP
-            }
+            Action::Start => self.start_operation(tenant, id, power::Start {}).await,
+            Action::Stop => self.start_operation(tenant, id, power::Stop {}).await,
             Action::RestartNode => {
-                self.provisioned(tenant, id).await?;
-                lc::RESTART_NODE
+                self.start_operation(tenant, id, power::RestartNode {})
+                    .await
             }
-            Action::ReplaySetupActions => {
-                self.provisioned(tenant, id).await?;
-                lc::REPLAY_SETUP
-            }
-        };
-        self.start_operation(tenant, kind, id, json!({})).await
+            Action::ReplaySetupActions => self.start_operation(tenant, id, setup::Params {}).await,
+        }
     }
 
     /// Resets a node user's password; the password travels sealed in the
@@ -137,9 +143,11 @@ impl App {
         if password.len() < 8 || password.len() > 256 {
             return Err(Error::invalid("password must be 8 to 256 characters"));
         }
-        let params = json!({"userName": user, "passwordSealed": self.secrets.seal(password)?});
-        self.start_operation(tenant, lc::RESET_PASSWORD, id, params)
-            .await
+        let params = password::Params {
+            user_name: user.to_string(),
+            password_sealed: self.secrets.seal(password)?,
+        };
+        self.start_operation(tenant, id, params).await
     }
 
     /// The node's initial admin password, once.
@@ -152,16 +160,7 @@ impl App {
         })?;
         // Open it before marking it taken: a failure must not lose it.
         let password = self.secrets.open(&sealed)?;
-        let res = instance_runtime::Entity::update_many()
-            .col_expr(
-                instance_runtime::Column::InitialPasswordTaken,
-                Expr::value(true),
-            )
-            .filter(instance_runtime::Column::InstanceId.eq(id))
-            .filter(instance_runtime::Column::InitialPasswordTaken.eq(false))
-            .exec(self.store.conn())
-            .await?;
-        if res.rows_affected != 1 {
+        if !lq::runtime_take_initial_password(self.store.conn(), id).await? {
             return Err(Error::conflict(
                 "the initial password was already retrieved; it is given only once",
             ));
@@ -195,15 +194,19 @@ impl App {
             None => None,
         };
         let agent_state = match rt.last_heartbeat_at {
-            None => "none",
-            Some(t) if now_ms() - t <= self.cfg.agent_timeout.as_millis() as i64 => "connected",
-            Some(_) => "unreachable",
+            None => AgentState::None,
+            Some(t) if now_ms() - t <= self.cfg.agent_timeout.as_millis() as i64 => {
+                AgentState::Connected
+            }
+            Some(_) => AgentState::Unreachable,
         };
-        let node_state = if agent_state == "connected" {
-            rt.node_state.clone()
-        } else {
-            Some("unknown".into())
+        let node_state = match agent_state {
+            AgentState::Connected => rt.node_state.clone(),
+            AgentState::None | AgentState::Unreachable => {
+                Some(NodeState::Unknown.as_str().to_string())
+            }
         };
+        let agent_state = agent_state.as_str();
         let heartbeat: Value = rt
             .heartbeat
             .as_deref()
@@ -262,18 +265,16 @@ impl App {
             check_len("reasonForSnapshot", r, 1024)?;
         }
         let sid = new_id("snap");
-        let params = json!({"snapshotId": sid, "reason": reason});
+        let params = snap::Params {
+            snapshot_id: sid,
+            reason: reason.map(str::to_string),
+            automated: false,
+        };
         let op = self
-            .run_operation(
-                tenant,
-                lc::SNAPSHOT,
-                id,
-                params,
-                std::time::Duration::from_secs(600),
-            )
+            .run_operation(tenant, id, &params, SNAPSHOT_WAIT)
             .await?;
-        match (op.state.as_str(), op.result) {
-            ("done", Some(r)) => serde_json::from_str(&r).map_err(Error::internal),
+        match (OpState::parse(&op.state), op.result) {
+            (Some(OpState::Done), Some(r)) => serde_json::from_str(&r).map_err(Error::internal),
             _ => Err(Error::OperationFailed {
                 error_type: op.error_type.unwrap_or_else(|| "SnapshotFailed".into()),
                 message: op
@@ -290,12 +291,9 @@ impl App {
         snapshot: &str,
     ) -> Result<StartedFuture> {
         self.snapshot_get(tenant, id, snapshot).await?;
-        self.start_operation(
-            tenant,
-            lc::DELETE_SNAPSHOT,
-            id,
-            json!({"snapshotId": snapshot}),
-        )
-        .await
+        let params = snapshot_delete::Params {
+            snapshot_id: snapshot.to_string(),
+        };
+        self.start_operation(tenant, id, params).await
     }
 }

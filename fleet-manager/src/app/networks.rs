@@ -4,7 +4,7 @@ use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::network::VirtualNetwork;
 use crate::model::{check_id, new_id, now_ms};
-use crate::ops::sagas::DELETE_VIRTUAL_NETWORK;
+use crate::ops::sagas::resource_delete::DeleteNetwork;
 use crate::store::entities::{instance, virtual_network};
 use crate::store::resources as q;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
@@ -140,7 +140,6 @@ impl App {
                 "virtual network '{id}' is used by {n} instance(s); delete them first"
             )));
         }
-        self.start_operation(tenant, DELETE_VIRTUAL_NETWORK, id, serde_json::json!({}))
-            .await
+        self.start_operation(tenant, id, DeleteNetwork {}).await
     }
 }

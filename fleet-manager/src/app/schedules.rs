@@ -14,13 +14,10 @@ use super::{App, from_doc};
 use crate::error::{Error, Result};
 use crate::model::instance::Instance;
 use crate::model::{new_id, now_ms};
-use crate::ops::lifecycle as lc;
-use crate::store::entities::instance_runtime;
+use crate::ops::sagas::{snapshot as snap, snapshot_delete};
 use crate::store::lifecycle as lq;
 use crate::store::operations::op_active_for_target;
 use crate::store::resources as q;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use serde_json::json;
 use std::time::Duration;
 
 /// What one pass did.
@@ -35,10 +32,7 @@ impl App {
     /// `automatedSnapshotPeriod` lasts (an hour, except in tests).
     pub async fn reconcile_automated_snapshots(&self, hour: Duration) -> Result<ScheduleReport> {
         let mut report = ScheduleReport::default();
-        let runtimes = instance_runtime::Entity::find()
-            .filter(instance_runtime::Column::VolumeId.is_not_null())
-            .all(self.store.conn())
-            .await?;
+        let runtimes = lq::runtime_list_with_volume(self.store.conn()).await?;
         for rt in runtimes {
             let Some(row) =
                 q::instance_get(self.store.conn(), &rt.tenant_id, &rt.instance_id).await?
@@ -70,27 +64,20 @@ impl App {
             let prune = inst.automated_snapshot_retention > 0
                 && autos.len() > inst.automated_snapshot_retention as usize;
             let started = if prune {
-                let params = json!({"snapshotId": autos[0].id});
+                let params = snapshot_delete::Params {
+                    snapshot_id: autos[0].id.clone(),
+                };
                 self.engine
-                    .submit(
-                        self.store.conn(),
-                        &rt.tenant_id,
-                        lc::DELETE_SNAPSHOT,
-                        &rt.instance_id,
-                        params,
-                    )
+                    .submit(&rt.tenant_id, &rt.instance_id, &params)
                     .await
             } else if due {
-                let params =
-                    json!({"snapshotId": new_id("snap"), "reason": "automated", "automated": true});
+                let params = snap::Params {
+                    snapshot_id: new_id("snap"),
+                    reason: Some("automated".into()),
+                    automated: true,
+                };
                 self.engine
-                    .submit(
-                        self.store.conn(),
-                        &rt.tenant_id,
-                        lc::SNAPSHOT,
-                        &rt.instance_id,
-                        params,
-                    )
+                    .submit(&rt.tenant_id, &rt.instance_id, &params)
                     .await
             } else {
                 continue;

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::model::setup_action::{MASK, SEALED_PREFIX};
 use crate::model::template::InstanceTemplate;
 use crate::model::{check_id, new_id, now_ms};
-use crate::ops::sagas::DELETE_INSTANCE_TEMPLATE;
+use crate::ops::sagas::resource_delete::DeleteTemplate;
 use crate::store::entities::{instance, instance_template};
 use crate::store::resources as q;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
@@ -184,8 +184,7 @@ impl App {
                 "instance template '{id}' is used by {n} instance(s); delete them first"
             )));
         }
-        self.start_operation(tenant, DELETE_INSTANCE_TEMPLATE, id, serde_json::json!({}))
-            .await
+        self.start_operation(tenant, id, DeleteTemplate {}).await
     }
 }
 

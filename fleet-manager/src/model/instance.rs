@@ -16,6 +16,18 @@ pub enum NodeType {
     Govern,
 }
 
+impl NodeType {
+    /// The name the node kit's installer takes (`design`, `automation`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeType::Design => "design",
+            NodeType::Automation => "automation",
+            NodeType::Deployer => "deployer",
+            NodeType::Govern => "govern",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EncryptionMode {

@@ -36,6 +36,72 @@ pub enum SetupActionType {
     InstallDeprecatedPython,
 }
 
+/// When the agent runs a setup action, relative to the node's install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    BeforeInstall,
+    AfterInstall,
+    AfterDssStartup,
+}
+
+impl Stage {
+    /// The stage's name in the agent protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::BeforeInstall => "before_install",
+            Stage::AfterInstall => "after_install",
+            Stage::AfterDssStartup => "after_dss_startup",
+        }
+    }
+}
+
+impl SetupActionType {
+    /// The type's name on the wire (`RUN_ANSIBLE_TASKS`).
+    pub fn as_str(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// The stage an action of this type runs in: Ansible tasks where their
+    /// `stage` parameter says (after install by default), keys, CAs and
+    /// system packages before the install, everything else after it.
+    pub fn stage(self, params: Option<&Map<String, Value>>) -> Stage {
+        use SetupActionType as T;
+        match self {
+            T::RunAnsibleTasks => match params.and_then(|p| p.get("stage")).and_then(Value::as_str)
+            {
+                Some("before_install") => Stage::BeforeInstall,
+                Some("after_dss_startup") => Stage::AfterDssStartup,
+                _ => Stage::AfterInstall,
+            },
+            T::AddAuthorizedKey
+            | T::AddSshKey
+            | T::AddCaToTruststore
+            | T::InstallSystemPackages => Stage::BeforeInstall,
+            T::InstallDssPluginsFromStore
+            | T::SetupK8sAndSpark
+            | T::SetupRuntimeDatabase
+            | T::SetupMusAutocreate
+            | T::SetupUiCustomization
+            | T::SetupMemorySettings
+            | T::SetupGraphicsExport
+            | T::InstallJdbcDriver
+            | T::SetupAdvancedSecurity
+            | T::SetupInstanceName
+            | T::SetupNoneK8sAndSpark
+            | T::SetupSecureCookies
+            | T::AddEnvVariables
+            | T::AddProperties
+            | T::SetupProxy
+            | T::InstallCodeEnvWithPreset
+            | T::UpdateDssPort
+            | T::InstallDeprecatedPython => Stage::AfterInstall,
+        }
+    }
+}
+
 fn enabled_default() -> bool {
     true
 }

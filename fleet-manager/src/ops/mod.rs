@@ -11,20 +11,18 @@
 //! exactly once. A failing step unwinds the finished ones through their undo
 //! actions, in reverse; an abort does the same between steps.
 
-pub mod backups;
-pub mod lifecycle;
 pub mod placement;
 pub mod sagas;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OpFailure, Result};
 use crate::model::operation::OpState;
 use crate::store::entities::operation;
 use crate::store::operations::{op_get, op_insert};
 use crate::store::{ClaimedOp, NewOperation, OpOutcome, Store};
-use sagas::{Saga, StepCtx};
+use sagas::{Saga, SagaParams, StepCtx};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
@@ -90,6 +88,19 @@ impl Default for EngineConfig {
     }
 }
 
+/// Faults injected into one operation's run, so a test can prove each saga
+/// step by step (omicron's `saga_inject_repeat` / `saga_inject_error`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Injection {
+    /// Run every step's action twice; the second run's output is kept.
+    pub repeat_steps: bool,
+    /// Fail the step at this index (0-based) without running it, so the
+    /// steps before it unwind.
+    pub fail_at: Option<usize>,
+    /// Run every undo action twice.
+    pub repeat_undo: bool,
+}
+
 /// Runs operations; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -105,6 +116,7 @@ struct Inner {
     wake: Notify,
     finished: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
+    injections: Mutex<HashMap<String, Injection>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -134,6 +146,7 @@ impl Engine {
                 wake: Notify::new(),
                 finished: watch::channel(0).0,
                 shutdown: watch::channel(false).0,
+                injections: Mutex::default(),
             }),
         }
     }
@@ -151,13 +164,24 @@ impl Engine {
         self.inner.sagas.get(kind)
     }
 
-    /// Persists a new operation (inside the caller's transaction, if any) and
-    /// returns it. Call [`Engine::kick`] after the transaction commits.
-    pub async fn submit<C: sea_orm::ConnectionTrait>(
+    /// Persists a new operation of `P`'s saga and returns it; call
+    /// [`Engine::kick`] to have it run now.
+    pub async fn submit<P: SagaParams>(
         &self,
-        c: &C,
         tenant: &str,
-        kind: &'static str,
+        target_id: &str,
+        params: &P,
+    ) -> Result<operation::Model> {
+        let params = serde_json::to_value(params).map_err(Error::internal)?;
+        self.submit_kind(tenant, P::KIND, target_id, params).await
+    }
+
+    /// Persists a new operation of kind `kind` with parameters as JSON (a
+    /// saga registered at run time, as tests do).
+    pub async fn submit_kind(
+        &self,
+        tenant: &str,
+        kind: &str,
         target_id: &str,
         params: Value,
     ) -> Result<operation::Model> {
@@ -165,7 +189,7 @@ impl Engine {
             .saga(kind)
             .ok_or_else(|| Error::internal(format!("no saga for operation kind {kind}")))?;
         op_insert(
-            c,
+            &self.inner.store.db,
             NewOperation {
                 id: crate::model::new_id("op"),
                 tenant_id: tenant.to_string(),
@@ -176,6 +200,18 @@ impl Engine {
             },
         )
         .await
+    }
+
+    /// Injects faults into the run of operation `op_id` (tests).
+    pub fn inject(&self, op_id: &str, injection: Injection) {
+        lock(&self.inner.injections).insert(op_id.to_string(), injection);
+    }
+
+    fn injection(&self, op_id: &str) -> Injection {
+        lock(&self.inner.injections)
+            .get(op_id)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Wakes a worker for newly submitted work.
@@ -266,13 +302,13 @@ impl Engine {
             return self.finish(&op, OpOutcome::Failed(e)).await;
         };
         if op.attempts > self.inner.cfg.max_attempts {
-            let e = Error::OperationFailed {
-                error_type: "TooManyAttempts".into(),
-                message: format!(
+            let e = Error::op_failed(
+                OpFailure::TooManyAttempts,
+                format!(
                     "gave up after {} attempts to run this operation",
                     op.attempts - 1
                 ),
-            };
+            );
             return self.finish(&op, OpOutcome::Failed(e)).await;
         }
         if op.attempts > 1 {
@@ -326,15 +362,17 @@ impl Engine {
         let store = &self.inner.store;
         let owner = self.inner.owner.as_str();
         let mut outputs: Map<String, Value> = serde_json::from_str(&op.saga).unwrap_or_default();
-        let params: Value = serde_json::from_str(&op.params).unwrap_or(Value::Null);
-        let ctx = |outputs: &Map<String, Value>| StepCtx {
-            store: store.clone(),
-            svc: self.inner.svc.clone(),
-            op_id: op.id.clone(),
-            tenant: op.tenant_id.clone(),
-            target: op.target_id.clone(),
-            params: params.clone(),
-            outputs: outputs.clone(),
+        let params: Arc<Value> = Arc::new(serde_json::from_str(&op.params).unwrap_or(Value::Null));
+        let inject = self.injection(&op.id);
+        let ctx = |outputs: &Map<String, Value>| {
+            StepCtx::new(
+                self.inner.svc.clone(),
+                op.id.clone(),
+                op.tenant_id.clone(),
+                op.target_id.clone(),
+                params.clone(),
+                Arc::new(outputs.clone()),
+            )
         };
         let first = op.next_step.max(0) as usize;
         for (i, step) in saga.steps.iter().enumerate().skip(first) {
@@ -355,7 +393,7 @@ impl Engine {
             }
             if store.op_abort_requested(&op.id).await? {
                 self.log(op, "abort requested".into()).await;
-                self.unwind(op, saga, i, &outputs, &ctx).await;
+                self.unwind(op, saga, i, &outputs, &ctx, inject).await;
                 return self.finish(op, OpOutcome::Aborted).await;
             }
             if !store
@@ -384,8 +422,20 @@ impl Engine {
             let stop = async move {
                 let _ = stopping.wait_for(|s| *s).await;
             };
+            let run = async {
+                if inject.fail_at == Some(i) {
+                    return Err(Error::op_failed(
+                        OpFailure::InjectedFailure,
+                        format!("a failure injected at step {}", step.name),
+                    ));
+                }
+                if inject.repeat_steps {
+                    (step.run)(ctx(&outputs)).await?;
+                }
+                (step.run)(ctx(&outputs)).await
+            };
             let outcome = tokio::select! {
-                r = (step.run)(ctx(&outputs)) => r,
+                r = run => r,
                 () = stop => {
                     self.log(op, format!("FM is stopping; step {} will run again after restart", step.name)).await;
                     return store.op_release(&op.id, owner).await;
@@ -436,16 +486,12 @@ impl Engine {
                     if let Error::Internal { context } = &e {
                         tracing::error!(operation = %op.id, step = step.name, "{context}");
                     }
-                    self.unwind(op, saga, i, &outputs, &ctx).await;
+                    self.unwind(op, saga, i, &outputs, &ctx, inject).await;
                     return self.finish(op, OpOutcome::Failed(e)).await;
                 }
             }
         }
-        let result = saga
-            .steps
-            .last()
-            .and_then(|s| outputs.get(s.name).cloned())
-            .unwrap_or(Value::Null);
+        let result = outputs.get(saga.result).cloned().unwrap_or(Value::Null);
         self.finish(op, OpOutcome::Done(result)).await
     }
 
@@ -458,9 +504,16 @@ impl Engine {
         upto: usize,
         outputs: &Map<String, Value>,
         ctx: &(dyn Fn(&Map<String, Value>) -> StepCtx + Sync),
+        inject: Injection,
     ) {
         for step in saga.steps[..upto].iter().rev() {
             if let Some(undo) = step.undo {
+                if inject.repeat_undo
+                    && let Err(e) = undo(ctx(outputs)).await
+                {
+                    self.log(op, format!("undo {}: failed: {}", step.name, e.message()))
+                        .await;
+                }
                 match undo(ctx(outputs)).await {
                     Ok(_) => self.log(op, format!("undo {}: done", step.name)).await,
                     Err(e) => {
@@ -473,6 +526,7 @@ impl Engine {
     }
 
     async fn finish(&self, op: &ClaimedOp, outcome: OpOutcome) -> Result<()> {
+        lock(&self.inner.injections).remove(&op.id);
         let label = match &outcome {
             OpOutcome::Done(_) => "done".to_string(),
             OpOutcome::Failed(e) => format!("failed: {}", e.message()),
@@ -490,4 +544,8 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,10 +1,12 @@
 //! Data access for the instance lifecycle: runtimes (VM, volume, agent
-//! reports), enrollment tokens and snapshots.
+//! reports) and their named transitions, enrollment tokens, snapshots and
+//! the backup catalogue.
 
 use super::Store;
 use super::entities::{backup, enrollment_token, instance_runtime, snapshot};
 use crate::error::Result;
 use crate::model::now_ms;
+use crate::model::state::{NodeState, RuntimeState};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -30,7 +32,7 @@ pub async fn runtime_ensure<C: ConnectionTrait>(
     instance_runtime::Entity::insert(instance_runtime::ActiveModel {
         instance_id: Set(instance_id.to_string()),
         tenant_id: Set(tenant.to_string()),
-        state: Set("none".into()),
+        state: Set(RuntimeState::None.as_str().into()),
         vm_id: Set(None),
         volume_id: Set(None),
         port: Set(None),
@@ -105,12 +107,9 @@ impl Store {
         hb: &fm_proto::agent::Heartbeat,
     ) -> Result<bool> {
         let node_state = fm_proto::agent::NodeState::try_from(hb.node_state)
-            .map(|s| {
-                s.as_str_name()
-                    .trim_start_matches("NODE_STATE_")
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_else(|_| "unknown".into());
+            .map(NodeState::from_proto)
+            .unwrap_or(NodeState::Unknown)
+            .as_str();
         let detail = serde_json::json!({
             "nodeVersion": hb.node_version,
             "dataDiskUsedBytes": hb.data_disk_used_bytes,
@@ -279,4 +278,257 @@ pub async fn backup_get<C: ConnectionTrait>(
 pub async fn backup_delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<()> {
     backup::Entity::delete_by_id(id.to_string()).exec(c).await?;
     Ok(())
+}
+
+pub async fn snapshot_insert<C: ConnectionTrait>(c: &C, s: snapshot::Model) -> Result<()> {
+    snapshot::Entity::insert(snapshot::ActiveModel::from(s))
+        .exec_without_returning(c)
+        .await?;
+    Ok(())
+}
+
+pub async fn backup_insert<C: ConnectionTrait>(c: &C, b: backup::Model) -> Result<()> {
+    backup::Entity::insert(backup::ActiveModel::from(b))
+        .exec_without_returning(c)
+        .await?;
+    Ok(())
+}
+
+/// Records a verification of backup `id` (`failure` is `None` when it
+/// passed) and returns the backup as it is then.
+pub async fn backup_set_verified<C: ConnectionTrait>(
+    c: &C,
+    id: &str,
+    at: i64,
+    failure: Option<String>,
+) -> Result<backup::Model> {
+    backup::Entity::update_many()
+        .col_expr(backup::Column::VerifiedAt, Expr::value(Some(at)))
+        .col_expr(
+            backup::Column::VerifyOk,
+            Expr::value(Some(failure.is_none())),
+        )
+        .col_expr(backup::Column::VerifyMessage, Expr::value(failure))
+        .filter(backup::Column::Id.eq(id))
+        .exec(c)
+        .await?;
+    backup::Entity::find_by_id(id.to_string())
+        .one(c)
+        .await?
+        .ok_or_else(|| crate::error::Error::not_found("backup", id))
+}
+
+// ---- named transitions of a runtime row
+
+/// The provisioning has started: no VM yet.
+pub async fn runtime_mark_provisioning<C: ConnectionTrait>(c: &C, instance_id: &str) -> Result<()> {
+    runtime_set(
+        c,
+        instance_id,
+        vec![
+            (
+                instance_runtime::Column::VmId,
+                Option::<String>::None.into(),
+            ),
+            (
+                instance_runtime::Column::State,
+                RuntimeState::Provisioning.as_str().into(),
+            ),
+        ],
+    )
+    .await
+}
+
+/// The node runs; at `url` when given.
+pub async fn runtime_mark_running<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    url: Option<&str>,
+) -> Result<()> {
+    let mut sets = vec![(
+        instance_runtime::Column::State,
+        RuntimeState::Running.as_str().into(),
+    )];
+    if let Some(u) = url {
+        sets.push((
+            instance_runtime::Column::PublicUrl,
+            Some(u.to_string()).into(),
+        ));
+    }
+    runtime_set(c, instance_id, sets).await
+}
+
+/// The VM is gone; the data volume stays.
+pub async fn runtime_mark_deprovisioned<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+) -> Result<()> {
+    runtime_set(
+        c,
+        instance_id,
+        vec![
+            (
+                instance_runtime::Column::VmId,
+                Option::<String>::None.into(),
+            ),
+            (
+                instance_runtime::Column::State,
+                RuntimeState::Deprovisioned.as_str().into(),
+            ),
+            (
+                instance_runtime::Column::PublicUrl,
+                Option::<String>::None.into(),
+            ),
+        ],
+    )
+    .await
+}
+
+pub async fn runtime_set_state<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    state: RuntimeState,
+) -> Result<()> {
+    runtime_set(
+        c,
+        instance_id,
+        vec![(instance_runtime::Column::State, state.as_str().into())],
+    )
+    .await
+}
+
+/// Names the instance's VM and data volume (only that VM's agent is let in).
+pub async fn runtime_set_vm<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    vm_id: Option<&str>,
+    volume_id: &str,
+) -> Result<()> {
+    runtime_set(
+        c,
+        instance_id,
+        vec![
+            (
+                instance_runtime::Column::VmId,
+                vm_id.map(str::to_string).into(),
+            ),
+            (
+                instance_runtime::Column::VolumeId,
+                Some(volume_id.to_string()).into(),
+            ),
+        ],
+    )
+    .await
+}
+
+/// The instance has no VM (and so no address).
+pub async fn runtime_clear_vm<C: ConnectionTrait>(c: &C, instance_id: &str) -> Result<()> {
+    runtime_set(
+        c,
+        instance_id,
+        vec![
+            (
+                instance_runtime::Column::VmId,
+                Option::<String>::None.into(),
+            ),
+            (
+                instance_runtime::Column::PublicUrl,
+                Option::<String>::None.into(),
+            ),
+        ],
+    )
+    .await
+}
+
+pub async fn runtime_set_volume<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    volume_id: Option<&str>,
+) -> Result<()> {
+    runtime_set(
+        c,
+        instance_id,
+        vec![(
+            instance_runtime::Column::VolumeId,
+            volume_id.map(str::to_string).into(),
+        )],
+    )
+    .await
+}
+
+/// Gives the instance a port block (a unique index refuses one already
+/// given: `Conflict`), or takes it back.
+pub async fn runtime_set_port<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    port: Option<u16>,
+) -> Result<()> {
+    runtime_set(
+        c,
+        instance_id,
+        vec![(instance_runtime::Column::Port, port.map(i32::from).into())],
+    )
+    .await
+}
+
+/// The node of version `version` is installed; the sealed admin key and
+/// initial password it answered with are kept when given.
+pub async fn runtime_mark_installed<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    version: &str,
+    admin_api_key_sealed: Option<String>,
+    initial_password_sealed: Option<String>,
+) -> Result<()> {
+    let mut sets = vec![(
+        instance_runtime::Column::NodeVersion,
+        Some(version.to_string()).into(),
+    )];
+    if let Some(k) = admin_api_key_sealed {
+        sets.push((instance_runtime::Column::AdminApiKey, Some(k).into()));
+    }
+    if let Some(p) = initial_password_sealed {
+        sets.push((instance_runtime::Column::InitialPassword, Some(p).into()));
+    }
+    runtime_set(c, instance_id, sets).await
+}
+
+/// Marks the initial password as given out; false if it already was (it is
+/// given only once).
+pub async fn runtime_take_initial_password<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+) -> Result<bool> {
+    let res = instance_runtime::Entity::update_many()
+        .col_expr(
+            instance_runtime::Column::InitialPasswordTaken,
+            Expr::value(true),
+        )
+        .filter(instance_runtime::Column::InstanceId.eq(instance_id))
+        .filter(instance_runtime::Column::InitialPasswordTaken.eq(false))
+        .exec(c)
+        .await?;
+    Ok(res.rows_affected == 1)
+}
+
+/// Runtimes of instances that have a VM.
+pub async fn runtime_list_with_vm<C: ConnectionTrait>(
+    c: &C,
+) -> Result<Vec<instance_runtime::Model>> {
+    Ok(instance_runtime::Entity::find()
+        .filter(instance_runtime::Column::VmId.is_not_null())
+        .order_by_asc(instance_runtime::Column::InstanceId)
+        .all(c)
+        .await?)
+}
+
+/// Runtimes of instances that have a data volume.
+pub async fn runtime_list_with_volume<C: ConnectionTrait>(
+    c: &C,
+) -> Result<Vec<instance_runtime::Model>> {
+    Ok(instance_runtime::Entity::find()
+        .filter(instance_runtime::Column::VolumeId.is_not_null())
+        .order_by_asc(instance_runtime::Column::InstanceId)
+        .all(c)
+        .await?)
 }

@@ -10,7 +10,7 @@ use crate::error::Result;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    QuerySelect, Set, TransactionTrait,
 };
 use std::collections::HashMap;
 
@@ -268,4 +268,135 @@ pub async fn events_for_operation<C: ConnectionTrait>(
         .order_by_asc(event::Column::Id)
         .all(c)
         .await?)
+}
+
+// ---- objects others refer to
+
+/// The objects other objects refer to, which can only be deleted when
+/// nothing uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Referenced {
+    Account,
+    Network,
+    Template,
+}
+
+impl Referenced {
+    pub fn name(self) -> &'static str {
+        match self {
+            Referenced::Account => "cloud account",
+            Referenced::Network => "virtual network",
+            Referenced::Template => "instance template",
+        }
+    }
+
+    /// What refers to it.
+    pub fn users_name(self) -> &'static str {
+        match self {
+            Referenced::Account => "virtual network(s)",
+            Referenced::Network | Referenced::Template => "instance(s)",
+        }
+    }
+
+    async fn users<C: ConnectionTrait>(self, c: &C, id: &str) -> Result<u64> {
+        match self {
+            Referenced::Account => networks_using_account(c, id).await,
+            Referenced::Network => instances_using_network(c, id).await,
+            Referenced::Template => instances_using_template(c, id).await,
+        }
+    }
+
+    async fn delete<C: ConnectionTrait>(self, c: &C, tenant: &str, id: &str) -> Result<u64> {
+        match self {
+            Referenced::Account => account_delete(c, tenant, id).await,
+            Referenced::Network => network_delete(c, tenant, id).await,
+            Referenced::Template => template_delete(c, tenant, id).await,
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T> {
+    serde_json::from_str(doc).map_err(crate::error::Error::internal)
+}
+
+impl super::Store {
+    /// How many objects refer to `id`.
+    pub async fn users_of(&self, what: Referenced, id: &str) -> Result<u64> {
+        what.users(&self.db, id).await
+    }
+
+    /// Deletes `id` if nothing refers to it, re-counting in the deleting
+    /// transaction (the foreign keys refuse an orphan too); returns the
+    /// number of users found, 0 when it was deleted (or already gone).
+    pub async fn delete_if_unused(&self, what: Referenced, tenant: &str, id: &str) -> Result<u64> {
+        let txn = self.db.begin().await?;
+        let n = what.users(&txn, id).await?;
+        if n > 0 {
+            return Ok(n);
+        }
+        what.delete(&txn, tenant, id).await?;
+        txn.commit().await?;
+        Ok(0)
+    }
+
+    /// The instance's public document (404 when it does not exist).
+    pub async fn instance_doc<T: serde::de::DeserializeOwned>(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<T> {
+        let row = instance_get(&self.db, tenant, id)
+            .await?
+            .ok_or_else(|| crate::error::Error::not_found("instance", id))?;
+        decode(&row.doc)
+    }
+
+    /// The template's public document (404 when it does not exist).
+    pub async fn template_doc<T: serde::de::DeserializeOwned>(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<T> {
+        let row = template_get(&self.db, tenant, id)
+            .await?
+            .ok_or_else(|| crate::error::Error::not_found("instance template", id))?;
+        decode(&row.doc)
+    }
+
+    /// The network with its id, if it exists.
+    pub async fn network_doc_if(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<crate::model::network::VirtualNetwork>> {
+        let Some(row) = network_get(&self.db, tenant, id).await? else {
+            return Ok(None);
+        };
+        let mut net: crate::model::network::VirtualNetwork = decode(&row.doc)?;
+        net.id = Some(row.id);
+        Ok(Some(net))
+    }
+
+    /// Deletes an instance's records (runtime and instance) together.
+    pub async fn instance_records_delete(&self, tenant: &str, id: &str) -> Result<()> {
+        let txn = self.db.begin().await?;
+        super::lifecycle::runtime_delete(&txn, id).await?;
+        instance_delete(&txn, tenant, id).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Backup `backup_id` of instance `instance_id` in this tenant (404
+    /// otherwise).
+    pub async fn backup_of_tenant(
+        &self,
+        tenant: &str,
+        instance_id: &str,
+        backup_id: &str,
+    ) -> Result<super::entities::backup::Model> {
+        super::lifecycle::backup_get(&self.db, instance_id, backup_id)
+            .await?
+            .filter(|row| row.tenant_id == tenant)
+            .ok_or_else(|| crate::error::Error::not_found("backup", backup_id))
+    }
 }
