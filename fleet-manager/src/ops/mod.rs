@@ -222,9 +222,9 @@ impl Engine {
     /// Starts the worker tasks.
     pub fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
         (0..self.inner.cfg.workers)
-            .map(|_| {
+            .map(|n| {
                 let e = self.clone();
-                tokio::spawn(async move { e.worker_loop().await })
+                tokio::spawn(async move { e.worker_loop(n).await })
             })
             .collect()
     }
@@ -263,11 +263,14 @@ impl Engine {
         }
     }
 
-    async fn worker_loop(self) {
+    async fn worker_loop(self, n: usize) {
+        // Each worker holds leases in its own name: one whose lease ran out
+        // (the database was away) must not take its successor's for its own.
+        let owner = format!("{}/{n}", self.inner.owner);
         let mut shutdown = self.inner.shutdown.subscribe();
         while !self.is_shutting_down() {
             let lease_ms = self.inner.cfg.lease.as_millis() as i64;
-            match self.inner.store.op_claim(&self.inner.owner, lease_ms).await {
+            match self.inner.store.op_claim(&owner, lease_ms).await {
                 Ok(Some(op)) => {
                     let id = op.id.clone();
                     if let Err(e) = self.run(op).await {
@@ -296,7 +299,7 @@ impl Engine {
     /// Runs a claimed operation from its first unfinished step to the end.
     async fn run(&self, op: ClaimedOp) -> Result<()> {
         let store = &self.inner.store;
-        let owner = self.inner.owner.as_str();
+        let owner = holder(&op);
         let Some(saga) = self.saga(&op.kind) else {
             let e = Error::internal(format!("unknown operation kind {}", op.kind));
             return self.finish(&op, OpOutcome::Failed(e)).await;
@@ -324,26 +327,43 @@ impl Engine {
             .await;
         }
 
-        // Keep the lease alive while steps run; stop when we lose it.
+        // Keep the lease alive while steps run; stop when we lose it, or
+        // when it runs out unrenewed (the database is away): another worker
+        // may take the operation over as soon as it has expired, so stand
+        // down a little before (a tenth of the lease).
         let (lost_tx, lost_rx) = watch::channel(false);
         let renewer = {
             let store = store.clone();
             let (id, owner, lease) = (op.id.clone(), owner.to_string(), self.inner.cfg.lease);
+            let left = op.lease_expires_at.unwrap_or(0) - crate::model::now_ms();
+            let margin = lease / 10;
+            let mut until = tokio::time::Instant::now()
+                + Duration::from_millis(left.max(0) as u64).saturating_sub(margin);
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(lease / 3).await;
-                    match store
-                        .op_renew_lease(&id, &owner, lease.as_millis() as i64)
-                        .await
-                    {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            let _ = lost_tx.send(true);
-                            return;
+                    tokio::time::sleep_until((tokio::time::Instant::now() + lease / 3).min(until))
+                        .await;
+                    let asked = tokio::time::Instant::now();
+                    if asked < until {
+                        let renew = store.op_renew_lease(&id, &owner, lease.as_millis() as i64);
+                        match tokio::time::timeout_at(until, renew).await {
+                            Ok(Ok(true)) => until = asked + lease.saturating_sub(margin),
+                            Ok(Ok(false)) => {
+                                let _ = lost_tx.send(true);
+                                return;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!(operation = %id, error = %e, "lease renewal failed")
+                            }
+                            Err(_) => {
+                                tracing::warn!(operation = %id, "lease renewal timed out")
+                            }
                         }
-                        Err(e) => {
-                            tracing::warn!(operation = %id, error = %e, "lease renewal failed")
-                        }
+                    }
+                    if tokio::time::Instant::now() >= until {
+                        tracing::warn!(operation = %id, "lease ran out unrenewed; standing down");
+                        let _ = lost_tx.send(true);
+                        return;
                     }
                 }
             })
@@ -360,7 +380,7 @@ impl Engine {
         lost: watch::Receiver<bool>,
     ) -> Result<()> {
         let store = &self.inner.store;
-        let owner = self.inner.owner.as_str();
+        let owner = holder(op);
         let mut outputs: Map<String, Value> = serde_json::from_str(&op.saga).unwrap_or_default();
         let params: Arc<Value> = Arc::new(serde_json::from_str(&op.params).unwrap_or(Value::Null));
         let inject = self.injection(&op.id);
@@ -434,11 +454,22 @@ impl Engine {
                 }
                 (step.run)(ctx(&outputs)).await
             };
+            // Losing the lease interrupts it too: the new owner runs it.
+            let mut losing = lost.clone();
+            let lose = async move {
+                if losing.wait_for(|l| *l).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
             let outcome = tokio::select! {
                 r = run => r,
                 () = stop => {
                     self.log(op, format!("FM is stopping; step {} will run again after restart", step.name)).await;
                     return store.op_release(&op.id, owner).await;
+                }
+                () = lose => {
+                    tracing::warn!(operation = %op.id, step = step.name, "lease lost during the step; leaving the operation to its new owner");
+                    return Ok(());
                 }
             };
             match outcome {
@@ -536,7 +567,7 @@ impl Engine {
         if self
             .inner
             .store
-            .op_finish(op, &self.inner.owner, &outcome, &line)
+            .op_finish(op, holder(op), &outcome, &line)
             .await?
         {
             tracing::info!(operation = %op.id, kind = %op.kind, "{line}");
@@ -548,4 +579,9 @@ impl Engine {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The worker a claimed operation is leased to.
+fn holder(op: &ClaimedOp) -> &str {
+    op.lease_owner.as_deref().unwrap_or_default()
 }
