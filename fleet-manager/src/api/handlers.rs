@@ -7,10 +7,13 @@ use crate::app::App;
 use crate::app::backups::CloneRequest;
 use crate::error::Result;
 use crate::model::account::CloudAccount;
+use crate::model::backup::Backup;
 use crate::model::image::Image;
 use crate::model::instance::Instance;
+use crate::model::lifecycle::{AdminApiKey, InitialPassword, InstanceStatus};
 use crate::model::network::VirtualNetwork;
 use crate::model::operation::FutureState;
+use crate::model::snapshot::Snapshot;
 use crate::model::template::InstanceTemplate;
 use crate::model::tenant::{CloudCredentials, CloudTagsEnvelope};
 use axum::Json;
@@ -446,11 +449,11 @@ action_handler!(
 /// The node's initial admin password: answers once, then 409.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/actions/get-initial-password", tag = "instance lifecycle",
     params(("tenantId" = String, Path), ("instanceId" = String, Path)),
-    responses((status = 200, body = Object), (status = 409, body = ApiErrorBody)))]
+    responses((status = 200, body = InitialPassword), (status = 409, body = ApiErrorBody)))]
 pub async fn instance_initial_password(
     State(app): State<App>,
     PathParams((t, id)): TenantAnd,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<InitialPassword>> {
     Ok(Json(app.instance_initial_password(&t, &id).await?))
 }
 
@@ -479,22 +482,22 @@ pub async fn instance_reset_password(
 /// The VM, node and agent as FM sees them.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/status", tag = "instance lifecycle",
     params(("tenantId" = String, Path), ("instanceId" = String, Path)),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = InstanceStatus)))]
 pub async fn instance_status(
     State(app): State<App>,
     PathParams((t, id)): TenantAnd,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<InstanceStatus>> {
     Ok(Json(app.instance_status(&t, &id).await?))
 }
 
 /// The node's admin API key, `{"adminAPIKey": ...}`.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/admin-api-key", tag = "instance lifecycle",
     params(("tenantId" = String, Path), ("instanceId" = String, Path)),
-    responses((status = 200, body = Object), (status = 409, body = ApiErrorBody)))]
+    responses((status = 200, body = AdminApiKey), (status = 409, body = ApiErrorBody)))]
 pub async fn instance_admin_api_key(
     State(app): State<App>,
     PathParams((t, id)): TenantAnd,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<AdminApiKey>> {
     Ok(Json(app.instance_admin_api_key(&t, &id).await?))
 }
 
@@ -507,23 +510,23 @@ pub struct SnapshotQuery {
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots", tag = "snapshots",
     params(("tenantId" = String, Path), ("instanceId" = String, Path)),
-    responses((status = 200, body = Vec<Object>)))]
+    responses((status = 200, body = Vec<Snapshot>)))]
 pub async fn snapshot_list(
     State(app): State<App>,
     PathParams((t, id)): TenantAnd,
-) -> Result<Json<Vec<serde_json::Value>>> {
+) -> Result<Json<Vec<Snapshot>>> {
     Ok(Json(app.snapshot_list(&t, &id).await?))
 }
 
 /// Snapshots the data volume; answers with the snapshot.
 #[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots", tag = "snapshots",
     params(("tenantId" = String, Path), ("instanceId" = String, Path), SnapshotQuery),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = Snapshot)))]
 pub async fn snapshot_create(
     State(app): State<App>,
     PathParams((t, id)): TenantAnd,
     QueryParams(q): QueryParams<SnapshotQuery>,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<Snapshot>> {
     Ok(Json(
         app.snapshot_create(&t, &id, q.reason_for_snapshot.as_deref())
             .await?,
@@ -532,11 +535,11 @@ pub async fn snapshot_create(
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}", tag = "snapshots",
     params(("tenantId" = String, Path), ("instanceId" = String, Path), ("snapshotId" = String, Path)),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = Snapshot)))]
 pub async fn snapshot_get(
     State(app): State<App>,
     PathParams((t, id, s)): InstanceAnd,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<Snapshot>> {
     Ok(Json(app.snapshot_get(&t, &id, &s).await?))
 }
 
@@ -577,11 +580,11 @@ pub struct BackupQuery {
 /// The instance's agent backups (in object storage), oldest first.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
     params(("tenantId" = String, Path), ("instanceId" = String, Path)),
-    responses((status = 200, body = Vec<Object>)))]
+    responses((status = 200, body = Vec<Backup>)))]
 pub async fn backup_list(
     State(app): State<App>,
     PathParams((t, id)): TenantAnd,
-) -> Result<Json<Vec<serde_json::Value>>> {
+) -> Result<Json<Vec<Backup>>> {
     Ok(Json(app.backup_list(&t, &id).await?))
 }
 
@@ -601,11 +604,11 @@ pub async fn backup_take(
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}", tag = "backups",
     params(("tenantId" = String, Path), ("instanceId" = String, Path), ("backupId" = String, Path)),
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = Backup)))]
 pub async fn backup_get(
     State(app): State<App>,
     PathParams((t, id, b)): InstanceAnd,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<Backup>> {
     Ok(Json(app.backup_get(&t, &id, &b).await?))
 }
 

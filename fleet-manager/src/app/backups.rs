@@ -5,9 +5,10 @@
 
 use super::{App, StartedFuture, from_doc};
 use crate::error::{Error, Result};
+use crate::model::backup::Backup;
 use crate::model::instance::Instance;
 use crate::model::{check_id, check_label, check_len, new_id, now_ms};
-use crate::ops::backups::{self as ob, backup_view};
+use crate::ops::backups as ob;
 use crate::ops::lifecycle::{self as lc, version_cmp};
 use crate::store::entities::{backup, instance_runtime};
 use crate::store::lifecycle as lq;
@@ -15,7 +16,7 @@ use crate::store::operations::op_active_for_target;
 use crate::store::resources as q;
 use sea_orm::EntityTrait;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -52,17 +53,19 @@ impl App {
         ob::location(&self.engine.services().lc, None).map(|_| ())
     }
 
-    pub async fn backup_list(&self, tenant: &str, id: &str) -> Result<Vec<Value>> {
+    pub async fn backup_list(&self, tenant: &str, id: &str) -> Result<Vec<Backup>> {
         self.instance_get(tenant, id).await?;
         Ok(lq::backup_list(self.store.conn(), id)
             .await?
             .iter()
-            .map(backup_view)
+            .map(Backup::from_row)
             .collect())
     }
 
-    pub async fn backup_get(&self, tenant: &str, id: &str, backup: &str) -> Result<Value> {
-        Ok(backup_view(&self.backup_row(tenant, id, backup).await?))
+    pub async fn backup_get(&self, tenant: &str, id: &str, backup: &str) -> Result<Backup> {
+        Ok(Backup::from_row(
+            &self.backup_row(tenant, id, backup).await?,
+        ))
     }
 
     /// Starts a backup; the future's result is the backup.

@@ -6,11 +6,14 @@
 //! once, for every surface.
 
 pub mod account;
+pub mod backup;
 pub mod image;
 pub mod instance;
+pub mod lifecycle;
 pub mod network;
 pub mod operation;
 pub mod setup_action;
+pub mod snapshot;
 pub mod template;
 pub mod tenant;
 
