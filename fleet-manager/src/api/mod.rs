@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod openapi;
+pub mod path;
 
 use crate::app::App;
 use crate::error::Error;
@@ -23,122 +24,131 @@ pub fn router(app: App, body_limit: usize) -> Router {
     let tenant = Router::new()
         .route(
             "/cloud-credentials",
-            get(h::cloud_credentials_get).put(h::cloud_credentials_put),
+            get(h::tenant::cloud_credentials_get).put(h::tenant::cloud_credentials_put),
         )
-        .route("/cloud-tags", get(h::cloud_tags_get).put(h::cloud_tags_put))
+        .route(
+            "/cloud-tags",
+            get(h::tenant::cloud_tags_get).put(h::tenant::cloud_tags_put),
+        )
         .route(
             "/cloud-accounts",
-            get(h::account_list).post(h::account_create),
+            get(h::accounts::account_list).post(h::accounts::account_create),
         )
         .route(
             "/cloud-accounts/{accountId}",
-            get(h::account_get)
-                .put(h::account_update)
-                .delete(h::account_delete),
+            get(h::accounts::account_get)
+                .put(h::accounts::account_update)
+                .delete(h::accounts::account_delete),
         )
         .route(
             "/virtual-networks",
-            get(h::network_list).post(h::network_create),
+            get(h::networks::network_list).post(h::networks::network_create),
         )
         .route(
             "/virtual-networks/{networkId}",
-            get(h::network_get)
-                .put(h::network_update)
-                .delete(h::network_delete),
+            get(h::networks::network_get)
+                .put(h::networks::network_update)
+                .delete(h::networks::network_delete),
         )
         .route(
             "/instance-settings-templates",
-            get(h::template_list).post(h::template_create),
+            get(h::templates::template_list).post(h::templates::template_create),
         )
         .route(
             "/instance-settings-templates/{templateId}",
-            get(h::template_get)
-                .put(h::template_update)
-                .delete(h::template_delete),
+            get(h::templates::template_get)
+                .put(h::templates::template_update)
+                .delete(h::templates::template_delete),
         )
-        .route("/instances", get(h::instance_list).post(h::instance_create))
+        .route(
+            "/instances",
+            get(h::instances::instance_list).post(h::instances::instance_create),
+        )
         .route(
             "/instances/{instanceId}",
-            get(h::instance_get).put(h::instance_update),
+            get(h::instances::instance_get).put(h::instances::instance_update),
         )
         .route(
             "/instances/{instanceId}/actions/delete",
-            get(h::instance_delete),
+            get(h::instances::instance_delete),
         )
         .route(
             "/instances/{instanceId}/actions/reprovision",
-            get(h::instance_reprovision),
+            get(h::instances::instance_reprovision),
         )
         .route(
             "/instances/{instanceId}/actions/deprovision",
-            get(h::instance_deprovision),
+            get(h::instances::instance_deprovision),
         )
         .route(
             "/instances/{instanceId}/actions/start",
-            get(h::instance_start),
+            get(h::instances::instance_start),
         )
         .route(
             "/instances/{instanceId}/actions/stop",
-            get(h::instance_stop),
+            get(h::instances::instance_stop),
         )
         .route(
             "/instances/{instanceId}/actions/restart-dss",
-            get(h::instance_restart_node),
+            get(h::instances::instance_restart_node),
         )
         .route(
             "/instances/{instanceId}/actions/replay-setup-actions",
-            get(h::instance_replay_setup),
+            get(h::instances::instance_replay_setup),
         )
         .route(
             "/instances/{instanceId}/actions/get-initial-password",
-            get(h::instance_initial_password),
+            get(h::instances::instance_initial_password),
         )
         .route(
             "/instances/{instanceId}/actions/reset-user-password",
-            axum::routing::post(h::instance_reset_password),
+            axum::routing::post(h::instances::instance_reset_password),
         )
-        .route("/instances/{instanceId}/status", get(h::instance_status))
+        .route(
+            "/instances/{instanceId}/status",
+            get(h::instances::instance_status),
+        )
         .route(
             "/instances/{instanceId}/admin-api-key",
-            get(h::instance_admin_api_key),
+            get(h::instances::instance_admin_api_key),
         )
         .route(
             "/instances/{instanceId}/snapshots",
-            get(h::snapshot_list).post(h::snapshot_create),
+            get(h::snapshots::snapshot_list).post(h::snapshots::snapshot_create),
         )
         .route(
             "/instances/{instanceId}/snapshots/{snapshotId}",
-            get(h::snapshot_get).delete(h::snapshot_delete),
+            get(h::snapshots::snapshot_get).delete(h::snapshots::snapshot_delete),
         )
         .route(
             "/instances/{instanceId}/snapshots/{snapshotId}/reprovision",
-            axum::routing::post(h::snapshot_reprovision),
+            axum::routing::post(h::snapshots::snapshot_reprovision),
         )
         .route(
             "/instances/{instanceId}/backups",
-            get(h::backup_list).post(h::backup_take),
+            get(h::backups::backup_list).post(h::backups::backup_take),
         )
         .route(
             "/instances/{instanceId}/backups/{backupId}",
-            get(h::backup_get).delete(h::backup_delete),
+            get(h::backups::backup_get).delete(h::backups::backup_delete),
         )
         .route(
             "/instances/{instanceId}/backups/{backupId}/restore",
-            axum::routing::post(h::backup_restore),
+            axum::routing::post(h::backups::backup_restore),
         )
         .route(
             "/instances/{instanceId}/backups/{backupId}/verify",
-            axum::routing::post(h::backup_verify),
+            axum::routing::post(h::backups::backup_verify),
         )
         .route(
             "/instances/{instanceId}/backups/{backupId}/clone",
-            axum::routing::post(h::backup_clone),
+            axum::routing::post(h::backups::backup_clone),
         )
-        .route("/images", get(h::image_list))
-        .route("/futures", get(h::future_list))
+        .route("/images", get(h::images::image_list))
+        .route("/futures", get(h::futures::future_list))
         .route(
             "/futures/{jobId}",
-            get(h::future_get).delete(h::future_abort),
+            get(h::futures::future_get).delete(h::futures::future_abort),
         );
 
     let public = Router::new()
