@@ -352,6 +352,21 @@ async fn ids_with_path_characters_are_400_and_unknown_ids_are_404() {
         let (s, b) = t.api.get(p).await;
         assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
     }
+    // A segment that isn't UTF-8 is refused by the path extractor, which
+    // names the parameter.
+    for (p, name) in [
+        ("/tenants/main/instances/inst-x/snapshots/%FF", "snapshotId"),
+        ("/tenants/main/instances/%FF/backups/bk-x", "instanceId"),
+        ("/tenants/%FF/futures/op-x", "tenantId"),
+    ] {
+        let (s, b) = t.api.get(p).await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+        let m = b["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("invalid path: ") && m.contains(name),
+            "{p}: {b}"
+        );
+    }
     for p in [
         "/tenants/main/instances/inst-nope",
         "/tenants/main/virtual-networks/vn-nope",

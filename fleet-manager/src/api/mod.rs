@@ -17,144 +17,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use extract::BodyLimit;
-use handlers as h;
 
 /// The whole HTTP application.
 pub fn router(app: App, body_limit: usize) -> Router {
-    let tenant = Router::new()
-        .route(
-            "/cloud-credentials",
-            get(h::tenant::cloud_credentials_get).put(h::tenant::cloud_credentials_put),
-        )
-        .route(
-            "/cloud-tags",
-            get(h::tenant::cloud_tags_get).put(h::tenant::cloud_tags_put),
-        )
-        .route(
-            "/cloud-accounts",
-            get(h::accounts::account_list).post(h::accounts::account_create),
-        )
-        .route(
-            "/cloud-accounts/{accountId}",
-            get(h::accounts::account_get)
-                .put(h::accounts::account_update)
-                .delete(h::accounts::account_delete),
-        )
-        .route(
-            "/virtual-networks",
-            get(h::networks::network_list).post(h::networks::network_create),
-        )
-        .route(
-            "/virtual-networks/{networkId}",
-            get(h::networks::network_get)
-                .put(h::networks::network_update)
-                .delete(h::networks::network_delete),
-        )
-        .route(
-            "/instance-settings-templates",
-            get(h::templates::template_list).post(h::templates::template_create),
-        )
-        .route(
-            "/instance-settings-templates/{templateId}",
-            get(h::templates::template_get)
-                .put(h::templates::template_update)
-                .delete(h::templates::template_delete),
-        )
-        .route(
-            "/instances",
-            get(h::instances::instance_list).post(h::instances::instance_create),
-        )
-        .route(
-            "/instances/{instanceId}",
-            get(h::instances::instance_get).put(h::instances::instance_update),
-        )
-        .route(
-            "/instances/{instanceId}/actions/delete",
-            get(h::instances::instance_delete),
-        )
-        .route(
-            "/instances/{instanceId}/actions/reprovision",
-            get(h::instances::instance_reprovision),
-        )
-        .route(
-            "/instances/{instanceId}/actions/deprovision",
-            get(h::instances::instance_deprovision),
-        )
-        .route(
-            "/instances/{instanceId}/actions/start",
-            get(h::instances::instance_start),
-        )
-        .route(
-            "/instances/{instanceId}/actions/stop",
-            get(h::instances::instance_stop),
-        )
-        .route(
-            "/instances/{instanceId}/actions/restart-dss",
-            get(h::instances::instance_restart_node),
-        )
-        .route(
-            "/instances/{instanceId}/actions/replay-setup-actions",
-            get(h::instances::instance_replay_setup),
-        )
-        .route(
-            "/instances/{instanceId}/actions/get-initial-password",
-            get(h::instances::instance_initial_password),
-        )
-        .route(
-            "/instances/{instanceId}/actions/reset-user-password",
-            axum::routing::post(h::instances::instance_reset_password),
-        )
-        .route(
-            "/instances/{instanceId}/status",
-            get(h::instances::instance_status),
-        )
-        .route(
-            "/instances/{instanceId}/admin-api-key",
-            get(h::instances::instance_admin_api_key),
-        )
-        .route(
-            "/instances/{instanceId}/snapshots",
-            get(h::snapshots::snapshot_list).post(h::snapshots::snapshot_create),
-        )
-        .route(
-            "/instances/{instanceId}/snapshots/{snapshotId}",
-            get(h::snapshots::snapshot_get).delete(h::snapshots::snapshot_delete),
-        )
-        .route(
-            "/instances/{instanceId}/snapshots/{snapshotId}/reprovision",
-            axum::routing::post(h::snapshots::snapshot_reprovision),
-        )
-        .route(
-            "/instances/{instanceId}/backups",
-            get(h::backups::backup_list).post(h::backups::backup_take),
-        )
-        .route(
-            "/instances/{instanceId}/backups/{backupId}",
-            get(h::backups::backup_get).delete(h::backups::backup_delete),
-        )
-        .route(
-            "/instances/{instanceId}/backups/{backupId}/restore",
-            axum::routing::post(h::backups::backup_restore),
-        )
-        .route(
-            "/instances/{instanceId}/backups/{backupId}/verify",
-            axum::routing::post(h::backups::backup_verify),
-        )
-        .route(
-            "/instances/{instanceId}/backups/{backupId}/clone",
-            axum::routing::post(h::backups::backup_clone),
-        )
-        .route("/images", get(h::images::image_list))
-        .route("/futures", get(h::futures::future_list))
-        .route(
-            "/futures/{jobId}",
-            get(h::futures::future_get).delete(h::futures::future_abort),
-        );
-
-    let public = Router::new()
-        .nest("/tenants/{tenantId}", tenant)
-        .route("/openapi.json", get(openapi_json));
-
+    let (api, doc) = openapi::api();
+    let doc = openapi::render(&doc);
+    let public = api.route(
+        "/openapi.json",
+        get(move || async move { ([(CONTENT_TYPE, "application/json")], doc) }),
+    );
     Router::new()
         .nest("/api/public", public)
         .fallback(not_found)
@@ -163,10 +34,6 @@ pub fn router(app: App, body_limit: usize) -> Router {
         .layer(axum::Extension(BodyLimit(body_limit)))
         .layer(middleware::from_fn(access_log))
         .with_state(app)
-}
-
-async fn openapi_json() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "application/json")], openapi::document())
 }
 
 async fn not_found() -> Error {

@@ -1,9 +1,12 @@
 //! The OpenAPI document of the public API, generated from the handlers'
-//! annotations. A copy is checked in at `fleet-manager/openapi.json`; a test
-//! fails when the two differ.
+//! annotations as they are routed ([`super::handlers::routes`]). A copy is
+//! checked in at `fleet-manager/openapi.json`; a test fails when the two
+//! differ.
 
 use super::error::ApiErrorBody;
 use super::handlers;
+use crate::app::App;
+use axum::Router;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response, ResponseBuilder};
@@ -13,31 +16,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 #[openapi(
     info(title = "Fleet Manager public API", description = "Wire-compatible with the public Fleet Manager API (`dataikuapi.fmclient`). Every call needs HTTP Basic with an API key id and secret. Errors are `{errorType, message}`."),
     servers((url = "/api/public")),
-    paths(
-        handlers::tenant::cloud_credentials_get, handlers::tenant::cloud_credentials_put,
-        handlers::tenant::cloud_tags_get, handlers::tenant::cloud_tags_put,
-        handlers::accounts::account_list, handlers::accounts::account_create, handlers::accounts::account_get,
-        handlers::accounts::account_update, handlers::accounts::account_delete,
-        handlers::networks::network_list, handlers::networks::network_create, handlers::networks::network_get,
-        handlers::networks::network_update, handlers::networks::network_delete,
-        handlers::templates::template_list, handlers::templates::template_create, handlers::templates::template_get,
-        handlers::templates::template_update, handlers::templates::template_delete,
-        handlers::instances::instance_list, handlers::instances::instance_create, handlers::instances::instance_get,
-        handlers::instances::instance_update, handlers::instances::instance_delete,
-        handlers::instances::instance_reprovision, handlers::instances::instance_deprovision, handlers::instances::instance_start,
-        handlers::instances::instance_stop, handlers::instances::instance_restart_node, handlers::instances::instance_replay_setup,
-        handlers::instances::instance_initial_password, handlers::instances::instance_reset_password,
-        handlers::instances::instance_status, handlers::instances::instance_admin_api_key,
-        handlers::snapshots::snapshot_list, handlers::snapshots::snapshot_create, handlers::snapshots::snapshot_get,
-        handlers::snapshots::snapshot_delete, handlers::snapshots::snapshot_reprovision,
-        handlers::backups::backup_list, handlers::backups::backup_take, handlers::backups::backup_get,
-        handlers::backups::backup_delete, handlers::backups::backup_restore, handlers::backups::backup_verify,
-        handlers::backups::backup_clone,
-        handlers::images::image_list,
-        handlers::futures::future_list, handlers::futures::future_get, handlers::futures::future_abort,
-    ),
     components(schemas(ApiErrorBody)),
-    modifiers(&Common),
     security(("apiKey" = [])),
 )]
 pub struct ApiDoc;
@@ -106,11 +85,25 @@ impl Modify for Common {
     }
 }
 
-/// The document as served and checked in: pretty JSON with a final newline.
-pub fn document() -> String {
-    let mut s = ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|_| "{}".into());
+/// The routes of the public API (relative to `/api/public`) and their
+/// document: [`ApiDoc`] with every handler's path, and what all operations
+/// share added once they are all there.
+pub fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(handlers::routes())
+        .split_for_parts();
+    Common.modify(&mut doc);
+    (router, doc)
+}
+
+/// `doc` as served and checked in: pretty JSON with a final newline.
+pub fn render(doc: &utoipa::openapi::OpenApi) -> String {
+    let mut s = doc.to_pretty_json().unwrap_or_else(|_| "{}".into());
     s.push('\n');
     s
+}
+
+/// The document of the public API, as served at `/api/public/openapi.json`.
+pub fn document() -> String {
+    render(&api().1)
 }

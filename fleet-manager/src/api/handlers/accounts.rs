@@ -9,6 +9,16 @@ use crate::model::account::CloudAccount;
 use crate::model::operation::FutureState;
 use axum::Json;
 use axum::extract::State;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(account_list, account_create))
+        .routes(routes!(account_get, account_update, account_delete))
+}
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/cloud-accounts", tag = "cloud accounts",
     params(TenantPath),

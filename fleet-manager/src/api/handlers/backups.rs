@@ -12,6 +12,19 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(backup_list, backup_take))
+        .routes(routes!(backup_get, backup_delete))
+        .routes(routes!(backup_restore))
+        .routes(routes!(backup_verify))
+        .routes(routes!(backup_clone))
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]

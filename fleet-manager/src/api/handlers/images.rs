@@ -7,6 +7,14 @@ use crate::error::Result;
 use crate::model::image::Image;
 use axum::Json;
 use axum::extract::State;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new().routes(routes!(image_list))
+}
 
 /// The node versions FM can deploy.
 #[utoipa::path(get, path = "/tenants/{tenantId}/images", tag = "images",

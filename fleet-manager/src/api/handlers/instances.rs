@@ -14,6 +14,27 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(instance_list, instance_create))
+        .routes(routes!(instance_get, instance_update))
+        .routes(routes!(instance_delete))
+        .routes(routes!(instance_reprovision))
+        .routes(routes!(instance_deprovision))
+        .routes(routes!(instance_start))
+        .routes(routes!(instance_stop))
+        .routes(routes!(instance_restart_node))
+        .routes(routes!(instance_replay_setup))
+        .routes(routes!(instance_initial_password))
+        .routes(routes!(instance_reset_password))
+        .routes(routes!(instance_status))
+        .routes(routes!(instance_admin_api_key))
+}
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances", tag = "instances",
     params(TenantPath),

@@ -11,8 +11,25 @@ pub mod snapshots;
 pub mod templates;
 pub mod tenant;
 
+use crate::app::App;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+
+/// Every endpoint of the API, routed and documented from its handler's
+/// `#[utoipa::path]` alone.
+pub fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .merge(tenant::routes())
+        .merge(accounts::routes())
+        .merge(networks::routes())
+        .merge(templates::routes())
+        .merge(instances::routes())
+        .merge(snapshots::routes())
+        .merge(backups::routes())
+        .merge(images::routes())
+        .merge(futures::routes())
+}
 
 /// A response whose body is JSON already serialized (stored documents).
 pub struct RawJson(pub String);

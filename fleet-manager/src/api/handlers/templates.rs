@@ -9,6 +9,16 @@ use crate::model::operation::FutureState;
 use crate::model::template::InstanceTemplate;
 use axum::Json;
 use axum::extract::State;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(template_list, template_create))
+        .routes(routes!(template_get, template_update, template_delete))
+}
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instance-settings-templates", tag = "instance templates",
     params(TenantPath),

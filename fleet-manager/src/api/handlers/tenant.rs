@@ -8,6 +8,16 @@ use crate::model::tenant::{CloudCredentials, CloudTagsEnvelope};
 use axum::Json;
 use axum::extract::State;
 use std::collections::BTreeMap;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(cloud_credentials_get, cloud_credentials_put))
+        .routes(routes!(cloud_tags_get, cloud_tags_put))
+}
 
 /// The tenant's cloud credentials (secrets are never returned).
 #[utoipa::path(get, path = "/tenants/{tenantId}/cloud-credentials", tag = "tenant",
