@@ -143,6 +143,77 @@ async fn served_openapi_document_matches_the_checked_in_copy() {
     t.stop().await;
 }
 
+/// True when `schema` says nothing of its fields: a bare `object` (or no
+/// type at all) without properties, additionalProperties, a `$ref` or a
+/// composition; arrays are judged by their items.
+fn is_untyped(schema: &Value) -> bool {
+    if schema.get("$ref").is_some() {
+        return false;
+    }
+    if ["allOf", "oneOf", "anyOf"]
+        .iter()
+        .any(|k| schema.get(*k).is_some())
+    {
+        return false;
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if types.contains(&"array") {
+        return schema.get("items").is_none_or(is_untyped);
+    }
+    if types.is_empty() || types.contains(&"object") {
+        return schema
+            .get("properties")
+            .is_none_or(|p| p.as_object().is_none_or(|p| p.is_empty()))
+            && schema
+                .get("additionalProperties")
+                .is_none_or(|a| a == &json!(true));
+    }
+    false
+}
+
+#[tokio::test]
+async fn every_documented_response_has_a_typed_schema() {
+    let t = TestApp::new().await;
+    let (s, doc) = t.api.get("/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    let mut untyped = Vec::new();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (code, resp) in op["responses"].as_object().unwrap() {
+                for (media, content) in resp["content"].as_object().into_iter().flatten() {
+                    checked += 1;
+                    if content.get("schema").is_none_or(is_untyped) {
+                        untyped.push(format!(
+                            "{method} {path} {code} {media}: {}",
+                            content["schema"]
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 100, "only {checked} responses documented");
+    assert!(
+        untyped.is_empty(),
+        "responses without a typed schema:\n{}",
+        untyped.join("\n")
+    );
+    // The check itself: a bare object, an array of them, an empty schema.
+    for bad in [
+        json!({"type": "object"}),
+        json!({"type": "array", "items": {"type": "object"}}),
+        json!({}),
+    ] {
+        assert!(is_untyped(&bad), "{bad}");
+    }
+    t.stop().await;
+}
+
 // ------------------------------------------------------------ bootstrap
 
 #[tokio::test]
@@ -280,6 +351,21 @@ async fn ids_with_path_characters_are_400_and_unknown_ids_are_404() {
     ] {
         let (s, b) = t.api.get(p).await;
         assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    }
+    // A segment that isn't UTF-8 is refused by the path extractor, which
+    // names the parameter.
+    for (p, name) in [
+        ("/tenants/main/instances/inst-x/snapshots/%FF", "snapshotId"),
+        ("/tenants/main/instances/%FF/backups/bk-x", "instanceId"),
+        ("/tenants/%FF/futures/op-x", "tenantId"),
+    ] {
+        let (s, b) = t.api.get(p).await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+        let m = b["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("invalid path: ") && m.contains(name),
+            "{p}: {b}"
+        );
     }
     for p in [
         "/tenants/main/instances/inst-nope",

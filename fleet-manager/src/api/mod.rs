@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod openapi;
+pub mod path;
 
 use crate::app::App;
 use crate::error::Error;
@@ -16,135 +17,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use extract::BodyLimit;
-use handlers as h;
 
 /// The whole HTTP application.
 pub fn router(app: App, body_limit: usize) -> Router {
-    let tenant = Router::new()
-        .route(
-            "/cloud-credentials",
-            get(h::cloud_credentials_get).put(h::cloud_credentials_put),
-        )
-        .route("/cloud-tags", get(h::cloud_tags_get).put(h::cloud_tags_put))
-        .route(
-            "/cloud-accounts",
-            get(h::account_list).post(h::account_create),
-        )
-        .route(
-            "/cloud-accounts/{accountId}",
-            get(h::account_get)
-                .put(h::account_update)
-                .delete(h::account_delete),
-        )
-        .route(
-            "/virtual-networks",
-            get(h::network_list).post(h::network_create),
-        )
-        .route(
-            "/virtual-networks/{networkId}",
-            get(h::network_get)
-                .put(h::network_update)
-                .delete(h::network_delete),
-        )
-        .route(
-            "/instance-settings-templates",
-            get(h::template_list).post(h::template_create),
-        )
-        .route(
-            "/instance-settings-templates/{templateId}",
-            get(h::template_get)
-                .put(h::template_update)
-                .delete(h::template_delete),
-        )
-        .route("/instances", get(h::instance_list).post(h::instance_create))
-        .route(
-            "/instances/{instanceId}",
-            get(h::instance_get).put(h::instance_update),
-        )
-        .route(
-            "/instances/{instanceId}/actions/delete",
-            get(h::instance_delete),
-        )
-        .route(
-            "/instances/{instanceId}/actions/reprovision",
-            get(h::instance_reprovision),
-        )
-        .route(
-            "/instances/{instanceId}/actions/deprovision",
-            get(h::instance_deprovision),
-        )
-        .route(
-            "/instances/{instanceId}/actions/start",
-            get(h::instance_start),
-        )
-        .route(
-            "/instances/{instanceId}/actions/stop",
-            get(h::instance_stop),
-        )
-        .route(
-            "/instances/{instanceId}/actions/restart-dss",
-            get(h::instance_restart_node),
-        )
-        .route(
-            "/instances/{instanceId}/actions/replay-setup-actions",
-            get(h::instance_replay_setup),
-        )
-        .route(
-            "/instances/{instanceId}/actions/get-initial-password",
-            get(h::instance_initial_password),
-        )
-        .route(
-            "/instances/{instanceId}/actions/reset-user-password",
-            axum::routing::post(h::instance_reset_password),
-        )
-        .route("/instances/{instanceId}/status", get(h::instance_status))
-        .route(
-            "/instances/{instanceId}/admin-api-key",
-            get(h::instance_admin_api_key),
-        )
-        .route(
-            "/instances/{instanceId}/snapshots",
-            get(h::snapshot_list).post(h::snapshot_create),
-        )
-        .route(
-            "/instances/{instanceId}/snapshots/{snapshotId}",
-            get(h::snapshot_get).delete(h::snapshot_delete),
-        )
-        .route(
-            "/instances/{instanceId}/snapshots/{snapshotId}/reprovision",
-            axum::routing::post(h::snapshot_reprovision),
-        )
-        .route(
-            "/instances/{instanceId}/backups",
-            get(h::backup_list).post(h::backup_take),
-        )
-        .route(
-            "/instances/{instanceId}/backups/{backupId}",
-            get(h::backup_get).delete(h::backup_delete),
-        )
-        .route(
-            "/instances/{instanceId}/backups/{backupId}/restore",
-            axum::routing::post(h::backup_restore),
-        )
-        .route(
-            "/instances/{instanceId}/backups/{backupId}/verify",
-            axum::routing::post(h::backup_verify),
-        )
-        .route(
-            "/instances/{instanceId}/backups/{backupId}/clone",
-            axum::routing::post(h::backup_clone),
-        )
-        .route("/images", get(h::image_list))
-        .route("/futures", get(h::future_list))
-        .route(
-            "/futures/{jobId}",
-            get(h::future_get).delete(h::future_abort),
-        );
-
-    let public = Router::new()
-        .nest("/tenants/{tenantId}", tenant)
-        .route("/openapi.json", get(openapi_json));
-
+    let (api, doc) = openapi::api();
+    let doc = openapi::render(&doc);
+    let public = api.route(
+        "/openapi.json",
+        get(move || async move { ([(CONTENT_TYPE, "application/json")], doc) }),
+    );
     Router::new()
         .nest("/api/public", public)
         .fallback(not_found)
@@ -153,10 +34,6 @@ pub fn router(app: App, body_limit: usize) -> Router {
         .layer(axum::Extension(BodyLimit(body_limit)))
         .layer(middleware::from_fn(access_log))
         .with_state(app)
-}
-
-async fn openapi_json() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "application/json")], openapi::document())
 }
 
 async fn not_found() -> Error {

@@ -1,9 +1,12 @@
 //! The OpenAPI document of the public API, generated from the handlers'
-//! annotations. A copy is checked in at `fleet-manager/openapi.json`; a test
-//! fails when the two differ.
+//! annotations as they are routed ([`super::handlers::routes`]). A copy is
+//! checked in at `fleet-manager/openapi.json`; a test fails when the two
+//! differ.
 
 use super::error::ApiErrorBody;
 use super::handlers;
+use crate::app::App;
+use axum::Router;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response, ResponseBuilder};
@@ -13,31 +16,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 #[openapi(
     info(title = "Fleet Manager public API", description = "Wire-compatible with the public Fleet Manager API (`dataikuapi.fmclient`). Every call needs HTTP Basic with an API key id and secret. Errors are `{errorType, message}`."),
     servers((url = "/api/public")),
-    paths(
-        handlers::cloud_credentials_get, handlers::cloud_credentials_put,
-        handlers::cloud_tags_get, handlers::cloud_tags_put,
-        handlers::account_list, handlers::account_create, handlers::account_get,
-        handlers::account_update, handlers::account_delete,
-        handlers::network_list, handlers::network_create, handlers::network_get,
-        handlers::network_update, handlers::network_delete,
-        handlers::template_list, handlers::template_create, handlers::template_get,
-        handlers::template_update, handlers::template_delete,
-        handlers::instance_list, handlers::instance_create, handlers::instance_get,
-        handlers::instance_update, handlers::instance_delete,
-        handlers::instance_reprovision, handlers::instance_deprovision, handlers::instance_start,
-        handlers::instance_stop, handlers::instance_restart_node, handlers::instance_replay_setup,
-        handlers::instance_initial_password, handlers::instance_reset_password,
-        handlers::instance_status, handlers::instance_admin_api_key,
-        handlers::snapshot_list, handlers::snapshot_create, handlers::snapshot_get,
-        handlers::snapshot_delete, handlers::snapshot_reprovision,
-        handlers::backup_list, handlers::backup_take, handlers::backup_get,
-        handlers::backup_delete, handlers::backup_restore, handlers::backup_verify,
-        handlers::backup_clone,
-        handlers::image_list,
-        handlers::future_list, handlers::future_get, handlers::future_abort,
-    ),
     components(schemas(ApiErrorBody)),
-    modifiers(&Common),
     security(("apiKey" = [])),
 )]
 pub struct ApiDoc;
@@ -106,11 +85,25 @@ impl Modify for Common {
     }
 }
 
-/// The document as served and checked in: pretty JSON with a final newline.
-pub fn document() -> String {
-    let mut s = ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|_| "{}".into());
+/// The routes of the public API (relative to `/api/public`) and their
+/// document: [`ApiDoc`] with every handler's path, and what all operations
+/// share added once they are all there.
+pub fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(handlers::routes())
+        .split_for_parts();
+    Common.modify(&mut doc);
+    (router, doc)
+}
+
+/// `doc` as served and checked in: pretty JSON with a final newline.
+pub fn render(doc: &utoipa::openapi::OpenApi) -> String {
+    let mut s = doc.to_pretty_json().unwrap_or_else(|_| "{}".into());
     s.push('\n');
     s
+}
+
+/// The document of the public API, as served at `/api/public/openapi.json`.
+pub fn document() -> String {
+    render(&api().1)
 }

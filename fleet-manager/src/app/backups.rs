@@ -16,11 +16,6 @@ use crate::store::lifecycle as lq;
 use crate::store::operations::op_active_for_target;
 use crate::store::resources as q;
 use serde::Deserialize;
-use serde_json::Value;
-
-fn backup_view(b: &backup::Model) -> Value {
-    serde_json::to_value(Backup::from_row(b)).unwrap_or_default()
-}
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -57,17 +52,19 @@ impl App {
         backup_location(&self.engine.services().lc, None).map(|_| ())
     }
 
-    pub async fn backup_list(&self, tenant: &str, id: &str) -> Result<Vec<Value>> {
+    pub async fn backup_list(&self, tenant: &str, id: &str) -> Result<Vec<Backup>> {
         self.instance_get(tenant, id).await?;
         Ok(lq::backup_list(self.store.conn(), id)
             .await?
             .iter()
-            .map(backup_view)
+            .map(Backup::from_row)
             .collect())
     }
 
-    pub async fn backup_get(&self, tenant: &str, id: &str, backup: &str) -> Result<Value> {
-        Ok(backup_view(&self.backup_row(tenant, id, backup).await?))
+    pub async fn backup_get(&self, tenant: &str, id: &str, backup: &str) -> Result<Backup> {
+        Ok(Backup::from_row(
+            &self.backup_row(tenant, id, backup).await?,
+        ))
     }
 
     /// Starts a backup; the future's result is the backup.

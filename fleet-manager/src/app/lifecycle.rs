@@ -5,6 +5,7 @@
 use super::{App, StartedFuture};
 use crate::error::{Error, Result};
 use crate::model::image::version_cmp;
+use crate::model::lifecycle::{AdminApiKey, InitialPassword, InstanceStatus, NodeHeartbeat};
 use crate::model::operation::OpState;
 use crate::model::snapshot::Snapshot;
 use crate::model::state::{AgentState, NodeState};
@@ -12,17 +13,12 @@ use crate::model::{check_id, check_len, new_id, now_ms};
 use crate::ops::sagas::{
     deprovision, password, power, provision, setup, snapshot as snap, snapshot_delete,
 };
-use crate::store::entities::{instance_runtime, snapshot};
+use crate::store::entities::instance_runtime;
 use crate::store::lifecycle as lq;
 use crate::store::resources as q;
-use serde_json::{Value, json};
 
 /// How long a snapshot request waits for its snapshot.
 const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
-
-fn snapshot_view(s: &snapshot::Model) -> Value {
-    serde_json::to_value(Snapshot::from_row(s)).unwrap_or_default()
-}
 
 /// The lifecycle actions that take no parameters.
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +147,11 @@ impl App {
     }
 
     /// The node's initial admin password, once.
-    pub async fn instance_initial_password(&self, tenant: &str, id: &str) -> Result<Value> {
+    pub async fn instance_initial_password(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<InitialPassword> {
         let rt = self.runtime_of(tenant, id).await?;
         let sealed = rt.and_then(|r| r.initial_password).ok_or_else(|| {
             Error::conflict(format!(
@@ -165,31 +165,34 @@ impl App {
                 "the initial password was already retrieved; it is given only once",
             ));
         }
-        Ok(json!({"user": "admin", "password": password}))
+        Ok(InitialPassword {
+            password,
+            user: "admin".into(),
+        })
     }
 
-    pub async fn instance_admin_api_key(&self, tenant: &str, id: &str) -> Result<Value> {
+    pub async fn instance_admin_api_key(&self, tenant: &str, id: &str) -> Result<AdminApiKey> {
         let rt = self.runtime_of(tenant, id).await?;
         let sealed = rt.and_then(|r| r.admin_api_key).ok_or_else(|| {
             Error::conflict(format!(
                 "instance '{id}' has no admin API key yet: provision it first"
             ))
         })?;
-        Ok(json!({"adminAPIKey": self.secrets.open(&sealed)?}))
+        Ok(AdminApiKey {
+            admin_api_key: self.secrets.open(&sealed)?,
+        })
     }
 
     /// What FM knows of the instance's VM, node and agent.
-    pub async fn instance_status(&self, tenant: &str, id: &str) -> Result<Value> {
+    pub async fn instance_status(&self, tenant: &str, id: &str) -> Result<InstanceStatus> {
         let Some(rt) = self.runtime_of(tenant, id).await? else {
-            return Ok(
-                json!({"hasPhysicalInstance": false, "state": "none", "publicURL": null, "agentState": "none"}),
-            );
+            return Ok(InstanceStatus::never_provisioned());
         };
         let svc = self.engine.services();
         let cloud_state = match &rt.vm_id {
             Some(vm) => {
                 let at = crate::ops::placement::for_instance(svc, tenant, id).await?;
-                Some(svc.cloud.vm_state(&at, vm).await?.as_str())
+                Some(svc.cloud.vm_state(&at, vm).await?.as_str().to_owned())
             }
             None => None,
         };
@@ -207,44 +210,43 @@ impl App {
             }
         };
         let agent_state = agent_state.as_str();
-        let heartbeat: Value = rt
+        let heartbeat: Option<NodeHeartbeat> = rt
             .heartbeat
             .as_deref()
-            .and_then(|h| serde_json::from_str(h).ok())
-            .unwrap_or(Value::Null);
-        Ok(json!({
-            "hasPhysicalInstance": rt.vm_id.is_some(),
-            "state": rt.state,
-            "publicURL": rt.public_url,
-            "cloudState": cloud_state,
-            "vmId": rt.vm_id,
-            "dataVolumeId": rt.volume_id,
-            "nodeVersion": rt.node_version,
-            "nodeState": node_state,
-            "agentState": agent_state,
-            "agentVersion": rt.agent_version,
-            "lastHeartbeatAt": rt.last_heartbeat_at,
-            "heartbeat": heartbeat,
-        }))
+            .and_then(|h| serde_json::from_str(h).ok());
+        Ok(InstanceStatus {
+            agent_state: agent_state.into(),
+            agent_version: Some(rt.agent_version),
+            cloud_state: Some(cloud_state),
+            data_volume_id: Some(rt.volume_id),
+            has_physical_instance: rt.vm_id.is_some(),
+            heartbeat: Some(heartbeat),
+            last_heartbeat_at: Some(rt.last_heartbeat_at),
+            node_state: Some(node_state),
+            node_version: Some(rt.node_version),
+            public_url: rt.public_url,
+            state: rt.state,
+            vm_id: Some(rt.vm_id),
+        })
     }
 
     // ---------------------------------------------------------------- snapshots
 
-    pub async fn snapshot_list(&self, tenant: &str, id: &str) -> Result<Vec<Value>> {
+    pub async fn snapshot_list(&self, tenant: &str, id: &str) -> Result<Vec<Snapshot>> {
         self.instance_get(tenant, id).await?;
         Ok(lq::snapshot_list(self.store.conn(), id)
             .await?
             .iter()
-            .map(snapshot_view)
+            .map(Snapshot::from_row)
             .collect())
     }
 
-    pub async fn snapshot_get(&self, tenant: &str, id: &str, snapshot: &str) -> Result<Value> {
+    pub async fn snapshot_get(&self, tenant: &str, id: &str, snapshot: &str) -> Result<Snapshot> {
         self.instance_get(tenant, id).await?;
         check_id("snapshot", snapshot)?;
         lq::snapshot_get(self.store.conn(), id, snapshot)
             .await?
-            .map(|s| snapshot_view(&s))
+            .map(|s| Snapshot::from_row(&s))
             .ok_or_else(|| Error::not_found("snapshot", snapshot))
     }
 
@@ -254,7 +256,7 @@ impl App {
         tenant: &str,
         id: &str,
         reason: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<Snapshot> {
         let rt = self.runtime_of(tenant, id).await?;
         if rt.and_then(|r| r.volume_id).is_none() {
             return Err(Error::conflict(format!(

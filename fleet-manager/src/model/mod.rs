@@ -9,6 +9,7 @@ pub mod account;
 pub mod backup;
 pub mod image;
 pub mod instance;
+pub mod lifecycle;
 pub mod network;
 pub mod operation;
 pub mod setup_action;

@@ -78,7 +78,11 @@ pub struct FutureState {
     /// True while the operation may still make progress.
     pub alive: bool,
     pub has_result: bool,
-    #[schema(value_type = Object)]
+    /// What the operation answered, once done: a free-form JSON object
+    /// whose fields depend on `type` (e.g. `instanceId` and `publicURL` for
+    /// a provisioning, the backup for `BACKUP_INSTANCE`, `id` and `deleted` for
+    /// a deletion); null before.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub aborted: bool,
     pub failed: bool,

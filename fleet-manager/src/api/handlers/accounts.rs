@@ -1,0 +1,77 @@
+//! Cloud accounts.
+
+use crate::api::error::ApiErrorBody;
+use crate::api::extract::{JsonBody, PathParams};
+use crate::api::path::{AccountPath, TenantPath};
+use crate::app::App;
+use crate::error::Result;
+use crate::model::account::CloudAccount;
+use crate::model::operation::FutureState;
+use axum::Json;
+use axum::extract::State;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(account_list, account_create))
+        .routes(routes!(account_get, account_update, account_delete))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/cloud-accounts", tag = "cloud accounts",
+    params(TenantPath),
+    responses((status = 200, body = Vec<CloudAccount>)))]
+pub async fn account_list(
+    State(app): State<App>,
+    PathParams(p): PathParams<TenantPath>,
+) -> Result<Json<Vec<CloudAccount>>> {
+    Ok(Json(app.account_list(&p.tenant_id).await?))
+}
+
+#[utoipa::path(post, path = "/tenants/{tenantId}/cloud-accounts", tag = "cloud accounts",
+    params(TenantPath), request_body = CloudAccount,
+    responses((status = 200, body = CloudAccount)))]
+pub async fn account_create(
+    State(app): State<App>,
+    PathParams(p): PathParams<TenantPath>,
+    JsonBody(body): JsonBody<CloudAccount>,
+) -> Result<Json<CloudAccount>> {
+    Ok(Json(app.account_create(&p.tenant_id, body).await?))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/cloud-accounts/{accountId}", tag = "cloud accounts",
+    params(AccountPath),
+    responses((status = 200, body = CloudAccount)))]
+pub async fn account_get(
+    State(app): State<App>,
+    PathParams(p): PathParams<AccountPath>,
+) -> Result<Json<CloudAccount>> {
+    Ok(Json(app.account_get(&p.tenant_id, &p.account_id).await?))
+}
+
+#[utoipa::path(put, path = "/tenants/{tenantId}/cloud-accounts/{accountId}", tag = "cloud accounts",
+    params(AccountPath), request_body = CloudAccount,
+    responses((status = 200, body = CloudAccount)))]
+pub async fn account_update(
+    State(app): State<App>,
+    PathParams(p): PathParams<AccountPath>,
+    JsonBody(body): JsonBody<CloudAccount>,
+) -> Result<Json<CloudAccount>> {
+    Ok(Json(
+        app.account_update(&p.tenant_id, &p.account_id, body)
+            .await?,
+    ))
+}
+
+/// Starts deleting the account; 409 while virtual networks use it.
+#[utoipa::path(delete, path = "/tenants/{tenantId}/cloud-accounts/{accountId}", tag = "cloud accounts",
+    params(AccountPath),
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+pub async fn account_delete(
+    State(app): State<App>,
+    PathParams(p): PathParams<AccountPath>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(app.account_delete(&p.tenant_id, &p.account_id).await?))
+}

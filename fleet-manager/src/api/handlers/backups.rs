@@ -1,0 +1,142 @@
+//! Agent backups of an instance's data dir (an extension beside the
+//! public API).
+
+use crate::api::extract::{JsonBody, PathParams, QueryParams};
+use crate::api::path::{BackupPath, InstancePath};
+use crate::app::App;
+use crate::app::backups::CloneRequest;
+use crate::error::Result;
+use crate::model::backup::Backup;
+use crate::model::operation::FutureState;
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(backup_list, backup_take))
+        .routes(routes!(backup_get, backup_delete))
+        .routes(routes!(backup_restore))
+        .routes(routes!(backup_verify))
+        .routes(routes!(backup_clone))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct BackupQuery {
+    /// Why the backup is taken (kept with it).
+    reason: Option<String>,
+}
+
+/// The instance's agent backups (in object storage), oldest first.
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
+    params(InstancePath),
+    responses((status = 200, body = Vec<Backup>)))]
+pub async fn backup_list(
+    State(app): State<App>,
+    PathParams(p): PathParams<InstancePath>,
+) -> Result<Json<Vec<Backup>>> {
+    Ok(Json(app.backup_list(&p.tenant_id, &p.instance_id).await?))
+}
+
+/// Backs up the data dir to object storage (the node stopped meanwhile
+/// unless `backupPolicy.consistency` is NONE); the future's result is the
+/// backup.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
+    params(InstancePath, BackupQuery),
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_take(
+    State(app): State<App>,
+    PathParams(p): PathParams<InstancePath>,
+    QueryParams(q): QueryParams<BackupQuery>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.backup_take(&p.tenant_id, &p.instance_id, q.reason.as_deref())
+            .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}", tag = "backups",
+    params(BackupPath),
+    responses((status = 200, body = Backup)))]
+pub async fn backup_get(
+    State(app): State<App>,
+    PathParams(p): PathParams<BackupPath>,
+) -> Result<Json<Backup>> {
+    Ok(Json(
+        app.backup_get(&p.tenant_id, &p.instance_id, &p.backup_id)
+            .await?,
+    ))
+}
+
+/// Deletes the backup's objects, then its record.
+#[utoipa::path(delete, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}", tag = "backups",
+    params(BackupPath),
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_delete(
+    State(app): State<App>,
+    PathParams(p): PathParams<BackupPath>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.backup_delete(&p.tenant_id, &p.instance_id, &p.backup_id)
+            .await?,
+    ))
+}
+
+/// Replaces the instance's data dir with the backup: the node is stopped,
+/// the backup extracted and checked file by file beside the current data
+/// (which stays untouched if anything is wrong), swapped in, upgraded by
+/// the kit if the backup is older, and started. A backup newer than the
+/// instance's image is refused (409).
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/restore", tag = "backups",
+    params(BackupPath),
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_restore(
+    State(app): State<App>,
+    PathParams(p): PathParams<BackupPath>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.backup_restore(&p.tenant_id, &p.instance_id, &p.backup_id)
+            .await?,
+    ))
+}
+
+/// Restores the backup into a scratch dir on the instance, compares every
+/// file with the manifest, removes the scratch dir; the outcome is kept as
+/// the backup's `lastVerification`.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/verify", tag = "backups",
+    params(BackupPath),
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_verify(
+    State(app): State<App>,
+    PathParams(p): PathParams<BackupPath>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.backup_verify(&p.tenant_id, &p.instance_id, &p.backup_id)
+            .await?,
+    ))
+}
+
+/// Creates a new instance with the source's settings and provisions it with
+/// the backup restored into its data dir; the future's result names the
+/// new instance (`instanceId`).
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/clone", tag = "backups",
+    params(BackupPath),
+    request_body = CloneRequest,
+    responses((status = 200, body = FutureState)))]
+pub async fn backup_clone(
+    State(app): State<App>,
+    PathParams(p): PathParams<BackupPath>,
+    JsonBody(req): JsonBody<CloneRequest>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.backup_clone(&p.tenant_id, &p.instance_id, &p.backup_id, req)
+            .await?,
+    ))
+}

@@ -1,0 +1,100 @@
+//! Snapshots of an instance's data volume.
+
+use crate::api::extract::{PathParams, QueryParams};
+use crate::api::path::{InstancePath, SnapshotPath};
+use crate::app::App;
+use crate::error::Result;
+use crate::model::operation::FutureState;
+use crate::model::snapshot::Snapshot;
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(snapshot_list, snapshot_create))
+        .routes(routes!(snapshot_get, snapshot_delete))
+        .routes(routes!(snapshot_reprovision))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct SnapshotQuery {
+    reason_for_snapshot: Option<String>,
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots", tag = "snapshots",
+    params(InstancePath),
+    responses((status = 200, body = Vec<Snapshot>)))]
+pub async fn snapshot_list(
+    State(app): State<App>,
+    PathParams(p): PathParams<InstancePath>,
+) -> Result<Json<Vec<Snapshot>>> {
+    Ok(Json(app.snapshot_list(&p.tenant_id, &p.instance_id).await?))
+}
+
+/// Snapshots the data volume; answers with the snapshot.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots", tag = "snapshots",
+    params(InstancePath, SnapshotQuery),
+    responses((status = 200, body = Snapshot)))]
+pub async fn snapshot_create(
+    State(app): State<App>,
+    PathParams(p): PathParams<InstancePath>,
+    QueryParams(q): QueryParams<SnapshotQuery>,
+) -> Result<Json<Snapshot>> {
+    Ok(Json(
+        app.snapshot_create(
+            &p.tenant_id,
+            &p.instance_id,
+            q.reason_for_snapshot.as_deref(),
+        )
+        .await?,
+    ))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}", tag = "snapshots",
+    params(SnapshotPath),
+    responses((status = 200, body = Snapshot)))]
+pub async fn snapshot_get(
+    State(app): State<App>,
+    PathParams(p): PathParams<SnapshotPath>,
+) -> Result<Json<Snapshot>> {
+    Ok(Json(
+        app.snapshot_get(&p.tenant_id, &p.instance_id, &p.snapshot_id)
+            .await?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}", tag = "snapshots",
+    params(SnapshotPath),
+    responses((status = 200, body = FutureState)))]
+pub async fn snapshot_delete(
+    State(app): State<App>,
+    PathParams(p): PathParams<SnapshotPath>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.snapshot_delete(&p.tenant_id, &p.instance_id, &p.snapshot_id)
+            .await?,
+    ))
+}
+
+/// Reprovisions the instance with its data volume made from this snapshot;
+/// the current volume is deleted once the node is healthy on the new one.
+#[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}/reprovision", tag = "snapshots",
+    params(SnapshotPath),
+    responses((status = 200, body = FutureState)))]
+pub async fn snapshot_reprovision(
+    State(app): State<App>,
+    PathParams(p): PathParams<SnapshotPath>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.instance_reprovision(&p.tenant_id, &p.instance_id, false, Some(&p.snapshot_id))
+            .await?,
+    ))
+}

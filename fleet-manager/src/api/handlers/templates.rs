@@ -1,0 +1,79 @@
+//! Instance settings templates.
+
+use crate::api::error::ApiErrorBody;
+use crate::api::extract::{JsonBody, PathParams};
+use crate::api::path::{TemplatePath, TenantPath};
+use crate::app::App;
+use crate::error::Result;
+use crate::model::operation::FutureState;
+use crate::model::template::InstanceTemplate;
+use axum::Json;
+use axum::extract::State;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The endpoints of this file, as declared by their `#[utoipa::path]`;
+/// one `routes!` per path.
+pub(super) fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(template_list, template_create))
+        .routes(routes!(template_get, template_update, template_delete))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instance-settings-templates", tag = "instance templates",
+    params(TenantPath),
+    responses((status = 200, body = Vec<InstanceTemplate>)))]
+pub async fn template_list(
+    State(app): State<App>,
+    PathParams(p): PathParams<TenantPath>,
+) -> Result<Json<Vec<InstanceTemplate>>> {
+    Ok(Json(app.template_list(&p.tenant_id).await?))
+}
+
+#[utoipa::path(post, path = "/tenants/{tenantId}/instance-settings-templates", tag = "instance templates",
+    params(TenantPath), request_body = InstanceTemplate,
+    responses((status = 200, body = InstanceTemplate)))]
+pub async fn template_create(
+    State(app): State<App>,
+    PathParams(p): PathParams<TenantPath>,
+    JsonBody(body): JsonBody<InstanceTemplate>,
+) -> Result<Json<InstanceTemplate>> {
+    Ok(Json(app.template_create(&p.tenant_id, body).await?))
+}
+
+#[utoipa::path(get, path = "/tenants/{tenantId}/instance-settings-templates/{templateId}", tag = "instance templates",
+    params(TemplatePath),
+    responses((status = 200, body = InstanceTemplate)))]
+pub async fn template_get(
+    State(app): State<App>,
+    PathParams(p): PathParams<TemplatePath>,
+) -> Result<Json<InstanceTemplate>> {
+    Ok(Json(app.template_get(&p.tenant_id, &p.template_id).await?))
+}
+
+#[utoipa::path(put, path = "/tenants/{tenantId}/instance-settings-templates/{templateId}", tag = "instance templates",
+    params(TemplatePath), request_body = InstanceTemplate,
+    responses((status = 200, body = InstanceTemplate)))]
+pub async fn template_update(
+    State(app): State<App>,
+    PathParams(p): PathParams<TemplatePath>,
+    JsonBody(body): JsonBody<InstanceTemplate>,
+) -> Result<Json<InstanceTemplate>> {
+    Ok(Json(
+        app.template_update(&p.tenant_id, &p.template_id, body)
+            .await?,
+    ))
+}
+
+/// Starts deleting the template; 409 while instances use it.
+#[utoipa::path(delete, path = "/tenants/{tenantId}/instance-settings-templates/{templateId}", tag = "instance templates",
+    params(TemplatePath),
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+pub async fn template_delete(
+    State(app): State<App>,
+    PathParams(p): PathParams<TemplatePath>,
+) -> Result<Json<FutureState>> {
+    Ok(Json(
+        app.template_delete(&p.tenant_id, &p.template_id).await?,
+    ))
+}
