@@ -114,6 +114,8 @@ pub struct Config {
 pub enum CloudKind {
     Local,
     Aws,
+    /// In memory with in-process agents (tests).
+    Sim,
 }
 
 /// Which cloud FM provisions on, and its settings.
@@ -240,9 +242,10 @@ impl Config {
         {
             "local" => CloudKind::Local,
             "aws" => CloudKind::Aws,
+            "sim" => CloudKind::Sim,
             other => {
                 return Err(Error::invalid(format!(
-                    "cloud '{other}' is not one of: local, aws"
+                    "cloud '{other}' is not one of: local, aws, sim"
                 )));
             }
         };

@@ -35,7 +35,9 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
     let secrets = SecretBox::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?;
     let ca = Ca::load_or_create(&store, &secrets).await?;
     let l = &cfg.lifecycle;
+    let hub = AgentHub::new(store.clone());
     let cloud: Arc<dyn CloudProvider> = match cfg.cloud.kind {
+        CloudKind::Sim => Arc::new(crate::cloud::sim::SimCloud::new(hub.clone())),
         CloudKind::Local => Arc::new(LocalCloud::new(
             cfg.data_dir.join("local-cloud"),
             l.agent_bin.clone(),
@@ -62,7 +64,7 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
     let svc = Services {
         store: store.clone(),
         secrets: secrets.clone(),
-        hub: AgentHub::new(store.clone()),
+        hub,
         cloud,
         lc: LifecycleConfig {
             ca_pem: ca.cert_pem.clone(),

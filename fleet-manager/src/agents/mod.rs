@@ -9,6 +9,7 @@
 //! heartbeat only if it is newer than the last one applied.
 
 pub mod grpc;
+pub mod sim;
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -150,6 +151,15 @@ impl AgentHub {
     pub fn close_all(&self) {
         lock(&self.state).sessions.clear();
         self.bump();
+    }
+
+    /// The session of the instance's agent on `vm`, if it is connected.
+    pub(crate) fn session_of(&self, instance_id: &str, vm: &str) -> Option<u64> {
+        lock(&self.state)
+            .sessions
+            .get(instance_id)
+            .filter(|s| s.vm == vm)
+            .map(|s| s.id)
     }
 
     /// The VM whose agent is connected for the instance, if one is.

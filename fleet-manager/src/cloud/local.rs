@@ -203,6 +203,10 @@ impl CloudProvider for LocalCloud {
         "local"
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn layout(&self, vm_id: &str, volume_id: &str) -> VmLayout {
         let vm = self.vm_dir(vm_id);
         VmLayout {

@@ -1,11 +1,13 @@
 //! The cloud port: what FM needs from a cloud to host instances. Every call
 //! is idempotent by the ids FM chooses (a VM id per provisioning, a volume
 //! id per instance, a snapshot id), so a saga step that runs twice finds
-//! what its first run made instead of making a second one. Two providers:
-//! `local` (the embedded default) and `aws` (EC2).
+//! what its first run made instead of making a second one. Three providers:
+//! `local` (the embedded default), `aws` (EC2) and `sim` (in memory, with
+//! in-process agents: the saga tests' cloud).
 
 pub mod aws;
 pub mod local;
+pub mod sim;
 
 use crate::error::Result;
 
@@ -138,6 +140,8 @@ impl VmState {
 #[async_trait::async_trait]
 pub trait CloudProvider: Send + Sync + std::fmt::Debug + 'static {
     fn name(&self) -> &'static str;
+    /// The provider as `Any`, for tests that look inside a simulated one.
+    fn as_any(&self) -> &dyn std::any::Any;
     /// Paths on a VM of this cloud.
     fn layout(&self, vm_id: &str, volume_id: &str) -> VmLayout;
     /// Whether all nodes share this host (then each needs a port block

@@ -160,18 +160,18 @@ pub async fn stop(ctx: &Ctx, p: &mut Progress) -> Outcome {
     let data_dir = &ctx.cfg.data_dir;
     if installed_version(data_dir).is_none() {
         p.line("node not installed; nothing to stop").await;
-        return Ok(json!({}));
+        return Ok(json!({"wasRunning": false}));
     }
     if is_running(data_dir).await == Ok(false) {
         p.line("node already stopped").await;
-        return Ok(json!({}));
+        return Ok(json!({"wasRunning": false}));
     }
     dss(data_dir, "stop", STOP_TIMEOUT, p).await?;
     if is_running(data_dir).await == Ok(true) {
         return Err("dss stop returned but the node still runs".into());
     }
     p.line("node stopped").await;
-    Ok(json!({}))
+    Ok(json!({"wasRunning": true}))
 }
 
 /// RestartNode: `dss stop` (signals, so it works on a node that no longer

@@ -108,6 +108,10 @@ impl CloudProvider for AwsCloud {
         "aws"
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     /// The agent keeps its state on the root disk; the node's data dir is
     /// on the data volume, mounted at `/data`.
     fn layout(&self, _vm_id: &str, _volume_id: &str) -> VmLayout {

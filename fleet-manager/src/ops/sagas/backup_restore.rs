@@ -84,9 +84,9 @@ async fn plan_restore(c: StepCtx) -> Result<Plan> {
 }
 
 async fn stop_node(c: StepCtx) -> Result<Quiesced> {
-    stop_for(&c, "stop-node").await?;
+    let stopped = stop_for(&c, "stop-node").await?;
     Ok(Quiesced {
-        stopped: true,
+        stopped,
         frozen: false,
     })
 }

@@ -7,14 +7,13 @@
 
 use super::common::{
     Nothing, Quiesced, backup_key_hex, backup_location, instance_and_template, proto_location,
-    require_agent, resume, run_command, runtime, stop_for,
+    require_agent, resume, run_command, stop_for,
 };
 use super::{Saga, SagaParams, StepCtx, step};
 use crate::error::{Error, Result};
 use crate::model::backup::Backup;
 use crate::model::instance::BackupConsistency;
 use crate::model::now_ms;
-use crate::model::state::NodeState;
 use crate::store::entities::backup;
 use crate::store::lifecycle as lq;
 use fm_proto::agent::command;
@@ -68,17 +67,18 @@ async fn quiesce(c: StepCtx) -> Result<Quiesced> {
     require_agent(&c).await?;
     backup_location(&c.svc.lc, None)?;
     let (inst, _) = instance_and_template(&c).await?;
-    let up = runtime(&c)
-        .await?
-        .node_state
-        .is_some_and(|s| NodeState::parse(&s).is_up());
-    if inst.backup_policy.consistency == BackupConsistency::None || !up {
+    if inst.backup_policy.consistency == BackupConsistency::None {
         return Ok(Quiesced::default());
     }
-    stop_for(&c, "quiesce-node").await?;
-    c.log("node stopped for a consistent backup").await;
+    // Whether it ran comes from the agent's (journaled) answer: a run of
+    // this step after the node was stopped by an earlier run still knows
+    // to start it again.
+    let stopped = stop_for(&c, "quiesce-node").await?;
+    if stopped {
+        c.log("node stopped for a consistent backup").await;
+    }
     Ok(Quiesced {
-        stopped: true,
+        stopped,
         frozen: false,
     })
 }

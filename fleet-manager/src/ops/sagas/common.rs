@@ -226,10 +226,19 @@ pub async fn stop_node_on(c: &StepCtx, vm: &str, step: &str) {
     }
 }
 
-/// Stops the node (command id `<op>:<step>`).
-pub async fn stop_for(c: &StepCtx, step: &str) -> Result<()> {
-    run_command(c, step, command::Kind::Stop(Default::default())).await?;
-    Ok(())
+/// Stops the node (command id `<op>:<step>`); returns whether it was
+/// running. The agent journals its answer, so a step that runs again learns
+/// what the first run found, not the state the first run left.
+pub async fn stop_for(c: &StepCtx, step: &str) -> Result<bool> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Stopped {
+        /// Agents before this field don't say; then assume it ran.
+        was_running: Option<bool>,
+    }
+    let out = run_command(c, step, command::Kind::Stop(Default::default())).await?;
+    let s: Stopped = serde_json::from_value(out).unwrap_or(Stopped { was_running: None });
+    Ok(s.was_running.unwrap_or(true))
 }
 
 /// Starts the node (command id `<op>:<step>`), waiting for its health.

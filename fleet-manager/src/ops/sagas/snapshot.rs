@@ -78,10 +78,12 @@ async fn quiesce_node(c: StepCtx) -> Result<Quiesced> {
             frozen: true,
         });
     }
-    stop_for(&c, "quiesce-node").await?;
-    c.log("node stopped for a consistent snapshot").await;
+    let stopped = stop_for(&c, "quiesce-node").await?;
+    if stopped {
+        c.log("node stopped for a consistent snapshot").await;
+    }
     Ok(Quiesced {
-        stopped: true,
+        stopped,
         frozen: false,
     })
 }

@@ -1,0 +1,415 @@
+//! Every saga, step by step, on the `sim` cloud (VMs in memory, agents
+//! in-process): run with every step's action repeated, it still succeeds and
+//! makes each thing once; failed at each step in turn (with every undo run
+//! twice), it unwinds to a clean slate: nothing is left in the cloud or in
+//! the catalogue that was not there before, and a node it paused runs
+//! again (omicron's `actions_succeed_idempotently`,
+//! `action_failure_can_unwind_idempotently`).
+
+mod common;
+
+use common::TestApp;
+use fleet_manager::agents::sim::SimNode;
+use fleet_manager::cloud::sim::{Inventory, SimCloud};
+use fleet_manager::ops::Injection;
+use fleet_manager::ops::sagas::common::BackupRef;
+use fleet_manager::ops::sagas::{self as s, SagaParams};
+use fleet_manager::store::lifecycle as lq;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const TENANT: &str = "main";
+
+/// An FM on the sim cloud, with kits for the catalog's images and a
+/// directory for backups.
+async fn sim_app() -> TestApp {
+    let t = TestApp::with(
+        |cfg| {
+            cfg.cloud.kind = fleet_manager::config::CloudKind::Sim;
+            cfg.future_wait = Duration::ZERO;
+            cfg.lifecycle.agent_connect_timeout = Duration::from_secs(2);
+            cfg.lifecycle.command_timeout = Duration::from_secs(5);
+            let dir = cfg.data_dir.join("backups");
+            std::fs::create_dir_all(&dir).expect("backup dir");
+            cfg.backups = Some(fm_backup::Location {
+                url: format!("file://{}", dir.display()),
+                ..Default::default()
+            });
+        },
+        vec![],
+    )
+    .await;
+    let kit = t.db.dir.path().join("sim-kit.tar.gz");
+    std::fs::write(&kit, b"a simulated node kit").expect("kit");
+    for (i, v) in ["13.5.4", "14.2.0"].iter().enumerate() {
+        t.app
+            .image_register(&format!("dss-{v}-default"), v, v, &kit, i as i64)
+            .await
+            .expect("image");
+    }
+    t
+}
+
+fn cloud(t: &TestApp) -> SimCloud {
+    t.app
+        .engine
+        .services()
+        .cloud
+        .as_any()
+        .downcast_ref::<SimCloud>()
+        .expect("the sim cloud")
+        .clone()
+}
+
+/// What the saga could leave behind: cloud resources and catalogue rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Slate {
+    cloud: Inventory,
+    snapshots: BTreeSet<String>,
+    backups: BTreeSet<String>,
+    node: SimNode,
+}
+
+async fn slate(t: &TestApp, instance: &str) -> Slate {
+    let c = t.app.store.conn();
+    Slate {
+        cloud: cloud(t).inventory(),
+        snapshots: lq::snapshot_list(c, instance)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect(),
+        backups: lq::backup_list(c, instance)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.id)
+            .collect(),
+        node: cloud(t).agents().node(instance),
+    }
+}
+
+/// Runs one operation with `inject` and returns its final state and error.
+async fn run<P: SagaParams>(
+    t: &TestApp,
+    target: &str,
+    params: &P,
+    inject: Injection,
+) -> (String, Option<String>) {
+    let e = &t.app.engine;
+    let op = e.submit(TENANT, target, params).await.expect("submit");
+    e.inject(&op.id, inject);
+    e.kick();
+    let op = e
+        .wait(TENANT, &op.id, Duration::from_secs(30))
+        .await
+        .expect("wait");
+    (op.state, op.error_message)
+}
+
+/// The proof for one saga: failed at each step in turn, every undo run
+/// twice, it leaves nothing new behind (and, with `resumes`, a node that
+/// ran before runs again); then with every step repeated it succeeds, and
+/// no agent command was executed twice (and, with `resumes`, the node runs
+/// as it did). The caller checks what success made.
+async fn prove<P: SagaParams>(
+    t: &TestApp,
+    target: &str,
+    params: impl Fn() -> P,
+    resumes: bool,
+) -> Slate {
+    let steps = t
+        .app
+        .engine
+        .saga(P::KIND)
+        .expect("a registered saga")
+        .steps
+        .len();
+    for i in 0..steps {
+        let before = slate(t, target).await;
+        let inject = Injection {
+            fail_at: Some(i),
+            repeat_undo: true,
+            ..Injection::default()
+        };
+        let (state, err) = run(t, target, &params(), inject).await;
+        assert_eq!(state, "failed", "{} failed at step {i}: {err:?}", P::KIND);
+        let after = slate(t, target).await;
+        assert!(
+            after.cloud.within(&before.cloud),
+            "{} failed at step {i} left cloud resources behind:\nbefore {:?}\nafter  {:?}",
+            P::KIND,
+            before.cloud,
+            after.cloud
+        );
+        assert!(
+            after.snapshots.is_subset(&before.snapshots)
+                && after.backups.is_subset(&before.backups),
+            "{} failed at step {i} left catalogue rows behind: {before:?} -> {after:?}",
+            P::KIND
+        );
+        if resumes {
+            assert_eq!(
+                after.node.running,
+                before.node.running,
+                "{} failed at step {i} left the node {}",
+                P::KIND,
+                if before.node.running {
+                    "stopped"
+                } else {
+                    "running"
+                }
+            );
+            assert!(!after.node.frozen, "{} left the filesystem frozen", P::KIND);
+        }
+    }
+    let executed_before = cloud(t).agents().executed();
+    let before = slate(t, target).await;
+    let inject = Injection {
+        repeat_steps: true,
+        ..Injection::default()
+    };
+    let (state, err) = run(t, target, &params(), inject).await;
+    assert_eq!(
+        state,
+        "done",
+        "{} with every step repeated: {err:?}",
+        P::KIND
+    );
+    if resumes {
+        let after = slate(t, target).await;
+        assert_eq!(
+            after.node.running,
+            before.node.running,
+            "{} with every step repeated changed whether the node runs",
+            P::KIND
+        );
+    }
+    for (id, n) in cloud(t).agents().executed() {
+        let was = executed_before.get(&id).copied().unwrap_or(0);
+        assert!(
+            n - was <= 1,
+            "{}: agent command {id} ran {} times",
+            P::KIND,
+            n - was
+        );
+    }
+    slate(t, target).await
+}
+
+async fn new_instance(t: &TestApp) -> String {
+    let net = t.api.create_network().await;
+    let tpl = t.api.create_template().await;
+    let i = t.api.create_instance(&tpl, &net).await;
+    i["id"].as_str().expect("id").to_string()
+}
+
+#[tokio::test]
+async fn every_lifecycle_saga_repeats_each_step_and_unwinds_from_each_step() {
+    let t = sim_app().await;
+    let id = new_instance(&t).await;
+
+    // First provisioning: a failure anywhere leaves nothing at all.
+    let done = prove(&t, &id, provision::Params::default, false).await;
+    assert_eq!(done.cloud.vms.len(), 1, "{done:?}");
+    assert_eq!(done.cloud.volumes.len(), 1, "{done:?}");
+    assert!(done.node.running && done.node.version.as_deref() == Some("14.2.0"));
+
+    // A reprovision on the same volume.
+    let done = prove(&t, &id, provision::Params::default, false).await;
+    assert_eq!(done.cloud.vms.len(), 1, "{done:?}");
+    assert!(done.node.running);
+
+    prove(&t, &id, || s::power::RestartNode {}, true).await;
+    prove(&t, &id, || s::setup::Params {}, true).await;
+    prove(
+        &t,
+        &id,
+        || s::password::Params {
+            user_name: "admin".into(),
+            password_sealed: t
+                .app
+                .engine
+                .services()
+                .secrets
+                .seal("a-new-password")
+                .unwrap(),
+        },
+        true,
+    )
+    .await;
+
+    // Snapshots: each run takes a new one.
+    let snap_id = std::sync::Mutex::new(0u32);
+    let next_snapshot = || {
+        let mut n = snap_id.lock().unwrap();
+        *n += 1;
+        s::snapshot::Params {
+            snapshot_id: format!("snap-test{n}"),
+            reason: None,
+            automated: false,
+        }
+    };
+    let done = prove(&t, &id, next_snapshot, true).await;
+    assert_eq!(done.snapshots.len(), 1, "one snapshot made: {done:?}");
+    assert_eq!(done.cloud.snapshots.len(), 1, "{done:?}");
+    let snapshot = done.snapshots.iter().next().unwrap().clone();
+
+    // Reprovision from that snapshot: a new volume, the old one goes.
+    let from_snapshot = || provision::Params {
+        snapshot_id: Some(snapshot.clone()),
+        ..provision::Params::default()
+    };
+    let done = prove(&t, &id, from_snapshot, false).await;
+    assert_eq!(
+        done.cloud.volumes.len(),
+        1,
+        "the previous volume is gone: {done:?}"
+    );
+    assert!(done.node.running);
+
+    let done = prove(
+        &t,
+        &id,
+        || s::snapshot_delete::Params {
+            snapshot_id: snapshot.clone(),
+        },
+        true,
+    )
+    .await;
+    assert!(done.snapshots.is_empty() && done.cloud.snapshots.is_empty());
+
+    // Backups.
+    let bk_n = std::sync::Mutex::new(0u32);
+    let next_backup = || {
+        let mut n = bk_n.lock().unwrap();
+        *n += 1;
+        s::backup_take::Params {
+            backup_id: format!("bk-test{n}"),
+            reason: None,
+            automated: false,
+        }
+    };
+    let done = prove(&t, &id, next_backup, true).await;
+    assert_eq!(done.backups.len(), 1, "{done:?}");
+    let backup = done.backups.iter().next().unwrap().clone();
+    prove(
+        &t,
+        &id,
+        || s::backup_verify::Params {
+            backup_id: backup.clone(),
+        },
+        true,
+    )
+    .await;
+    prove(
+        &t,
+        &id,
+        || s::backup_restore::Params {
+            restore_backup: BackupRef {
+                instance_id: id.clone(),
+                backup_id: backup.clone(),
+            },
+        },
+        true,
+    )
+    .await;
+    let done = prove(
+        &t,
+        &id,
+        || s::backup_delete::Params {
+            backup_id: backup.clone(),
+        },
+        true,
+    )
+    .await;
+    assert!(done.backups.is_empty());
+
+    // Power.
+    let done = prove(&t, &id, || s::power::Stop {}, false).await;
+    assert!(!done.node.running && done.cloud.vms.values().all(|r| !r));
+    let done = prove(&t, &id, || s::power::Start {}, false).await;
+    assert!(done.node.running && done.cloud.vms.values().all(|r| *r));
+    let done = prove(&t, &id, || s::deprovision::Params {}, false).await;
+    assert!(done.cloud.vms.is_empty(), "{done:?}");
+    assert_eq!(done.cloud.volumes.len(), 1, "the data volume stays");
+
+    // Delete: everything goes.
+    prove(&t, &id, provision::Params::default, false).await;
+    prove(
+        &t,
+        &id,
+        || s::snapshot::Params {
+            snapshot_id: "snap-last".into(),
+            reason: None,
+            automated: false,
+        },
+        true,
+    )
+    .await;
+    let done = prove(&t, &id, || s::instance_delete::Params {}, false).await;
+    assert_eq!(done.cloud, Inventory::default(), "{done:?}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_clone_repeats_each_step_and_unwinds_from_each_step() {
+    let t = sim_app().await;
+    let src = new_instance(&t).await;
+    let (state, err) = run(
+        &t,
+        &src,
+        &provision::Params::default(),
+        Injection::default(),
+    )
+    .await;
+    assert_eq!(state, "done", "{err:?}");
+    let backup = s::backup_take::Params {
+        backup_id: "bk-source".into(),
+        reason: None,
+        automated: false,
+    };
+    let (state, err) = run(&t, &src, &backup, Injection::default()).await;
+    assert_eq!(state, "done", "{err:?}");
+    let clone = new_instance(&t).await;
+    let params = || provision::Params {
+        restore_backup: Some(BackupRef {
+            instance_id: src.clone(),
+            backup_id: "bk-source".into(),
+        }),
+        ..provision::Params::default()
+    };
+    let done = prove(&t, &clone, params, false).await;
+    assert_eq!(done.cloud.vms.len(), 2, "{done:?}");
+    assert!(done.node.running);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_accounts_networks_and_templates_repeats_and_unwinds_each_step() {
+    let t = sim_app().await;
+    let (st, acct) = t
+        .api
+        .post("/tenants/main/cloud-accounts", json!({"label": "acct"}))
+        .await;
+    assert!(st.is_success(), "{acct}");
+    let acct = acct["id"].as_str().unwrap().to_string();
+    let net = t.api.create_network().await;
+    let tpl = t.api.create_template().await;
+    prove(&t, &tpl, || s::resource_delete::DeleteTemplate {}, false).await;
+    prove(&t, &net, || s::resource_delete::DeleteNetwork {}, false).await;
+    prove(&t, &acct, || s::resource_delete::DeleteAccount {}, false).await;
+    for (path, id) in [
+        ("instance-settings-templates", &tpl),
+        ("virtual-networks", &net),
+        ("cloud-accounts", &acct),
+    ] {
+        let (st, _) = t.api.get(&format!("/tenants/main/{path}/{id}")).await;
+        assert_eq!(st, reqwest::StatusCode::NOT_FOUND, "{path} {id} is deleted");
+    }
+    t.stop().await;
+}
+
+use s::provision;
