@@ -3,11 +3,10 @@
 use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::account::{AwsAccountAuthMode, CloudAccount};
-use crate::model::{check_id, new_id, now_ms};
+use crate::model::{check_id, new_id};
 use crate::ops::sagas::resource_delete::DeleteAccount;
 use crate::store::entities::cloud_account;
 use crate::store::resources as q;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 
 impl App {
     fn account_view(&self, m: &cloud_account::Model, nb_networks: u64) -> Result<CloudAccount> {
@@ -70,19 +69,16 @@ impl App {
         self.tenant(tenant).await?;
         input.validate()?;
         let secret = self.account_secret(&mut input, None)?;
-        let now = now_ms();
         let id = new_id("ca");
         input.id = None;
-        let m = cloud_account::ActiveModel {
-            id: Set(id.clone()),
-            tenant_id: Set(tenant.to_string()),
-            label: Set(input.label.clone()),
-            doc: Set(to_doc(&input)?),
-            secret: Set(secret),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.store.db)
+        let m = q::account_insert(
+            &self.store.db,
+            tenant,
+            &id,
+            &input.label,
+            to_doc(&input)?,
+            secret,
+        )
         .await?;
         self.account_view(&m, 0)
     }
@@ -98,12 +94,15 @@ impl App {
         input.validate()?;
         let secret = self.account_secret(&mut input, m.secret.clone())?;
         input.id = None;
-        let mut am = m.into_active_model();
-        am.label = Set(input.label.clone());
-        am.doc = Set(to_doc(&input)?);
-        am.secret = Set(secret);
-        am.updated_at = Set(now_ms());
-        let m = am.update(&self.store.db).await?;
+        let m = q::account_update(
+            &self.store.db,
+            tenant,
+            id,
+            &input.label,
+            to_doc(&input)?,
+            secret,
+        )
+        .await?;
         let n = q::networks_using_account(&self.store.db, id).await?;
         self.account_view(&m, n)
     }

@@ -4,9 +4,7 @@
 use super::App;
 use crate::crypto::{hash_api_secret, new_api_key, verify_api_secret};
 use crate::error::{Error, Result};
-use crate::store::entities::api_key;
 use crate::store::resources as q;
-use sea_orm::{ActiveModelTrait, Set};
 use serde::Serialize;
 
 /// A newly created key; the secret is shown this once and never stored.
@@ -39,14 +37,7 @@ impl App {
 
     pub async fn api_key_create(&self, label: Option<String>) -> Result<NewApiKey> {
         let (id, secret) = new_api_key();
-        api_key::ActiveModel {
-            id: Set(id.clone()),
-            secret_hash: Set(hash_api_secret(&secret)),
-            label: Set(label),
-            created_at: Set(crate::model::now_ms()),
-        }
-        .insert(&self.store.db)
-        .await?;
+        q::api_key_insert(&self.store.db, &id, hash_api_secret(&secret), label).await?;
         Ok(NewApiKey { id, secret })
     }
 

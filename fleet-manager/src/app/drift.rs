@@ -16,10 +16,9 @@ use crate::cloud::{OwnedResource, Placement, VmState};
 use crate::error::Result;
 use crate::model::network::VirtualNetwork;
 use crate::ops::placement;
-use crate::store::entities::{instance_runtime, snapshot, virtual_network};
+use crate::store::lifecycle as lq;
 use crate::store::operations::op_active_for_target;
 use crate::store::resources as q;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -94,12 +93,11 @@ impl App {
             }
         }
 
-        for rt in instance_runtime::Entity::find().all(conn).await? {
+        for rt in lq::runtime_list_running(conn).await? {
             let Some(vm) = rt.vm_id.as_deref() else {
                 continue;
             };
-            if rt.state != "running" || op_active_for_target(conn, &rt.instance_id).await?.is_some()
-            {
+            if op_active_for_target(conn, &rt.instance_id).await?.is_some() {
                 continue;
             }
             let at = placement::for_instance(&svc, &rt.tenant_id, &rt.instance_id).await?;
@@ -122,23 +120,16 @@ impl App {
         if op_active_for_target(conn, &r.owner_id).await?.is_some() {
             return Ok(false);
         }
-        let rt = instance_runtime::Entity::find_by_id(r.owner_id.clone())
-            .one(conn)
-            .await?;
+        let rt = lq::runtime_get(conn, &r.owner_id).await?;
         Ok(match r.kind {
             "instance" => rt.and_then(|rt| rt.vm_id) != r.logical_id,
             // A volume the instance no longer uses (a restore's leftover).
             "volume" => rt.is_none_or(|rt| rt.volume_id != r.logical_id),
             "address" => rt.is_none(),
-            "snapshot" => snapshot::Entity::find()
-                .filter(snapshot::Column::CloudRef.eq(r.cloud_id.clone()))
-                .one(conn)
+            "snapshot" => lq::snapshot_find_by_cloud_ref(conn, &r.cloud_id)
                 .await?
                 .is_none(),
-            "security-group" => virtual_network::Entity::find_by_id(r.owner_id.clone())
-                .one(conn)
-                .await?
-                .is_none(),
+            "security-group" => !q::network_exists(conn, &r.owner_id).await?,
             _ => false,
         })
     }

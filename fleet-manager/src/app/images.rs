@@ -9,8 +9,7 @@ use super::App;
 use crate::error::{Error, Result};
 use crate::model::now_ms;
 use crate::store::entities::image;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{EntityTrait, Set};
+use crate::store::resources as q;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -58,26 +57,18 @@ impl App {
                 .map_err(|e| Error::invalid(format!("can't copy {}: {e}", kit.display())))?;
         }
         let sha = file_sha256(&dest)?;
-        image::Entity::insert(image::ActiveModel {
-            id: Set(id.to_string()),
-            label: Set(label.to_string()),
-            node_version: Set(version.to_string()),
-            sort_key: Set(sort_key),
-            created_at: Set(now_ms()),
-            kit_file: Set(Some(name)),
-            kit_sha256: Set(Some(sha)),
-        })
-        .on_conflict(
-            OnConflict::column(image::Column::Id)
-                .update_columns([
-                    image::Column::Label,
-                    image::Column::NodeVersion,
-                    image::Column::KitFile,
-                    image::Column::KitSha256,
-                ])
-                .to_owned(),
+        q::image_upsert(
+            self.store.conn(),
+            image::Model {
+                id: id.to_string(),
+                label: label.to_string(),
+                node_version: version.to_string(),
+                sort_key,
+                created_at: now_ms(),
+                kit_file: Some(name),
+                kit_sha256: Some(sha),
+            },
         )
-        .exec_without_returning(self.store.conn())
         .await?;
         Ok(())
     }

@@ -11,7 +11,6 @@ use crate::model::{check_id, new_id, now_ms};
 use crate::ops::sagas::instance_delete;
 use crate::store::entities::instance;
 use crate::store::resources as q;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 
 impl App {
     async fn instance_row(&self, tenant: &str, id: &str) -> Result<instance::Model> {
@@ -86,19 +85,21 @@ impl App {
         input.created_at = now;
         input.updated_at = now;
         let doc = to_doc(&input)?;
-        instance::ActiveModel {
-            id: Set(id),
-            tenant_id: Set(tenant.to_string()),
-            label: Set(input.label.clone()),
-            template_id: Set(input.instance_settings_template_id.clone()),
-            network_id: Set(input.virtual_network_id.clone()),
-            image_id: Set(input.image_id.clone()),
-            doc: Set(doc.clone()),
-            generation: Set(1),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.store.db)
+        q::instance_insert(
+            &self.store.db,
+            instance::Model {
+                id,
+                tenant_id: tenant.to_string(),
+                label: input.label.clone(),
+                template_id: input.instance_settings_template_id.clone(),
+                network_id: input.virtual_network_id.clone(),
+                image_id: input.image_id.clone(),
+                doc: doc.clone(),
+                generation: 1,
+                created_at: now,
+                updated_at: now,
+            },
+        )
         .await?;
         Ok(doc)
     }
@@ -127,14 +128,19 @@ impl App {
         input.updated_at = now;
         let doc = to_doc(&input)?;
         let generation = m.generation + 1;
-        let mut am = m.into_active_model();
-        am.label = Set(input.label.clone());
-        am.template_id = Set(input.instance_settings_template_id.clone());
-        am.image_id = Set(input.image_id.clone());
-        am.doc = Set(doc.clone());
-        am.generation = Set(generation);
-        am.updated_at = Set(now);
-        am.update(&self.store.db).await?;
+        q::instance_update(
+            &self.store.db,
+            instance::Model {
+                label: input.label.clone(),
+                template_id: input.instance_settings_template_id.clone(),
+                image_id: input.image_id.clone(),
+                doc: doc.clone(),
+                generation,
+                updated_at: now,
+                ..m
+            },
+        )
+        .await?;
         Ok(doc)
     }
 

@@ -3,11 +3,10 @@
 use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::network::VirtualNetwork;
-use crate::model::{check_id, new_id, now_ms};
+use crate::model::{check_id, new_id};
 use crate::ops::sagas::resource_delete::DeleteNetwork;
 use crate::store::entities::{instance, virtual_network};
 use crate::store::resources as q;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 
 impl App {
     fn network_view(
@@ -72,18 +71,15 @@ impl App {
         self.check_account_ref(tenant, input.account_id.as_deref())
             .await?;
         self.check_network_in_cloud(tenant, &input).await?;
-        let now = now_ms();
         input.id = None;
-        let m = virtual_network::ActiveModel {
-            id: Set(new_id("vn")),
-            tenant_id: Set(tenant.to_string()),
-            account_id: Set(input.account_id.clone()),
-            label: Set(input.label.clone()),
-            doc: Set(to_doc(&input)?),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.store.db)
+        let m = q::network_insert(
+            &self.store.db,
+            tenant,
+            &new_id("vn"),
+            input.account_id.as_deref(),
+            &input.label,
+            to_doc(&input)?,
+        )
         .await?;
         self.network_view(&m, 0)
     }
@@ -113,12 +109,15 @@ impl App {
             .await?;
         self.check_network_in_cloud(tenant, &input).await?;
         input.id = None;
-        let mut am = m.into_active_model();
-        am.account_id = Set(input.account_id.clone());
-        am.label = Set(input.label.clone());
-        am.doc = Set(to_doc(&input)?);
-        am.updated_at = Set(now_ms());
-        let m = am.update(&self.store.db).await?;
+        let m = q::network_update(
+            &self.store.db,
+            tenant,
+            id,
+            input.account_id.as_deref(),
+            &input.label,
+            to_doc(&input)?,
+        )
+        .await?;
         let n = q::instances_using_network(&self.store.db, id).await?;
         self.network_view(&m, n)
     }

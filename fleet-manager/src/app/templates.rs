@@ -4,11 +4,10 @@ use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::setup_action::{MASK, SEALED_PREFIX};
 use crate::model::template::InstanceTemplate;
-use crate::model::{check_id, new_id, now_ms};
+use crate::model::{check_id, new_id};
 use crate::ops::sagas::resource_delete::DeleteTemplate;
 use crate::store::entities::{instance, instance_template};
 use crate::store::resources as q;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 
 impl App {
     fn template_view(
@@ -133,18 +132,15 @@ impl App {
         input.validate()?;
         self.seal_secret_params(&mut input)?;
         let secret = self.template_secret(&mut input, None)?;
-        let now = now_ms();
         input.id = None;
-        let m = instance_template::ActiveModel {
-            id: Set(new_id("ist")),
-            tenant_id: Set(tenant.to_string()),
-            label: Set(input.label.clone()),
-            doc: Set(to_doc(&input)?),
-            secret: Set(secret),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.store.db)
+        let m = q::template_insert(
+            &self.store.db,
+            tenant,
+            &new_id("ist"),
+            &input.label,
+            to_doc(&input)?,
+            secret,
+        )
         .await?;
         self.template_view(&m, 0)
     }
@@ -165,12 +161,15 @@ impl App {
         self.seal_secret_params(&mut input)?;
         let secret = self.template_secret(&mut input, m.secret.clone())?;
         input.id = None;
-        let mut am = m.into_active_model();
-        am.label = Set(input.label.clone());
-        am.doc = Set(to_doc(&input)?);
-        am.secret = Set(secret);
-        am.updated_at = Set(now_ms());
-        let m = am.update(&self.store.db).await?;
+        let m = q::template_update(
+            &self.store.db,
+            tenant,
+            id,
+            &input.label,
+            to_doc(&input)?,
+            secret,
+        )
+        .await?;
         let n = q::instances_using_template(&self.store.db, id).await?;
         self.template_view(&m, n)
     }

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::model::check_cloud_tags;
 use crate::model::tenant::{CloudCredentials, CredentialSecrets, LicenseMode, TenantAuthMode};
 use crate::store::entities::tenant;
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+use crate::store::resources as q;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -86,9 +86,7 @@ impl App {
             doc: input.clone(),
             sealed,
         };
-        let mut am = t.into_active_model();
-        am.cloud_credentials = Set(to_doc(&stored)?);
-        am.update(&self.store.db).await?;
+        q::tenant_set_cloud_credentials(&self.store.db, &t.id, to_doc(&stored)?).await?;
         Ok(input)
     }
 
@@ -104,9 +102,7 @@ impl App {
     ) -> Result<BTreeMap<String, String>> {
         let t = self.tenant(tenant).await?;
         check_cloud_tags("cloud tags", &tags)?;
-        let mut am = t.into_active_model();
-        am.cloud_tags = Set(to_doc(&tags)?);
-        am.update(&self.store.db).await?;
+        q::tenant_set_cloud_tags(&self.store.db, &t.id, to_doc(&tags)?).await?;
         Ok(tags)
     }
 }

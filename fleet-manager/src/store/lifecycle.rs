@@ -246,6 +246,17 @@ pub async fn snapshot_get<C: ConnectionTrait>(
         .await?)
 }
 
+/// The snapshot recorded for cloud snapshot `cloud_ref`, if any.
+pub async fn snapshot_find_by_cloud_ref<C: ConnectionTrait>(
+    c: &C,
+    cloud_ref: &str,
+) -> Result<Option<snapshot::Model>> {
+    Ok(snapshot::Entity::find()
+        .filter(snapshot::Column::CloudRef.eq(cloud_ref))
+        .one(c)
+        .await?)
+}
+
 pub async fn snapshot_delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<()> {
     snapshot::Entity::delete_by_id(id.to_string())
         .exec(c)
@@ -509,6 +520,17 @@ pub async fn runtime_take_initial_password<C: ConnectionTrait>(
         .exec(c)
         .await?;
     Ok(res.rows_affected == 1)
+}
+
+/// Runtimes recorded as running with a VM, in no particular order.
+pub async fn runtime_list_running<C: ConnectionTrait>(
+    c: &C,
+) -> Result<Vec<instance_runtime::Model>> {
+    Ok(instance_runtime::Entity::find()
+        .filter(instance_runtime::Column::State.eq(RuntimeState::Running.as_str()))
+        .filter(instance_runtime::Column::VmId.is_not_null())
+        .all(c)
+        .await?)
 }
 
 /// Runtimes of instances that have a VM.

@@ -7,10 +7,11 @@ use super::entities::{
     api_key, cloud_account, event, image, instance, instance_template, tenant, virtual_network,
 };
 use crate::error::Result;
+use crate::model::now_ms;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait, Unchanged,
 };
 use std::collections::HashMap;
 
@@ -92,6 +93,193 @@ tenant_scoped!(
     instance_delete
 );
 
+// ---- writes of the tenant-scoped configuration objects
+//
+// Creation stamps `created_at` and `updated_at`; an update replaces the
+// label, the public document (and the columns drawn from it) and the sealed
+// secret, stamps `updated_at`, and returns the row as stored.
+
+pub async fn account_insert<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    id: &str,
+    label: &str,
+    doc: String,
+    sealed_secret: Option<String>,
+) -> Result<cloud_account::Model> {
+    let now = now_ms();
+    Ok(cloud_account::ActiveModel {
+        id: Set(id.to_string()),
+        tenant_id: Set(tenant.to_string()),
+        label: Set(label.to_string()),
+        doc: Set(doc),
+        secret: Set(sealed_secret),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(c)
+    .await?)
+}
+
+pub async fn account_update<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    id: &str,
+    label: &str,
+    doc: String,
+    sealed_secret: Option<String>,
+) -> Result<cloud_account::Model> {
+    let am = cloud_account::ActiveModel {
+        id: Unchanged(id.to_string()),
+        label: Set(label.to_string()),
+        doc: Set(doc),
+        secret: Set(sealed_secret),
+        updated_at: Set(now_ms()),
+        ..Default::default()
+    };
+    Ok(cloud_account::Entity::update(am)
+        .filter(cloud_account::Column::TenantId.eq(tenant))
+        .exec(c)
+        .await?)
+}
+
+pub async fn network_insert<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    id: &str,
+    account_id: Option<&str>,
+    label: &str,
+    doc: String,
+) -> Result<virtual_network::Model> {
+    let now = now_ms();
+    Ok(virtual_network::ActiveModel {
+        id: Set(id.to_string()),
+        tenant_id: Set(tenant.to_string()),
+        account_id: Set(account_id.map(str::to_string)),
+        label: Set(label.to_string()),
+        doc: Set(doc),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(c)
+    .await?)
+}
+
+pub async fn network_update<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    id: &str,
+    account_id: Option<&str>,
+    label: &str,
+    doc: String,
+) -> Result<virtual_network::Model> {
+    let am = virtual_network::ActiveModel {
+        id: Unchanged(id.to_string()),
+        account_id: Set(account_id.map(str::to_string)),
+        label: Set(label.to_string()),
+        doc: Set(doc),
+        updated_at: Set(now_ms()),
+        ..Default::default()
+    };
+    Ok(virtual_network::Entity::update(am)
+        .filter(virtual_network::Column::TenantId.eq(tenant))
+        .exec(c)
+        .await?)
+}
+
+pub async fn template_insert<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    id: &str,
+    label: &str,
+    doc: String,
+    sealed_secret: Option<String>,
+) -> Result<instance_template::Model> {
+    let now = now_ms();
+    Ok(instance_template::ActiveModel {
+        id: Set(id.to_string()),
+        tenant_id: Set(tenant.to_string()),
+        label: Set(label.to_string()),
+        doc: Set(doc),
+        secret: Set(sealed_secret),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(c)
+    .await?)
+}
+
+pub async fn template_update<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    id: &str,
+    label: &str,
+    doc: String,
+    sealed_secret: Option<String>,
+) -> Result<instance_template::Model> {
+    let am = instance_template::ActiveModel {
+        id: Unchanged(id.to_string()),
+        label: Set(label.to_string()),
+        doc: Set(doc),
+        secret: Set(sealed_secret),
+        updated_at: Set(now_ms()),
+        ..Default::default()
+    };
+    Ok(instance_template::Entity::update(am)
+        .filter(instance_template::Column::TenantId.eq(tenant))
+        .exec(c)
+        .await?)
+}
+
+/// Stores a new instance record as given (its document carries the same
+/// timestamps).
+pub async fn instance_insert<C: ConnectionTrait>(c: &C, m: instance::Model) -> Result<()> {
+    instance::ActiveModel {
+        id: Set(m.id),
+        tenant_id: Set(m.tenant_id),
+        label: Set(m.label),
+        template_id: Set(m.template_id),
+        network_id: Set(m.network_id),
+        image_id: Set(m.image_id),
+        doc: Set(m.doc),
+        generation: Set(m.generation),
+        created_at: Set(m.created_at),
+        updated_at: Set(m.updated_at),
+    }
+    .insert(c)
+    .await?;
+    Ok(())
+}
+
+/// Replaces an instance's settings with those of `m`: label, template,
+/// image, document, generation and `updated_at` (its network, tenant and
+/// creation time stay).
+pub async fn instance_update<C: ConnectionTrait>(c: &C, m: instance::Model) -> Result<()> {
+    let am = instance::ActiveModel {
+        id: Unchanged(m.id),
+        label: Set(m.label),
+        template_id: Set(m.template_id),
+        image_id: Set(m.image_id),
+        doc: Set(m.doc),
+        generation: Set(m.generation),
+        updated_at: Set(m.updated_at),
+        ..Default::default()
+    };
+    instance::Entity::update(am)
+        .filter(instance::Column::TenantId.eq(m.tenant_id))
+        .exec(c)
+        .await?;
+    Ok(())
+}
+
+/// Whether a virtual network with this id exists, in any tenant.
+pub async fn network_exists<C: ConnectionTrait>(c: &C, id: &str) -> Result<bool> {
+    Ok(virtual_network::Entity::find_by_id(id.to_string())
+        .one(c)
+        .await?
+        .is_some())
+}
+
 // ---- tenants
 
 pub async fn tenant_get<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<tenant::Model>> {
@@ -120,7 +308,50 @@ pub async fn tenant_ensure<C: ConnectionTrait>(c: &C, t: tenant::Model) -> Resul
     Ok(())
 }
 
+/// Replaces the tenant's stored cloud credentials document.
+pub async fn tenant_set_cloud_credentials<C: ConnectionTrait>(
+    c: &C,
+    id: &str,
+    doc: String,
+) -> Result<()> {
+    let am = tenant::ActiveModel {
+        id: Unchanged(id.to_string()),
+        cloud_credentials: Set(doc),
+        ..Default::default()
+    };
+    am.update(c).await?;
+    Ok(())
+}
+
+/// Replaces the tenant's stored cloud tags document.
+pub async fn tenant_set_cloud_tags<C: ConnectionTrait>(c: &C, id: &str, doc: String) -> Result<()> {
+    let am = tenant::ActiveModel {
+        id: Unchanged(id.to_string()),
+        cloud_tags: Set(doc),
+        ..Default::default()
+    };
+    am.update(c).await?;
+    Ok(())
+}
+
 // ---- API keys
+
+pub async fn api_key_insert<C: ConnectionTrait>(
+    c: &C,
+    id: &str,
+    secret_hash: String,
+    label: Option<String>,
+) -> Result<()> {
+    api_key::ActiveModel {
+        id: Set(id.to_string()),
+        secret_hash: Set(secret_hash),
+        label: Set(label),
+        created_at: Set(now_ms()),
+    }
+    .insert(c)
+    .await?;
+    Ok(())
+}
 
 pub async fn api_key_get<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<api_key::Model>> {
     Ok(api_key::Entity::find_by_id(id.to_string()).one(c).await?)
@@ -167,6 +398,33 @@ pub async fn image_ensure<C: ConnectionTrait>(c: &C, m: image::Model) -> Result<
     .on_conflict(
         OnConflict::column(image::Column::Id)
             .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(c)
+    .await?;
+    Ok(())
+}
+
+/// Adds a catalog entry or replaces the label, version and kit of an
+/// existing one (its sort key and creation time stay).
+pub async fn image_upsert<C: ConnectionTrait>(c: &C, m: image::Model) -> Result<()> {
+    image::Entity::insert(image::ActiveModel {
+        id: Set(m.id),
+        label: Set(m.label),
+        node_version: Set(m.node_version),
+        sort_key: Set(m.sort_key),
+        created_at: Set(m.created_at),
+        kit_file: Set(m.kit_file),
+        kit_sha256: Set(m.kit_sha256),
+    })
+    .on_conflict(
+        OnConflict::column(image::Column::Id)
+            .update_columns([
+                image::Column::Label,
+                image::Column::NodeVersion,
+                image::Column::KitFile,
+                image::Column::KitSha256,
+            ])
             .to_owned(),
     )
     .exec_without_returning(c)
