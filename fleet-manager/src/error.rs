@@ -186,13 +186,4 @@ impl From<sea_orm::DbErr> for Error {
     }
 }
 
-impl From<sea_orm::TransactionError<Error>> for Error {
-    fn from(e: sea_orm::TransactionError<Error>) -> Self {
-        match e {
-            sea_orm::TransactionError::Connection(db) => db.into(),
-            sea_orm::TransactionError::Transaction(e) => e,
-        }
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;

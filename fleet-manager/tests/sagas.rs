@@ -24,6 +24,10 @@ const TENANT: &str = "main";
 /// An FM on the sim cloud, with kits for the catalog's images and a
 /// directory for backups.
 async fn sim_app() -> TestApp {
+    sim_app_with(|_| {}).await
+}
+
+async fn sim_app_with(tune: impl FnOnce(&mut fleet_manager::config::Config)) -> TestApp {
     let t = TestApp::with(
         |cfg| {
             cfg.cloud.kind = fleet_manager::config::CloudKind::Sim;
@@ -36,6 +40,7 @@ async fn sim_app() -> TestApp {
                 url: format!("file://{}", dir.display()),
                 ..Default::default()
             });
+            tune(cfg);
         },
         vec![],
     )
@@ -409,6 +414,69 @@ async fn deleting_accounts_networks_and_templates_repeats_and_unwinds_each_step(
         let (st, _) = t.api.get(&format!("/tenants/main/{path}/{id}")).await;
         assert_eq!(st, reqwest::StatusCode::NOT_FOUND, "{path} {id} is deleted");
     }
+    t.stop().await;
+}
+
+/// A provisioning stored by the previous version, as a worker that died
+/// after its first step left it (untyped parameters, the plan without the
+/// fields added since), resumes and finishes.
+#[tokio::test]
+async fn a_provisioning_stored_by_the_previous_version_resumes_and_finishes() {
+    // Workers look for work only when woken, so the test can stage the crash.
+    let t = sim_app_with(|cfg| cfg.engine.poll_interval = Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let id = new_instance(&t).await;
+    let store = &t.app.store;
+    let image = fleet_manager::store::resources::image_get(store.conn(), "dss-14.2.0-default")
+        .await
+        .unwrap()
+        .unwrap();
+    let op = "op-previous0001";
+    fleet_manager::store::operations::op_insert(
+        store.conn(),
+        fleet_manager::store::NewOperation {
+            id: op.into(),
+            tenant_id: TENANT.into(),
+            kind: provision::KIND.into(),
+            target_id: id.clone(),
+            params: json!({"allowDowngrade": false}),
+            total_steps: 12,
+        },
+    )
+    .await
+    .unwrap();
+    store
+        .op_claim("dead-worker", 1)
+        .await
+        .unwrap()
+        .expect("claim");
+    let plan = json!({
+        "vm_id": "vm-previous0001", "old_vm_id": null, "volume_id": format!("vol-{id}"),
+        "old_volume_id": null, "snapshot_ref": null, "port": 31000,
+        "image_version": "14.2.0", "kit_file": image.kit_file, "kit_sha256": image.kit_sha256,
+        "node_type": "design", "allow_downgrade": false,
+        "setup": {"before_install": [], "after_install": [], "after_dss_startup": []},
+    });
+    assert!(
+        store
+            .op_record_progress(op, "dead-worker", 1, None, &json!({"plan": plan}))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    t.app.engine.kick();
+    let done = t
+        .app
+        .engine
+        .wait(TENANT, op, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(done.state, "done", "{:?}", done.error_message);
+    let result: serde_json::Value = serde_json::from_str(done.result.as_deref().unwrap()).unwrap();
+    assert_eq!(result["publicURL"], "http://vm-previous0001.sim:31000");
+    let c = cloud(&t).inventory();
+    assert_eq!(c.vms.keys().collect::<Vec<_>>(), ["vm-previous0001"]);
+    assert!(cloud(&t).agents().node(&id).running);
     t.stop().await;
 }
 

@@ -11,7 +11,7 @@
 pub mod grpc;
 pub mod sim;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, OpFailure, Result};
 use crate::store::Store;
 use fm_proto::agent::{Command, CommandResult, FmMessage, Heartbeat, fm_message};
 use std::collections::HashMap;
@@ -192,13 +192,13 @@ impl AgentHub {
                     .get(instance_id)
                     .map(|w| format!(": its enrollment was refused ({w})"))
                     .unwrap_or_default();
-                return Err(Error::OperationFailed {
-                    error_type: "AgentUnreachable".into(),
-                    message: format!(
+                return Err(Error::op_failed(
+                    OpFailure::AgentUnreachable,
+                    format!(
                         "the agent of instance '{instance_id}' (VM {vm}) did not connect within {} s{why}",
                         timeout.as_secs()
                     ),
-                });
+                ));
             }
         }
     }
@@ -279,13 +279,13 @@ impl AgentHub {
             Ok(Ok(r)) => Ok(r),
             _ => {
                 lock(&self.state).pending.remove(&id);
-                Err(Error::OperationFailed {
-                    error_type: "AgentTimeout".into(),
-                    message: format!(
+                Err(Error::op_failed(
+                    OpFailure::AgentTimeout,
+                    format!(
                         "the agent of instance '{instance_id}' did not finish command {id} within {} s",
                         timeout.as_secs()
                     ),
-                })
+                ))
             }
         }
     }
@@ -304,10 +304,7 @@ impl AgentHub {
         if r.ok {
             Ok(serde_json::from_str(&r.output_json).unwrap_or(serde_json::Value::Null))
         } else {
-            Err(Error::OperationFailed {
-                error_type: "AgentCommandFailed".into(),
-                message: r.error,
-            })
+            Err(Error::op_failed(OpFailure::AgentCommandFailed, r.error))
         }
     }
 }

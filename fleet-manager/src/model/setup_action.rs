@@ -398,6 +398,25 @@ impl SetupAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_type_runs_in_its_stage_and_ansible_where_its_stage_says() {
+        let stage = |t: SetupActionType, p: serde_json::Value| t.stage(p.as_object());
+        use SetupActionType as T;
+        assert_eq!(stage(T::AddAuthorizedKey, json!({})), Stage::BeforeInstall);
+        assert_eq!(stage(T::AddCaToTruststore, json!({})), Stage::BeforeInstall);
+        assert_eq!(stage(T::SetupProxy, json!({})), Stage::AfterInstall);
+        assert_eq!(stage(T::RunAnsibleTasks, json!({})), Stage::AfterInstall);
+        assert_eq!(
+            stage(T::RunAnsibleTasks, json!({"stage": "before_install"})),
+            Stage::BeforeInstall
+        );
+        assert_eq!(
+            stage(T::RunAnsibleTasks, json!({"stage": "after_dss_startup"})),
+            Stage::AfterDssStartup
+        );
+        assert_eq!(T::InstallJdbcDriver.as_str(), "INSTALL_JDBC_DRIVER");
+    }
     use serde_json::json;
 
     fn action(v: Value) -> Result<()> {

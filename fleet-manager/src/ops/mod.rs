@@ -60,6 +60,11 @@ pub struct LifecycleConfig {
     pub backups: Option<fm_backup::Location>,
 }
 
+/// The first pause before a failed bookkeeping write is tried again, and
+/// the longest (doubling in between).
+const PERSIST_RETRY_FIRST: Duration = Duration::from_millis(100);
+const PERSIST_RETRY_MAX: Duration = Duration::from_secs(2);
+
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -411,21 +416,24 @@ impl Engine {
                 .await;
                 return store.op_release(&op.id, owner).await;
             }
-            if store.op_abort_requested(&op.id).await? {
+            let Some(abort) = self
+                .persist(&lost, || store.op_abort_requested(&op.id))
+                .await
+            else {
+                return Ok(());
+            };
+            if abort {
                 self.log(op, "abort requested".into()).await;
                 self.unwind(op, saga, i, &outputs, &ctx, inject).await;
                 return self.finish(op, OpOutcome::Aborted).await;
             }
-            if !store
-                .op_record_progress(
-                    &op.id,
-                    owner,
-                    i as i32,
-                    Some(step.name),
-                    &Value::Object(outputs.clone()),
-                )
-                .await?
-            {
+            let progress = Value::Object(outputs.clone());
+            let recorded = self
+                .persist(&lost, || {
+                    store.op_record_progress(&op.id, owner, i as i32, Some(step.name), &progress)
+                })
+                .await;
+            if recorded != Some(true) {
                 return Ok(());
             }
             self.log(
@@ -476,16 +484,13 @@ impl Engine {
                 Ok(out) => {
                     outputs.insert(step.name.to_string(), out);
                     let next = i as i32 + 1;
-                    if !store
-                        .op_record_progress(
-                            &op.id,
-                            owner,
-                            next,
-                            None,
-                            &Value::Object(outputs.clone()),
-                        )
-                        .await?
-                    {
+                    let progress = Value::Object(outputs.clone());
+                    let recorded = self
+                        .persist(&lost, || {
+                            store.op_record_progress(&op.id, owner, next, None, &progress)
+                        })
+                        .await;
+                    if recorded != Some(true) {
                         return Ok(());
                     }
                     self.log(
@@ -508,10 +513,11 @@ impl Engine {
                     .await;
                     // Only the lease holder unwinds: a worker that lost the
                     // lease leaves the operation to its new owner.
-                    if !store
-                        .op_renew_lease(&op.id, owner, self.inner.cfg.lease.as_millis() as i64)
-                        .await?
-                    {
+                    let lease_ms = self.inner.cfg.lease.as_millis() as i64;
+                    let held = self
+                        .persist(&lost, || store.op_renew_lease(&op.id, owner, lease_ms))
+                        .await;
+                    if held != Some(true) {
                         return Ok(());
                     }
                     if let Error::Internal { context } = &e {
@@ -524,6 +530,37 @@ impl Engine {
         }
         let result = outputs.get(saga.result).cloned().unwrap_or(Value::Null);
         self.finish(op, OpOutcome::Done(result)).await
+    }
+
+    /// Runs a store call of the operation's own bookkeeping again while it
+    /// fails (the database is away), for up to one lease: once the database
+    /// is back the operation goes on at once instead of waiting for its
+    /// lease to run out. `None` when the lease is lost, FM stops or the
+    /// time is up: the operation is then left to its next owner.
+    async fn persist<T, F, Fut>(&self, lost: &watch::Receiver<bool>, mut call: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.inner.cfg.lease;
+        let mut pause = PERSIST_RETRY_FIRST;
+        loop {
+            match call().await {
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    if *lost.borrow()
+                        || self.is_shutting_down()
+                        || tokio::time::Instant::now() + pause >= deadline
+                    {
+                        tracing::warn!(error = %e, "operation bookkeeping failed; leaving the operation to its next owner");
+                        return None;
+                    }
+                    tracing::warn!(error = %e, "operation bookkeeping failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(PERSIST_RETRY_MAX);
+                }
+            }
+        }
     }
 
     /// Runs the undo actions of steps `0..upto`, newest first. An undo that

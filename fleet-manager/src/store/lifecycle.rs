@@ -187,40 +187,50 @@ impl Store {
         instance_id: &str,
         public_key_sha256: &str,
     ) -> Result<Option<String>> {
-        use sea_orm::{Condition, TransactionTrait};
+        use sea_orm::Condition;
         let now = now_ms();
-        let txn = self.db.begin().await?;
-        let res = enrollment_token::Entity::update_many()
-            .col_expr(enrollment_token::Column::UsedAt, Expr::value(now))
-            .col_expr(
-                enrollment_token::Column::PublicKeySha256,
-                Expr::value(public_key_sha256),
-            )
-            .filter(enrollment_token::Column::TokenHash.eq(token_hash))
-            .filter(enrollment_token::Column::InstanceId.eq(instance_id))
-            .filter(
-                Condition::any()
-                    .add(enrollment_token::Column::UsedAt.is_null())
-                    .add(enrollment_token::Column::PublicKeySha256.eq(public_key_sha256)),
-            )
-            .filter(enrollment_token::Column::ExpiresAt.gt(now))
-            .exec(&txn)
-            .await?;
-        if res.rows_affected != 1 {
-            return Ok(None);
-        }
-        let vm = enrollment_token::Entity::find_by_id(token_hash.to_string())
-            .one(&txn)
-            .await?
-            .map(|t| t.vm_id);
-        runtime_set(
-            &txn,
-            instance_id,
-            vec![(instance_runtime::Column::AgentGeneration, 0i64.into())],
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(vm)
+        let (token_hash, instance_id, key) = (
+            token_hash.to_string(),
+            instance_id.to_string(),
+            public_key_sha256.to_string(),
+        );
+        self.transaction(move |txn| {
+            Box::pin(async move {
+                let public_key_sha256 = key.as_str();
+                let (token_hash, instance_id) = (token_hash.as_str(), instance_id.as_str());
+                let res = enrollment_token::Entity::update_many()
+                    .col_expr(enrollment_token::Column::UsedAt, Expr::value(now))
+                    .col_expr(
+                        enrollment_token::Column::PublicKeySha256,
+                        Expr::value(public_key_sha256),
+                    )
+                    .filter(enrollment_token::Column::TokenHash.eq(token_hash))
+                    .filter(enrollment_token::Column::InstanceId.eq(instance_id))
+                    .filter(
+                        Condition::any()
+                            .add(enrollment_token::Column::UsedAt.is_null())
+                            .add(enrollment_token::Column::PublicKeySha256.eq(public_key_sha256)),
+                    )
+                    .filter(enrollment_token::Column::ExpiresAt.gt(now))
+                    .exec(txn)
+                    .await?;
+                if res.rows_affected != 1 {
+                    return Ok(None);
+                }
+                let vm = enrollment_token::Entity::find_by_id(token_hash.to_string())
+                    .one(txn)
+                    .await?
+                    .map(|t| t.vm_id);
+                runtime_set(
+                    txn,
+                    instance_id,
+                    vec![(instance_runtime::Column::AgentGeneration, 0i64.into())],
+                )
+                .await?;
+                Ok(vm)
+            })
+        })
+        .await
     }
 }
 

@@ -18,11 +18,15 @@ use crate::error::{Error, Result};
 use fm_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    SqlxSqliteConnector,
+    DatabaseTransaction, SqlxSqliteConnector, TransactionTrait,
 };
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
+
+/// What a [`Store::transaction`] body returns.
+pub(crate) type TxFuture<'t, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 't>>;
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
@@ -86,6 +90,20 @@ impl Store {
     /// The connection, for data-access functions and transactions.
     pub fn conn(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Runs `f` in one transaction, committed when `f` succeeds and rolled
+    /// back when it fails (or is dropped midway). The one way the store
+    /// writes several rows together.
+    pub(crate) async fn transaction<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send,
+        F: for<'t> FnOnce(&'t DatabaseTransaction) -> TxFuture<'t, T> + Send,
+    {
+        let txn = self.db.begin().await?;
+        let out = f(&txn).await?;
+        txn.commit().await?;
+        Ok(out)
     }
 
     pub fn backend(&self) -> Backend {

@@ -223,8 +223,8 @@ impl Store {
             OpOutcome::Aborted => (
                 OpState::Aborted,
                 None,
-                Some("OperationAborted".to_string()),
-                Some("the operation was aborted".to_string()),
+                Some(Error::OperationAborted.error_type().to_string()),
+                Some(Error::OperationAborted.message()),
             ),
         };
         let txn = self.db.begin().await?;
@@ -292,11 +292,11 @@ impl Store {
             .col_expr(operation::Column::AbortRequested, Expr::value(true))
             .col_expr(
                 operation::Column::ErrorType,
-                Expr::value("OperationAborted"),
+                Expr::value(Error::OperationAborted.error_type()),
             )
             .col_expr(
                 operation::Column::ErrorMessage,
-                Expr::value("the operation was aborted"),
+                Expr::value(Error::OperationAborted.message()),
             )
             .col_expr(operation::Column::FinishedAt, Expr::value(now))
             .col_expr(operation::Column::UpdatedAt, Expr::value(now))
@@ -318,7 +318,7 @@ impl Store {
         let op = op_get(&txn, tenant, id).await?;
         if let (true, Some(o)) = (aborted_pending, &op) {
             // Finished without a worker: its outbox event goes with it.
-            let detail = serde_json::json!({"state": OpState::Aborted.as_str(), "error": "the operation was aborted"});
+            let detail = serde_json::json!({"state": OpState::Aborted.as_str(), "error": Error::OperationAborted.message()});
             super::resources::event_insert(
                 &txn,
                 &o.tenant_id,

@@ -11,7 +11,7 @@ use crate::model::now_ms;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait, Unchanged,
+    QueryOrder, QuerySelect, Set, Unchanged,
 };
 use std::collections::HashMap;
 
@@ -587,14 +587,17 @@ impl super::Store {
     /// transaction (the foreign keys refuse an orphan too); returns the
     /// number of users found, 0 when it was deleted (or already gone).
     pub async fn delete_if_unused(&self, what: Referenced, tenant: &str, id: &str) -> Result<u64> {
-        let txn = self.db.begin().await?;
-        let n = what.users(&txn, id).await?;
-        if n > 0 {
-            return Ok(n);
-        }
-        what.delete(&txn, tenant, id).await?;
-        txn.commit().await?;
-        Ok(0)
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                let n = what.users(tx, &id).await?;
+                if n == 0 {
+                    what.delete(tx, &tenant, &id).await?;
+                }
+                Ok(n)
+            })
+        })
+        .await
     }
 
     /// The instance's public document (404 when it does not exist).
@@ -637,11 +640,15 @@ impl super::Store {
 
     /// Deletes an instance's records (runtime and instance) together.
     pub async fn instance_records_delete(&self, tenant: &str, id: &str) -> Result<()> {
-        let txn = self.db.begin().await?;
-        super::lifecycle::runtime_delete(&txn, id).await?;
-        instance_delete(&txn, tenant, id).await?;
-        txn.commit().await?;
-        Ok(())
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.transaction(move |tx| {
+            Box::pin(async move {
+                super::lifecycle::runtime_delete(tx, &id).await?;
+                instance_delete(tx, &tenant, &id).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Backup `backup_id` of instance `instance_id` in this tenant (404

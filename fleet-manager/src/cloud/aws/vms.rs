@@ -16,7 +16,7 @@ use super::retry::already;
 use super::tags::{TAG_VM, client_token, tag_filter};
 use super::volumes::{DEFAULT_VOLUME_TYPE, takes_iops};
 use crate::cloud::{CloudProvider, Placement, VmSpec, VmState};
-use crate::error::{Error, Result};
+use crate::error::{Error, OpFailure, Result};
 use aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification, Instance,
@@ -146,11 +146,13 @@ impl AwsCloud {
             .get(region)
             .or_else(|| self.settings.amis.get("*"))
             .cloned()
-            .ok_or_else(|| Error::OperationFailed {
-                error_type: "NoImageForRegion".into(),
-                message: format!(
-                    "no agent image (AMI) is configured for region {region}; set FM_AWS_AMIS"
-                ),
+            .ok_or_else(|| {
+                Error::op_failed(
+                    OpFailure::NoImageForRegion,
+                    format!(
+                        "no agent image (AMI) is configured for region {region}; set FM_AWS_AMIS"
+                    ),
+                )
             })
     }
 
@@ -340,10 +342,10 @@ impl AwsCloud {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::OperationFailed {
-            error_type: "IncorrectInstanceState".into(),
-            message: format!("VM {vm_id} did not become startable in 2 minutes"),
-        })
+        Err(Error::op_failed(
+            OpFailure::IncorrectInstanceState,
+            format!("VM {vm_id} did not become startable in 2 minutes"),
+        ))
     }
 
     /// Stops the VM unless it is stopped, stopping or missing.

@@ -16,7 +16,7 @@ use super::tags::{
     TAG_INSTANCE, TAG_SNAPSHOT, TAG_VOLUME, client_token, filter, tag_filter, tag_value,
 };
 use crate::cloud::Placement;
-use crate::error::{Error, Result};
+use crate::error::{Error, OpFailure, Result};
 use aws_sdk_ec2::types::{
     ResourceType, SnapshotState, VolumeAttachmentState, VolumeState, VolumeType,
 };
@@ -260,10 +260,10 @@ impl AwsCloud {
             match out.snapshots().first().and_then(|s| s.state()) {
                 Some(SnapshotState::Completed) => return Ok(()),
                 Some(SnapshotState::Error) => {
-                    return Err(Error::OperationFailed {
-                        error_type: "SnapshotFailed".into(),
-                        message: format!("EC2 snapshot {snapshot} is in state error"),
-                    });
+                    return Err(Error::op_failed(
+                        OpFailure::SnapshotFailed,
+                        format!("EC2 snapshot {snapshot} is in state error"),
+                    ));
                 }
                 None => {
                     return Err(Error::invalid(format!(
@@ -273,10 +273,10 @@ impl AwsCloud {
                 Some(_) => tokio::time::sleep(SNAPSHOT_POLL).await,
             }
         }
-        Err(Error::OperationFailed {
-            error_type: "SnapshotPending".into(),
-            message: format!("EC2 snapshot {snapshot} did not complete in an hour"),
-        })
+        Err(Error::op_failed(
+            OpFailure::SnapshotPending,
+            format!("EC2 snapshot {snapshot} did not complete in an hour"),
+        ))
     }
 
     /// Waits until the volume is free to attach or delete (a VM's
@@ -291,10 +291,10 @@ impl AwsCloud {
                 Some(_) => tokio::time::sleep(VOLUME_FREE_POLL).await,
             }
         }
-        Err(Error::OperationFailed {
-            error_type: "VolumeBusy".into(),
-            message: format!("data volume {volume_id} is still in use after 2 minutes"),
-        })
+        Err(Error::op_failed(
+            OpFailure::VolumeBusy,
+            format!("data volume {volume_id} is still in use after 2 minutes"),
+        ))
     }
 
     /// Attaches FM's volume `volume` to EC2 instance `instance`, unless it

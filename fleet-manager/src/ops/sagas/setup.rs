@@ -131,3 +131,38 @@ async fn setup_stage(c: &StepCtx, stage: Stage, actions: &[(String, String)]) ->
         actions: actions.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn template(actions: Value) -> InstanceTemplate {
+        serde_json::from_value(json!({"label": "t", "setupActions": actions})).expect("template")
+    }
+
+    #[test]
+    fn enabled_actions_are_planned_by_stage_in_template_order() {
+        let tpl = template(json!([
+            {"type": "ADD_ENV_VARIABLES", "params": {"variables": []}},
+            {"type": "ADD_SSH_KEY", "params": {"sshKey": "k"}},
+            {"type": "RUN_ANSIBLE_TASKS", "params": {"stage": "after_dss_startup", "ansibleTasks": "- x"}},
+            {"type": "SETUP_K8S_AND_SPARK", "params": {}, "enabled": false},
+            {"type": "RUN_ANSIBLE_TASKS", "params": {"ansibleTasks": "- y"}},
+            {"type": "INSTALL_SYSTEM_PACKAGES", "params": {"packages": ["jq"]}},
+        ]));
+        let p = setup_plan(&tpl);
+        let types = |v: &[(String, String)]| v.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            types(&p.before_install),
+            ["ADD_SSH_KEY", "INSTALL_SYSTEM_PACKAGES"]
+        );
+        assert_eq!(
+            types(&p.after_install),
+            ["ADD_ENV_VARIABLES", "RUN_ANSIBLE_TASKS"]
+        );
+        assert_eq!(types(&p.after_dss_startup), ["RUN_ANSIBLE_TASKS"]);
+        let params: Value = serde_json::from_str(&p.after_dss_startup[0].1).unwrap();
+        assert_eq!(params["ansibleTasks"], "- x");
+    }
+}
