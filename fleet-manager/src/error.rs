@@ -53,6 +53,8 @@ pub enum OpFailure {
     IncorrectInstanceState,
     /// A failure a test injected into a saga step.
     InjectedFailure,
+    /// A step panicked (a bug): the operation fails rather than hang.
+    StepPanicked,
 }
 
 impl OpFailure {
@@ -74,6 +76,7 @@ impl OpFailure {
             OpFailure::NoImageForRegion => "NoImageForRegion",
             OpFailure::IncorrectInstanceState => "IncorrectInstanceState",
             OpFailure::InjectedFailure => "InjectedFailure",
+            OpFailure::StepPanicked => "StepPanicked",
         }
     }
 }

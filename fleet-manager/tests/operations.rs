@@ -440,3 +440,51 @@ async fn an_operation_interrupted_by_killing_the_server_finishes_once_after_rest
     );
     store.close().await;
 }
+
+const PANIC_SAGA: &str = "TEST_PANICS";
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct PanicParams {}
+
+impl SagaParams for PanicParams {
+    const KIND: &'static str = PANIC_SAGA;
+}
+
+async fn boom(_c: StepCtx) -> Result<Value> {
+    panic!("a bug in a step");
+}
+
+#[tokio::test]
+async fn a_panicking_step_fails_its_operation_and_frees_the_worker_and_the_target() {
+    let panics = Saga::new(
+        PANIC_SAGA,
+        vec![Step {
+            name: "boom",
+            run: |c| Box::pin(boom(c)),
+            undo: None,
+        }],
+    );
+    let t = TestApp::with(
+        |cfg| {
+            cfg.engine.workers = 1;
+            cfg.future_wait = Duration::from_secs(5);
+        },
+        vec![test_saga(), panics],
+    )
+    .await;
+    let f = t
+        .app
+        .start_operation("main", "target-1", PanicParams {})
+        .await
+        .unwrap();
+    assert_eq!(f.state, "failed", "{f:?}");
+    assert_eq!(f.error.as_ref().unwrap().error_type, "StepPanicked");
+    // The one worker is still there, and the target takes new work.
+    let f = t
+        .app
+        .start_operation("main", "target-1", TestParams::default())
+        .await
+        .unwrap();
+    assert_eq!(f.state, "done", "{f:?}");
+    t.stop().await;
+}

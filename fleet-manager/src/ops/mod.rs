@@ -277,10 +277,7 @@ impl Engine {
             let lease_ms = self.inner.cfg.lease.as_millis() as i64;
             match self.inner.store.op_claim(&owner, lease_ms).await {
                 Ok(Some(op)) => {
-                    let id = op.id.clone();
-                    if let Err(e) = self.run(op).await {
-                        tracing::error!(operation = %id, error = %e, "operation run aborted by an internal error");
-                    }
+                    self.run_guarded(op).await;
                     continue;
                 }
                 Ok(None) => {}
@@ -290,6 +287,36 @@ impl Engine {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(self.inner.cfg.poll_interval) => {}
                 _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Runs a claimed operation in a task of its own: a step that panics
+    /// fails its operation (and frees its target) instead of ending the
+    /// worker with the lease still renewed.
+    async fn run_guarded(&self, op: ClaimedOp) {
+        let id = op.id.clone();
+        let e = self.clone();
+        let claimed = op.clone();
+        match tokio::spawn(async move { e.run(claimed).await }).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(operation = %id, error = %e, "operation run aborted by an internal error")
+            }
+            Err(j) => {
+                let what = if j.is_panic() {
+                    "panicked"
+                } else {
+                    "was cancelled"
+                };
+                tracing::error!(operation = %id, "a step of the operation {what}");
+                let e = Error::op_failed(
+                    OpFailure::StepPanicked,
+                    format!("a step of this operation {what}; see the server log"),
+                );
+                if let Err(e) = self.finish(&op, OpOutcome::Failed(e)).await {
+                    tracing::error!(operation = %id, error = %e, "can't record the operation's failure");
+                }
             }
         }
     }
@@ -340,10 +367,10 @@ impl Engine {
         let renewer = {
             let store = store.clone();
             let (id, owner, lease) = (op.id.clone(), owner.to_string(), self.inner.cfg.lease);
-            let left = op.lease_expires_at.unwrap_or(0) - crate::model::now_ms();
+            // The claim just set the lease to run `lease` from now (in the
+            // database's time, which this host's monotonic clock follows).
             let margin = lease / 10;
-            let mut until = tokio::time::Instant::now()
-                + Duration::from_millis(left.max(0) as u64).saturating_sub(margin);
+            let mut until = tokio::time::Instant::now() + lease.saturating_sub(margin);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep_until((tokio::time::Instant::now() + lease / 3).min(until))
@@ -373,9 +400,9 @@ impl Engine {
                 }
             })
         };
-        let result = self.run_steps(&op, saga, lost_rx).await;
-        renewer.abort();
-        result
+        // Stopped however the run ends, a panic included.
+        let _renewer = AbortOnDrop(renewer);
+        self.run_steps(&op, saga, lost_rx).await
     }
 
     async fn run_steps(
@@ -621,4 +648,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The worker a claimed operation is leased to.
 fn holder(op: &ClaimedOp) -> &str {
     op.lease_owner.as_deref().unwrap_or_default()
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -6,7 +6,6 @@
 use super::entities::setting;
 use super::{Backend, Store};
 use crate::error::{Error, Result};
-use crate::model::now_ms;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QuerySelect, Set, TransactionTrait};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +20,7 @@ impl Store {
     /// another owner holds an unexpired one.
     pub async fn lease_acquire(&self, name: &str, owner: &str, ttl_ms: i64) -> Result<bool> {
         let key = format!("lease:{name}");
-        let now = now_ms();
+        let now = self.clock_ms().await?;
         let txn = self.db.begin().await?;
         let mut find = setting::Entity::find_by_id(key.clone());
         if self.backend() == Backend::Postgres {

@@ -106,6 +106,27 @@ impl Store {
         Ok(out)
     }
 
+    /// The time leases are reckoned in, in milliseconds since the epoch:
+    /// the database's clock on PostgreSQL (replicas whose clocks differ
+    /// still agree on when a lease runs out), the host's with SQLite (the
+    /// database is on this host).
+    pub async fn clock_ms(&self) -> Result<i64> {
+        match self.backend() {
+            Backend::Sqlite => Ok(crate::model::now_ms()),
+            Backend::Postgres => {
+                let row = self
+                    .db
+                    .query_one(sea_orm::Statement::from_string(
+                        DatabaseBackend::Postgres,
+                        "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint AS now",
+                    ))
+                    .await?
+                    .ok_or_else(|| Error::internal("the database did not say what time it is"))?;
+                Ok(row.try_get::<i64>("", "now")?)
+            }
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self.db.get_database_backend() {
             DatabaseBackend::Postgres => Backend::Postgres,

@@ -102,8 +102,7 @@ pub async fn op_list<C: ConnectionTrait>(
         .await?)
 }
 
-fn claimable() -> sea_orm::Condition {
-    let now = now_ms();
+fn claimable(now: i64) -> sea_orm::Condition {
     sea_orm::Condition::any()
         .add(operation::Column::State.eq(OpState::Pending.as_str()))
         .add(
@@ -121,7 +120,7 @@ impl Store {
     /// LOCKED`, so replicas never wait on each other; on SQLite (one writer)
     /// a conditional update does the same job.
     pub async fn op_claim(&self, owner: &str, lease_ms: i64) -> Result<Option<ClaimedOp>> {
-        let now = now_ms();
+        let now = self.clock_ms().await?;
         let candidate: Option<String> = match self.backend() {
             Backend::Postgres => {
                 let txn = self.db.begin().await?;
@@ -146,7 +145,7 @@ impl Store {
                 operation::Entity::find()
                     .select_only()
                     .column(operation::Column::Id)
-                    .filter(claimable())
+                    .filter(claimable(now))
                     .order_by_asc(operation::Column::CreatedAt)
                     .into_tuple::<String>()
                     .one(&self.db)
@@ -164,7 +163,7 @@ impl Store {
         let res = operation::Entity::update_many()
             .col_expr(
                 operation::Column::LeaseExpiresAt,
-                Expr::value(now_ms() + lease_ms),
+                Expr::value(self.clock_ms().await? + lease_ms),
             )
             .filter(operation::Column::Id.eq(id))
             .filter(operation::Column::LeaseOwner.eq(owner))
@@ -399,7 +398,7 @@ async fn lease_update<C: ConnectionTrait>(
         )
         .col_expr(operation::Column::UpdatedAt, Expr::value(now))
         .filter(operation::Column::Id.eq(id))
-        .filter(claimable())
+        .filter(claimable(now))
         .exec(c)
         .await?;
     if res.rows_affected != 1 {
