@@ -32,7 +32,12 @@ pub(crate) type TxFuture<'t, T> =
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) db: DatabaseConnection,
+    /// The database clock's offset from this host's, and when it was read.
+    clock: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, i64)>>>,
 }
+
+/// How long a reading of the database clock's offset is used.
+const CLOCK_REREAD: Duration = Duration::from_secs(10);
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +84,10 @@ impl Store {
         Migrator::up(&db, None)
             .await
             .map_err(|e| Error::internal(format!("migrations failed: {e}")))?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            clock: Default::default(),
+        })
     }
 
     /// The SQLite URL for a database file in `data_dir`.
@@ -110,7 +118,28 @@ impl Store {
     /// the database's clock on PostgreSQL (replicas whose clocks differ
     /// still agree on when a lease runs out), the host's with SQLite (the
     /// database is on this host).
+    ///
+    /// The offset between the two clocks is read at most every few seconds,
+    /// so a claim costs no extra round trip.
     pub async fn clock_ms(&self) -> Result<i64> {
+        let local = crate::model::now_ms();
+        if self.backend() == Backend::Sqlite {
+            return Ok(local);
+        }
+        let cached = *self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, offset)) = cached
+            && at.elapsed() < CLOCK_REREAD
+        {
+            return Ok(local + offset);
+        }
+        let db = self.db_clock_ms().await?;
+        let offset = db - crate::model::now_ms();
+        *self.clock.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), offset));
+        Ok(db)
+    }
+
+    async fn db_clock_ms(&self) -> Result<i64> {
         match self.backend() {
             Backend::Sqlite => Ok(crate::model::now_ms()),
             Backend::Postgres => {
