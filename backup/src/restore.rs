@@ -12,8 +12,7 @@ use crate::{ARCHIVE, MANIFEST, Result, err};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -105,14 +104,7 @@ async fn extract_inner(
     dest: &Path,
     progress: Arc<AtomicU64>,
 ) -> Result<RestoreStats> {
-    std::fs::create_dir_all(dest)
-        .map_err(|e| err(format!("can't create {}: {e}", dest.display())))?;
-    if std::fs::read_dir(dest)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(true)
-    {
-        return Err(err(format!("{} is not empty", dest.display())));
-    }
+    let tree = safe::Tree::create(dest)?;
     let path = store.object(&m.instance_id, &m.backup_id, ARCHIVE);
     let shown = store.display(&path);
     let size = match store.inner.head(&path).await {
@@ -173,9 +165,8 @@ async fn extract_inner(
         }
     };
     let m3 = m.clone();
-    let dest2 = dest.to_path_buf();
     let unpacker = tokio::task::spawn_blocking(move || {
-        unpack(ChannelReader::unhashed(drx), &m3, &dest2, &progress)
+        unpack(ChannelReader::unhashed(drx), &m3, tree, &progress)
     });
     let opened = match opener {
         Some(o) => Some(
@@ -308,44 +299,53 @@ fn decode(input: ChannelReader, stored: Option<&Manifest>, out: &Chunks) -> Resu
 fn unpack(
     src: ChannelReader,
     m: &Manifest,
-    dest: &Path,
+    tree: safe::Tree,
     progress: &AtomicU64,
 ) -> Result<RestoreStats> {
+    let mut tree = tree;
     let expected: HashMap<&str, &manifest::Entry> =
         m.entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let mut seen = 0usize;
     let mut stats = RestoreStats::default();
+    let mut buf = vec![0u8; 128 << 10];
     let mut tar = tar::Archive::new(src);
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
-        let path = entry.path().map_err(corrupt)?.into_owned();
-        let rel = path
-            .to_str()
-            .ok_or_else(|| corrupt("a path that is not UTF-8"))?
-            .trim_end_matches('/')
-            .to_owned();
-        if path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
-            return Err(corrupt(format!("an unsafe path {rel:?}")));
-        }
+        let (rel, comps) = safe::check_path(&entry.path_bytes())?;
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Regular => EntryKind::File,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            tar::EntryType::Link => return Err(unsafe_entry(&rel, "is a hard link (refused)")),
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(unsafe_entry(&rel, "is a device file (refused)"));
+            }
+            tar::EntryType::Fifo => return Err(unsafe_entry(&rel, "is a fifo (refused)")),
+            t => {
+                return Err(unsafe_entry(
+                    &rel,
+                    format!(
+                        "is of tar type {:?} (only directories, files and symlinks are restored)",
+                        t.as_byte() as char
+                    ),
+                ));
+            }
+        };
         let want = expected
             .get(rel.as_str())
             .ok_or_else(|| corrupt(format!("{rel} is not in the manifest")))?;
-        let target = dest.join(&path);
-        match (entry.header().entry_type(), want.kind) {
-            (tar::EntryType::Directory, EntryKind::Dir) => {
-                std::fs::create_dir_all(&target).map_err(|e| local(&target, e))?;
-            }
-            (tar::EntryType::Regular, EntryKind::File) => {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| local(parent, e))?;
-                }
-                let f = std::fs::File::create(&target).map_err(|e| local(&target, e))?;
+        if kind != want.kind {
+            return Err(corrupt(format!(
+                "{rel} is a {kind:?} in the archive and a {:?} in the manifest",
+                want.kind
+            )));
+        }
+        match kind {
+            EntryKind::Dir => tree.dir(&rel, &comps, want.mode)?,
+            EntryKind::File => {
+                let f = tree.file(&rel, &comps)?;
                 let mut w = io::BufWriter::with_capacity(256 << 10, f);
                 let mut hasher = Sha256::new();
-                let mut buf = vec![0u8; 128 << 10];
                 let mut size = 0u64;
                 loop {
                     let n = entry.read(&mut buf).map_err(corrupt)?;
@@ -353,7 +353,7 @@ fn unpack(
                         break;
                     }
                     hasher.update(&buf[..n]);
-                    w.write_all(&buf[..n]).map_err(|e| local(&target, e))?;
+                    w.write_all(&buf[..n]).map_err(|e| written(&rel, e))?;
                     size += n as u64;
                     progress.fetch_add(n as u64, Ordering::Relaxed);
                 }
@@ -364,7 +364,8 @@ fn unpack(
                         want.size, want.sha256
                     )));
                 }
-                let f = w.into_inner().map_err(|e| local(&target, e.into_error()))?;
+                let f = w.into_inner().map_err(|e| written(&rel, e.into_error()))?;
+                tree.file_done(&rel, &f, want.mode)?;
                 if let Ok(mtime) = entry.header().mtime() {
                     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
                     let _ = f.set_modified(t);
@@ -372,30 +373,17 @@ fn unpack(
                 stats.files += 1;
                 stats.data_bytes += size;
             }
-            (tar::EntryType::Symlink, EntryKind::Symlink) => {
+            EntryKind::Symlink => {
                 let link = entry
-                    .link_name()
-                    .map_err(corrupt)?
+                    .link_name_bytes()
                     .ok_or_else(|| corrupt(format!("{rel}: a link without a target")))?;
-                if link.to_str() != Some(want.target.as_str()) {
+                if *link != *want.target.as_bytes() {
                     return Err(corrupt(format!(
                         "{rel}: the link target differs from the manifest"
                     )));
                 }
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| local(parent, e))?;
-                }
-                std::os::unix::fs::symlink(&*link, &target).map_err(|e| local(&target, e))?;
+                tree.symlink(&rel, &comps, &want.target)?;
             }
-            (t, k) => {
-                return Err(corrupt(format!(
-                    "{rel} is a {t:?} in the archive and a {k:?} in the manifest"
-                )));
-            }
-        }
-        if want.kind != EntryKind::Symlink {
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(want.mode))
-                .map_err(|e| local(&target, e))?;
         }
         seen += 1;
     }
@@ -405,6 +393,7 @@ fn unpack(
             m.entries.len()
         )));
     }
+    tree.finish()?;
     // Read to the end of the stream: the decoder checks the zstd frame's
     // checksum, the encryption's last segment and the archive's hash there,
     // and reports a fault through the stream.
@@ -414,25 +403,66 @@ fn unpack(
     Ok(stats)
 }
 
+fn unsafe_entry(rel: &str, why: impl std::fmt::Display) -> crate::Error {
+    err(format!("the archive is unsafe: entry {rel:?} {why}"))
+}
+
+fn written(rel: &str, e: io::Error) -> crate::Error {
+    err(format!("entry {rel:?}: can't write the file: {e}"))
+}
+
 fn local(p: &Path, e: io::Error) -> crate::Error {
     err(format!("{}: {e}", p.display()))
 }
 
-/// Compares `dir` with `m`, reading every file back from disk.
+/// Compares `dir` with `m`, reading every file back from disk (walking
+/// each path from a handle on `dir`, following no symlink).
 pub fn compare(dir: &Path, m: &Manifest) -> Result<()> {
+    let mut walker = safe::Walker::open(dir)?;
     for e in &m.entries {
-        let p = dir.join(&e.path);
-        let md = std::fs::symlink_metadata(&p)
-            .map_err(|x| err(format!("{} is missing after extraction: {x}", e.path)))?;
+        let (_, comps) = safe::check_path(e.path.as_bytes())?;
+        let (name, parents) = comps.split_last().expect("a checked path has a name");
+        let at = walker.dir(parents).map_err(|x| {
+            err(format!(
+                "{} is missing after extraction: {}",
+                e.path,
+                io::Error::from(x)
+            ))
+        })?;
+        let st = rustix::fs::statat(at, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|x| {
+                err(format!(
+                    "{} is missing after extraction: {}",
+                    e.path,
+                    io::Error::from(x)
+                ))
+            })?;
+        let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
         match e.kind {
-            EntryKind::Dir if md.is_dir() => {}
-            EntryKind::Symlink if md.file_type().is_symlink() => {}
-            EntryKind::File if md.is_file() => {
-                let mut f = std::fs::File::open(&p).map_err(|x| local(&p, x))?;
+            EntryKind::Dir if ft == rustix::fs::FileType::Directory => {}
+            EntryKind::Symlink if ft == rustix::fs::FileType::Symlink => {}
+            EntryKind::File if ft == rustix::fs::FileType::RegularFile => {
+                let fd = rustix::fs::openat(
+                    at,
+                    name.as_str(),
+                    rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::NOFOLLOW
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|x| {
+                    err(format!(
+                        "{}: can't read it back: {}",
+                        e.path,
+                        io::Error::from(x)
+                    ))
+                })?;
+                let mut f = std::fs::File::from(fd);
                 let mut h = Sha256::new();
-                io::copy(&mut f, &mut h).map_err(|x| local(&p, x))?;
+                let n = io::copy(&mut f, &mut h)
+                    .map_err(|x| err(format!("{}: can't read it back: {x}", e.path)))?;
                 let sha = hex::encode(h.finalize());
-                if sha != e.sha256 || md.len() != e.size {
+                if sha != e.sha256 || n != e.size {
                     return Err(err(format!(
                         "{} read back from disk differs from the manifest",
                         e.path
@@ -551,6 +581,8 @@ pub async fn restore_into(
     std::fs::remove_dir_all(&previous).map_err(|e| local(&previous, e))?;
     Ok(stats)
 }
+
+mod safe;
 
 #[cfg(test)]
 mod tests;
