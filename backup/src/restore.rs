@@ -303,8 +303,12 @@ fn unpack(
     progress: &AtomicU64,
 ) -> Result<RestoreStats> {
     let mut tree = tree;
-    let expected: HashMap<&str, &manifest::Entry> =
-        m.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut expected: HashMap<&str, &manifest::Entry> = HashMap::with_capacity(m.entries.len());
+    for e in &m.entries {
+        if expected.insert(e.path.as_str(), e).is_some() {
+            return Err(corrupt(format!("the manifest lists {} twice", e.path)));
+        }
+    }
     let mut seen = 0usize;
     let mut stats = RestoreStats::default();
     let mut buf = vec![0u8; 128 << 10];
@@ -331,6 +335,7 @@ fn unpack(
                 ));
             }
         };
+        tree.check_new(&rel)?;
         let want = expected
             .get(rel.as_str())
             .ok_or_else(|| corrupt(format!("{rel} is not in the manifest")))?;
@@ -376,7 +381,7 @@ fn unpack(
             EntryKind::Symlink => {
                 let link = entry
                     .link_name_bytes()
-                    .ok_or_else(|| corrupt(format!("{rel}: a link without a target")))?;
+                    .ok_or_else(|| unsafe_entry(&rel, "is a symlink with an empty target"))?;
                 if *link != *want.target.as_bytes() {
                     return Err(corrupt(format!(
                         "{rel}: the link target differs from the manifest"
@@ -586,3 +591,6 @@ mod safe;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;

@@ -261,12 +261,18 @@ impl Tree {
         })
     }
 
-    /// Checks that `rel` is new and that its parent is a directory of the
-    /// archive; the parent's handle and the entry's own name.
-    fn parent<'a>(&mut self, rel: &str, comps: &'a [String]) -> Result<(BorrowedFd<'_>, &'a str)> {
+    /// Refuses a path an earlier entry had.
+    pub(super) fn check_new(&self, rel: &str) -> Result<()> {
         if self.made.contains_key(rel) {
             return Err(refused(rel, "appears twice in the archive"));
         }
+        Ok(())
+    }
+
+    /// Checks that `rel` is new and that its parent is a directory of the
+    /// archive; the parent's handle and the entry's own name.
+    fn parent<'a>(&mut self, rel: &str, comps: &'a [String]) -> Result<(BorrowedFd<'_>, &'a str)> {
+        self.check_new(rel)?;
         let (name, dirs) = comps.split_last().expect("a checked path has a name");
         let mut at = String::new();
         for d in dirs {
