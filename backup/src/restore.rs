@@ -520,28 +520,20 @@ fn staging(data_dir: &Path, backup_id: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+#[cfg(test)]
 fn top_names(dir: &Path) -> Result<Vec<String>> {
-    let mut v = Vec::new();
-    for d in std::fs::read_dir(dir).map_err(|e| local(dir, e))? {
-        let name = d.map_err(|e| local(dir, e))?.file_name();
-        let name = name.into_string().map_err(|n| {
-            err(format!(
-                "{}: a name that is not UTF-8 ({n:?})",
-                dir.display()
-            ))
-        })?;
-        if !name.starts_with(".fm-") {
-            v.push(name);
-        }
-    }
-    v.sort();
-    Ok(v)
+    safe::names(&safe::open_trusted(dir)?, dir)
 }
 
 /// Restores `m` into `data_dir`: extracts and checks it beside the current
 /// data (in `data_dir/.fm-restore-<backup>`), and only then swaps it in.
 /// A corrupt backup leaves the current data untouched. Run again after a
 /// crash, it finishes an interrupted swap instead of starting over.
+///
+/// The swap works on handles too: the staging and previous dirs are opened
+/// without following a symlink (one planted there is removed, not
+/// followed), and every move is a `renameat` between handles, so nothing
+/// the node puts in its data dir meanwhile redirects a move as root.
 pub async fn restore_into(
     store: &Store,
     m: &Manifest,
@@ -551,38 +543,57 @@ pub async fn restore_into(
 ) -> Result<RestoreStats> {
     std::fs::create_dir_all(data_dir).map_err(|e| local(data_dir, e))?;
     let (stage, previous) = staging(data_dir, &m.backup_id);
+    let stage_name = format!(".fm-restore-{}", m.backup_id);
+    let previous_name = format!(".fm-previous-{}", m.backup_id);
+    let data = safe::open_trusted(data_dir)?;
     let mut stats = RestoreStats::default();
-    let swapping = previous.join(OLD_NAMES).exists();
+    let mut prev = safe::sub_dir(&data, &previous_name, &previous)?;
+    let swapping = prev.as_ref().is_some_and(|p| safe::exists_at(p, OLD_NAMES));
     if !swapping {
+        drop(prev);
         let _ = std::fs::remove_dir_all(&previous);
-        if !stage.join(COMPLETE).exists() {
+        let complete = safe::sub_dir(&data, &stage_name, &stage)?
+            .is_some_and(|s| safe::exists_at(&s, COMPLETE));
+        if !complete {
             let _ = std::fs::remove_dir_all(&stage);
             stats = extract(store, m, key, &stage, progress).await?;
-            std::fs::write(stage.join(COMPLETE), b"").map_err(|e| local(&stage, e))?;
+            let s = safe::sub_dir(&data, &stage_name, &stage)?
+                .ok_or_else(|| err(format!("{} went away", stage.display())))?;
+            safe::write_at(&s, COMPLETE, b"", &stage)?;
         }
         // Record what is there now, then move it aside.
-        std::fs::create_dir_all(&previous).map_err(|e| local(&previous, e))?;
-        let old = top_names(data_dir)?;
+        let p = safe::make_dir_at(&data, &previous_name, &previous)?;
+        let old = safe::names(&data, data_dir)?;
         let list = serde_json::to_vec(&old).map_err(|e| err(e.to_string()))?;
-        let tmp = previous.join(".fm-old-names.tmp");
-        std::fs::write(&tmp, list).map_err(|e| local(&tmp, e))?;
-        std::fs::rename(&tmp, previous.join(OLD_NAMES)).map_err(|e| local(&previous, e))?;
+        safe::write_at(&p, ".fm-old-names.tmp", &list, &previous)?;
+        rustix::fs::renameat(&p, ".fm-old-names.tmp", &p, OLD_NAMES)
+            .map_err(|e| local(&previous, e.into()))?;
+        prev = Some(p);
     }
-    let list = std::fs::read(previous.join(OLD_NAMES)).map_err(|e| local(&previous, e))?;
+    let prev = prev.expect("the previous dir is open");
+    let list = safe::read_at(&prev, OLD_NAMES, &previous)?;
     let old: Vec<String> = serde_json::from_slice(&list).map_err(|e| err(e.to_string()))?;
     for name in &old {
-        let (from, to) = (data_dir.join(name), previous.join(name));
-        if !to.exists() && from.symlink_metadata().is_ok() {
-            std::fs::rename(&from, &to).map_err(|e| local(&from, e))?;
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(err(format!(
+                "{}: the list of names holds {name:?}",
+                previous.display()
+            )));
+        }
+        if !safe::exists_at(&prev, name) && safe::exists_at(&data, name) {
+            rustix::fs::renameat(&data, name.as_str(), &prev, name.as_str())
+                .map_err(|e| local(&data_dir.join(name), e.into()))?;
         }
     }
-    if stage.exists() {
-        for name in top_names(&stage)? {
-            let (from, to) = (stage.join(&name), data_dir.join(&name));
-            std::fs::rename(&from, &to).map_err(|e| local(&from, e))?;
+    if let Some(st) = safe::sub_dir(&data, &stage_name, &stage)? {
+        for name in safe::names(&st, &stage)? {
+            rustix::fs::renameat(&st, name.as_str(), &data, name.as_str())
+                .map_err(|e| local(&stage.join(&name), e.into()))?;
         }
+        drop(st);
         std::fs::remove_dir_all(&stage).map_err(|e| local(&stage, e))?;
     }
+    drop(prev);
     std::fs::remove_dir_all(&previous).map_err(|e| local(&previous, e))?;
     Ok(stats)
 }

@@ -572,3 +572,36 @@ async fn a_taken_setuid_file_restores_without_it() {
     let mode = std::fs::metadata(fresh.join("x")).unwrap().mode();
     assert_eq!(mode & 0o7777, 0o755);
 }
+
+/// Symlinks the node could plant at the staging and previous dirs, aimed
+/// at a dir that looks like a finished extraction and an interrupted swap:
+/// removed and never followed, nothing moved out of or into their targets.
+#[tokio::test]
+async fn symlinks_planted_at_the_staging_dirs_are_not_followed() {
+    let rig = Rig::new();
+    let sdir = rig.root().join("store");
+    let m = put(&sdir, &[it("f", T::File(b"restored".to_vec()))]);
+    let s = store(&sdir);
+    let bait = rig.outside();
+    std::fs::write(bait.join(".fm-complete"), b"").unwrap();
+    std::fs::write(bait.join("etc-passwd"), b"root:x:0:0").unwrap();
+    std::os::unix::fs::symlink(&bait, rig.data().join(".fm-restore-bk")).unwrap();
+    let before = listing(&bait, None);
+    restore_into(&s, &m, None, &rig.data(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(listing(&bait, None), before);
+    assert_eq!(std::fs::read(rig.data().join("f")).unwrap(), b"restored");
+    assert!(!rig.data().join("etc-passwd").exists());
+
+    std::fs::write(bait.join(".fm-old-names"), b"[\"keep\"]").unwrap();
+    std::fs::remove_file(bait.join("keep")).unwrap();
+    std::fs::write(rig.data().join("keep"), b"mine").unwrap();
+    std::os::unix::fs::symlink(&bait, rig.data().join(".fm-previous-bk")).unwrap();
+    let before = listing(&bait, None);
+    restore_into(&s, &m, None, &rig.data(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(listing(&bait, None), before, "nothing moved into the bait");
+    assert_eq!(listing(&rig.data(), None).len(), 1, "just f");
+}

@@ -456,3 +456,94 @@ impl Tree {
         Ok(())
     }
 }
+
+fn at_err(p: &Path, e: Errno) -> crate::Error {
+    err(format!("{}: {}", p.display(), std::io::Error::from(e)))
+}
+
+/// A handle on a directory named by the agent's own configuration (the
+/// data dir): symlinks along it are the administrator's.
+pub(super) fn open_trusted(dir: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(dir, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())
+        .map_err(|e| at_err(dir, e))
+}
+
+/// The directory `name` in `at`, if there is one; anything else there (a
+/// planted symlink, a file) is removed, never followed. `shown` names it.
+pub(super) fn sub_dir(at: &OwnedFd, name: &str, shown: &Path) -> Result<Option<OwnedFd>> {
+    match rustix::fs::openat(at, name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(Errno::LOOP | Errno::NOTDIR) => {
+            rustix::fs::unlinkat(at, name, AtFlags::empty()).map_err(|e| at_err(shown, e))?;
+            Ok(None)
+        }
+        Err(e) => Err(at_err(shown, e)),
+    }
+}
+
+/// Creates the directory `name` (`0700`) in `at` and opens it.
+pub(super) fn make_dir_at(at: &OwnedFd, name: &str, shown: &Path) -> Result<OwnedFd> {
+    rustix::fs::mkdirat(at, name, Mode::from_raw_mode(0o700)).map_err(|e| at_err(shown, e))?;
+    rustix::fs::openat(at, name, DIR_FLAGS, Mode::empty()).map_err(|e| at_err(shown, e))
+}
+
+/// Whether `name` is in `at` (a symlink counts as itself).
+pub(super) fn exists_at(at: &OwnedFd, name: &str) -> bool {
+    rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+}
+
+pub(super) fn write_at(at: &OwnedFd, name: &str, data: &[u8], dir: &Path) -> Result<()> {
+    use std::io::Write;
+    let fd = rustix::fs::openat(
+        at,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| at_err(&dir.join(name), e))?;
+    File::from(fd)
+        .write_all(data)
+        .map_err(|e| err(format!("{}: {e}", dir.join(name).display())))
+}
+
+pub(super) fn read_at(at: &OwnedFd, name: &str, dir: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let fd = rustix::fs::openat(
+        at,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| at_err(&dir.join(name), e))?;
+    let mut v = Vec::new();
+    File::from(fd)
+        .read_to_end(&mut v)
+        .map_err(|e| err(format!("{}: {e}", dir.join(name).display())))?;
+    Ok(v)
+}
+
+/// The names in `at` but those starting with `.fm-` (restores' own),
+/// sorted; `dir` names it.
+pub(super) fn names(at: &OwnedFd, dir: &Path) -> Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in rustix::fs::Dir::read_from(at).map_err(|e| at_err(dir, e))? {
+        let e = e.map_err(|e| at_err(dir, e))?;
+        let n = e.file_name().to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        let name = std::str::from_utf8(n).map_err(|_| {
+            err(format!(
+                "{}: a name that is not UTF-8 ({:?})",
+                dir.display(),
+                String::from_utf8_lossy(n)
+            ))
+        })?;
+        if !name.starts_with(".fm-") {
+            v.push(name.to_owned());
+        }
+    }
+    v.sort();
+    Ok(v)
+}
