@@ -2,7 +2,9 @@
 //! fresh directory with every entry checked against the manifest as it is
 //! written. [`restore_into`] swaps a complete extraction into the data dir;
 //! [`verify`] extracts into a scratch dir, compares it with the manifest
-//! from disk and removes it.
+//! from disk and removes it. All three (and so clones) extract through
+//! `safe`: relative to a handle on the destination, following no symlink,
+//! refusing any entry that could reach outside it.
 
 use crate::crypt::{self, BackupKey, Decryptor};
 use crate::location::Store;
