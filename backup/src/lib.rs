@@ -14,6 +14,15 @@
 //! manifest as it is written; only a complete, matching extraction replaces
 //! the data dir ([`restore`]). Verifying is the same extraction into a
 //! scratch dir, read back and compared with the manifest, then removed.
+//!
+//! An archive is not trusted: whoever took the backup wrote it and its
+//! manifest. Restore, clone (a restore into another instance) and verify
+//! all extract through one path that works on directory handles and never
+//! follows a symlink, refuses anything that could reach outside the
+//! destination (absolute or `..` paths, paths through symlinks, links out,
+//! hard links, devices, fifos, duplicates), drops setuid, setgid and sticky
+//! bits, and as root gives every entry the data dir's owner rather than the
+//! archive's; the rules are listed in `restore/safe.rs`.
 
 pub mod crypt;
 pub mod location;

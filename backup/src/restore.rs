@@ -2,7 +2,9 @@
 //! fresh directory with every entry checked against the manifest as it is
 //! written. [`restore_into`] swaps a complete extraction into the data dir;
 //! [`verify`] extracts into a scratch dir, compares it with the manifest
-//! from disk and removes it.
+//! from disk and removes it. All three (and so clones) extract through
+//! `safe`: relative to a handle on the destination, following no symlink,
+//! refusing any entry that could reach outside it.
 
 use crate::crypt::{self, BackupKey, Decryptor};
 use crate::location::Store;
@@ -12,8 +14,7 @@ use crate::{ARCHIVE, MANIFEST, Result, err};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -105,14 +106,7 @@ async fn extract_inner(
     dest: &Path,
     progress: Arc<AtomicU64>,
 ) -> Result<RestoreStats> {
-    std::fs::create_dir_all(dest)
-        .map_err(|e| err(format!("can't create {}: {e}", dest.display())))?;
-    if std::fs::read_dir(dest)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(true)
-    {
-        return Err(err(format!("{} is not empty", dest.display())));
-    }
+    let tree = safe::Tree::create(dest)?;
     let path = store.object(&m.instance_id, &m.backup_id, ARCHIVE);
     let shown = store.display(&path);
     let size = match store.inner.head(&path).await {
@@ -173,9 +167,8 @@ async fn extract_inner(
         }
     };
     let m3 = m.clone();
-    let dest2 = dest.to_path_buf();
     let unpacker = tokio::task::spawn_blocking(move || {
-        unpack(ChannelReader::unhashed(drx), &m3, &dest2, &progress)
+        unpack(ChannelReader::unhashed(drx), &m3, tree, &progress)
     });
     let opened = match opener {
         Some(o) => Some(
@@ -308,44 +301,58 @@ fn decode(input: ChannelReader, stored: Option<&Manifest>, out: &Chunks) -> Resu
 fn unpack(
     src: ChannelReader,
     m: &Manifest,
-    dest: &Path,
+    tree: safe::Tree,
     progress: &AtomicU64,
 ) -> Result<RestoreStats> {
-    let expected: HashMap<&str, &manifest::Entry> =
-        m.entries.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut tree = tree;
+    let mut expected: HashMap<&str, &manifest::Entry> = HashMap::with_capacity(m.entries.len());
+    for e in &m.entries {
+        if expected.insert(e.path.as_str(), e).is_some() {
+            return Err(corrupt(format!("the manifest lists {} twice", e.path)));
+        }
+    }
     let mut seen = 0usize;
     let mut stats = RestoreStats::default();
+    let mut buf = vec![0u8; 128 << 10];
     let mut tar = tar::Archive::new(src);
     for entry in tar.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
-        let path = entry.path().map_err(corrupt)?.into_owned();
-        let rel = path
-            .to_str()
-            .ok_or_else(|| corrupt("a path that is not UTF-8"))?
-            .trim_end_matches('/')
-            .to_owned();
-        if path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
-            return Err(corrupt(format!("an unsafe path {rel:?}")));
-        }
+        let (rel, comps) = safe::check_path(&entry.path_bytes())?;
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Regular => EntryKind::File,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            tar::EntryType::Link => return Err(unsafe_entry(&rel, "is a hard link (refused)")),
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(unsafe_entry(&rel, "is a device file (refused)"));
+            }
+            tar::EntryType::Fifo => return Err(unsafe_entry(&rel, "is a fifo (refused)")),
+            t => {
+                return Err(unsafe_entry(
+                    &rel,
+                    format!(
+                        "is of tar type {:?} (only directories, files and symlinks are restored)",
+                        t.as_byte() as char
+                    ),
+                ));
+            }
+        };
+        tree.check_new(&rel)?;
         let want = expected
             .get(rel.as_str())
             .ok_or_else(|| corrupt(format!("{rel} is not in the manifest")))?;
-        let target = dest.join(&path);
-        match (entry.header().entry_type(), want.kind) {
-            (tar::EntryType::Directory, EntryKind::Dir) => {
-                std::fs::create_dir_all(&target).map_err(|e| local(&target, e))?;
-            }
-            (tar::EntryType::Regular, EntryKind::File) => {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| local(parent, e))?;
-                }
-                let f = std::fs::File::create(&target).map_err(|e| local(&target, e))?;
+        if kind != want.kind {
+            return Err(corrupt(format!(
+                "{rel} is a {kind:?} in the archive and a {:?} in the manifest",
+                want.kind
+            )));
+        }
+        match kind {
+            EntryKind::Dir => tree.dir(&rel, &comps, want.mode)?,
+            EntryKind::File => {
+                let f = tree.file(&rel, &comps)?;
                 let mut w = io::BufWriter::with_capacity(256 << 10, f);
                 let mut hasher = Sha256::new();
-                let mut buf = vec![0u8; 128 << 10];
                 let mut size = 0u64;
                 loop {
                     let n = entry.read(&mut buf).map_err(corrupt)?;
@@ -353,7 +360,7 @@ fn unpack(
                         break;
                     }
                     hasher.update(&buf[..n]);
-                    w.write_all(&buf[..n]).map_err(|e| local(&target, e))?;
+                    w.write_all(&buf[..n]).map_err(|e| written(&rel, e))?;
                     size += n as u64;
                     progress.fetch_add(n as u64, Ordering::Relaxed);
                 }
@@ -364,7 +371,8 @@ fn unpack(
                         want.size, want.sha256
                     )));
                 }
-                let f = w.into_inner().map_err(|e| local(&target, e.into_error()))?;
+                let f = w.into_inner().map_err(|e| written(&rel, e.into_error()))?;
+                tree.file_done(&rel, &f, want.mode)?;
                 if let Ok(mtime) = entry.header().mtime() {
                     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
                     let _ = f.set_modified(t);
@@ -372,30 +380,17 @@ fn unpack(
                 stats.files += 1;
                 stats.data_bytes += size;
             }
-            (tar::EntryType::Symlink, EntryKind::Symlink) => {
+            EntryKind::Symlink => {
                 let link = entry
-                    .link_name()
-                    .map_err(corrupt)?
-                    .ok_or_else(|| corrupt(format!("{rel}: a link without a target")))?;
-                if link.to_str() != Some(want.target.as_str()) {
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry(&rel, "is a symlink with an empty target"))?;
+                if *link != *want.target.as_bytes() {
                     return Err(corrupt(format!(
                         "{rel}: the link target differs from the manifest"
                     )));
                 }
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| local(parent, e))?;
-                }
-                std::os::unix::fs::symlink(&*link, &target).map_err(|e| local(&target, e))?;
+                tree.symlink(&rel, &comps, &want.target)?;
             }
-            (t, k) => {
-                return Err(corrupt(format!(
-                    "{rel} is a {t:?} in the archive and a {k:?} in the manifest"
-                )));
-            }
-        }
-        if want.kind != EntryKind::Symlink {
-            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(want.mode))
-                .map_err(|e| local(&target, e))?;
         }
         seen += 1;
     }
@@ -405,6 +400,7 @@ fn unpack(
             m.entries.len()
         )));
     }
+    tree.finish()?;
     // Read to the end of the stream: the decoder checks the zstd frame's
     // checksum, the encryption's last segment and the archive's hash there,
     // and reports a fault through the stream.
@@ -414,25 +410,66 @@ fn unpack(
     Ok(stats)
 }
 
+fn unsafe_entry(rel: &str, why: impl std::fmt::Display) -> crate::Error {
+    err(format!("the archive is unsafe: entry {rel:?} {why}"))
+}
+
+fn written(rel: &str, e: io::Error) -> crate::Error {
+    err(format!("entry {rel:?}: can't write the file: {e}"))
+}
+
 fn local(p: &Path, e: io::Error) -> crate::Error {
     err(format!("{}: {e}", p.display()))
 }
 
-/// Compares `dir` with `m`, reading every file back from disk.
+/// Compares `dir` with `m`, reading every file back from disk (walking
+/// each path from a handle on `dir`, following no symlink).
 pub fn compare(dir: &Path, m: &Manifest) -> Result<()> {
+    let mut walker = safe::Walker::open(dir)?;
     for e in &m.entries {
-        let p = dir.join(&e.path);
-        let md = std::fs::symlink_metadata(&p)
-            .map_err(|x| err(format!("{} is missing after extraction: {x}", e.path)))?;
+        let (_, comps) = safe::check_path(e.path.as_bytes())?;
+        let (name, parents) = comps.split_last().expect("a checked path has a name");
+        let at = walker.dir(parents).map_err(|x| {
+            err(format!(
+                "{} is missing after extraction: {}",
+                e.path,
+                io::Error::from(x)
+            ))
+        })?;
+        let st = rustix::fs::statat(at, name.as_str(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|x| {
+                err(format!(
+                    "{} is missing after extraction: {}",
+                    e.path,
+                    io::Error::from(x)
+                ))
+            })?;
+        let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
         match e.kind {
-            EntryKind::Dir if md.is_dir() => {}
-            EntryKind::Symlink if md.file_type().is_symlink() => {}
-            EntryKind::File if md.is_file() => {
-                let mut f = std::fs::File::open(&p).map_err(|x| local(&p, x))?;
+            EntryKind::Dir if ft == rustix::fs::FileType::Directory => {}
+            EntryKind::Symlink if ft == rustix::fs::FileType::Symlink => {}
+            EntryKind::File if ft == rustix::fs::FileType::RegularFile => {
+                let fd = rustix::fs::openat(
+                    at,
+                    name.as_str(),
+                    rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::NOFOLLOW
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|x| {
+                    err(format!(
+                        "{}: can't read it back: {}",
+                        e.path,
+                        io::Error::from(x)
+                    ))
+                })?;
+                let mut f = std::fs::File::from(fd);
                 let mut h = Sha256::new();
-                io::copy(&mut f, &mut h).map_err(|x| local(&p, x))?;
+                let n = io::copy(&mut f, &mut h)
+                    .map_err(|x| err(format!("{}: can't read it back: {x}", e.path)))?;
                 let sha = hex::encode(h.finalize());
-                if sha != e.sha256 || md.len() != e.size {
+                if sha != e.sha256 || n != e.size {
                     return Err(err(format!(
                         "{} read back from disk differs from the manifest",
                         e.path
@@ -485,28 +522,20 @@ fn staging(data_dir: &Path, backup_id: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+#[cfg(test)]
 fn top_names(dir: &Path) -> Result<Vec<String>> {
-    let mut v = Vec::new();
-    for d in std::fs::read_dir(dir).map_err(|e| local(dir, e))? {
-        let name = d.map_err(|e| local(dir, e))?.file_name();
-        let name = name.into_string().map_err(|n| {
-            err(format!(
-                "{}: a name that is not UTF-8 ({n:?})",
-                dir.display()
-            ))
-        })?;
-        if !name.starts_with(".fm-") {
-            v.push(name);
-        }
-    }
-    v.sort();
-    Ok(v)
+    safe::names(&safe::open_trusted(dir)?, dir)
 }
 
 /// Restores `m` into `data_dir`: extracts and checks it beside the current
 /// data (in `data_dir/.fm-restore-<backup>`), and only then swaps it in.
 /// A corrupt backup leaves the current data untouched. Run again after a
 /// crash, it finishes an interrupted swap instead of starting over.
+///
+/// The swap works on handles too: the staging and previous dirs are opened
+/// without following a symlink (one planted there is removed, not
+/// followed), and every move is a `renameat` between handles, so nothing
+/// the node puts in its data dir meanwhile redirects a move as root.
 pub async fn restore_into(
     store: &Store,
     m: &Manifest,
@@ -516,41 +545,68 @@ pub async fn restore_into(
 ) -> Result<RestoreStats> {
     std::fs::create_dir_all(data_dir).map_err(|e| local(data_dir, e))?;
     let (stage, previous) = staging(data_dir, &m.backup_id);
+    let stage_name = format!(".fm-restore-{}", m.backup_id);
+    let previous_name = format!(".fm-previous-{}", m.backup_id);
+    let data = safe::open_trusted(data_dir)?;
     let mut stats = RestoreStats::default();
-    let swapping = previous.join(OLD_NAMES).exists();
+    let mut prev = safe::sub_dir(&data, &previous_name, &previous)?;
+    let swapping = prev.as_ref().is_some_and(|p| safe::exists_at(p, OLD_NAMES));
     if !swapping {
+        drop(prev);
         let _ = std::fs::remove_dir_all(&previous);
-        if !stage.join(COMPLETE).exists() {
+        let complete = safe::sub_dir(&data, &stage_name, &stage)?
+            .is_some_and(|s| safe::exists_at(&s, COMPLETE));
+        if !complete {
             let _ = std::fs::remove_dir_all(&stage);
             stats = extract(store, m, key, &stage, progress).await?;
-            std::fs::write(stage.join(COMPLETE), b"").map_err(|e| local(&stage, e))?;
+            let s = safe::sub_dir(&data, &stage_name, &stage)?
+                .ok_or_else(|| err(format!("{} went away", stage.display())))?;
+            safe::write_at(&s, COMPLETE, b"", &stage)?;
         }
         // Record what is there now, then move it aside.
-        std::fs::create_dir_all(&previous).map_err(|e| local(&previous, e))?;
-        let old = top_names(data_dir)?;
+        let p = safe::make_dir_at(&data, &previous_name, &previous)?;
+        let old = safe::names(&data, data_dir)?;
         let list = serde_json::to_vec(&old).map_err(|e| err(e.to_string()))?;
-        let tmp = previous.join(".fm-old-names.tmp");
-        std::fs::write(&tmp, list).map_err(|e| local(&tmp, e))?;
-        std::fs::rename(&tmp, previous.join(OLD_NAMES)).map_err(|e| local(&previous, e))?;
+        safe::write_at(&p, ".fm-old-names.tmp", &list, &previous)?;
+        rustix::fs::renameat(&p, ".fm-old-names.tmp", &p, OLD_NAMES)
+            .map_err(|e| local(&previous, e.into()))?;
+        prev = Some(p);
     }
-    let list = std::fs::read(previous.join(OLD_NAMES)).map_err(|e| local(&previous, e))?;
+    let prev = prev.expect("the previous dir is open");
+    let list = safe::read_at(&prev, OLD_NAMES, &previous)?;
     let old: Vec<String> = serde_json::from_slice(&list).map_err(|e| err(e.to_string()))?;
     for name in &old {
-        let (from, to) = (data_dir.join(name), previous.join(name));
-        if !to.exists() && from.symlink_metadata().is_ok() {
-            std::fs::rename(&from, &to).map_err(|e| local(&from, e))?;
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(err(format!(
+                "{}: the list of names holds {name:?}",
+                previous.display()
+            )));
+        }
+        if !safe::exists_at(&prev, name) && safe::exists_at(&data, name) {
+            rustix::fs::renameat(&data, name.as_str(), &prev, name.as_str())
+                .map_err(|e| local(&data_dir.join(name), e.into()))?;
         }
     }
-    if stage.exists() {
-        for name in top_names(&stage)? {
-            let (from, to) = (stage.join(&name), data_dir.join(&name));
-            std::fs::rename(&from, &to).map_err(|e| local(&from, e))?;
+    if let Some(st) = safe::sub_dir(&data, &stage_name, &stage)? {
+        for name in safe::names(&st, &stage)? {
+            rustix::fs::renameat(&st, name.as_str(), &data, name.as_str())
+                .map_err(|e| local(&stage.join(&name), e.into()))?;
         }
+        drop(st);
         std::fs::remove_dir_all(&stage).map_err(|e| local(&stage, e))?;
     }
+    drop(prev);
     std::fs::remove_dir_all(&previous).map_err(|e| local(&previous, e))?;
     Ok(stats)
 }
 
+mod safe;
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;
+
+#[cfg(test)]
+mod prop_tests;

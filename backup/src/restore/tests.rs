@@ -1,6 +1,7 @@
 use super::*;
 use crate::location::Location;
 use crate::take::{TakeOptions, take};
+use std::os::unix::fs::PermissionsExt;
 
 fn store(dir: &Path) -> Store {
     Location {
