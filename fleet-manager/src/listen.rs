@@ -24,7 +24,10 @@ pub async fn accept(
     let permit = match slots.clone().try_acquire_owned() {
         Ok(p) => p,
         Err(_) => {
-            tracing::warn!(listener = what, "connection cap reached; new connections wait");
+            tracing::warn!(
+                listener = what,
+                "connection cap reached; new connections wait"
+            );
             slots
                 .clone()
                 .acquire_owned()
@@ -168,9 +171,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     }
 }
 
-impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected
-    for Guarded<IO>
-{
+impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected for Guarded<IO> {
     type ConnectInfo = IO::ConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {

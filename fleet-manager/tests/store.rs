@@ -74,20 +74,35 @@ async fn a_stale_agent_report_never_rolls_the_instance_state_back() {
     let boot1 = (1u64 << 32) | 900;
     assert!(
         store
-            .runtime_heartbeat("inst-gen", "vm-gen", boot2 as i64, &hb(NodeState::Running, "14.2.0"))
+            .runtime_heartbeat(
+                "inst-gen",
+                "vm-gen",
+                boot2 as i64,
+                &hb(NodeState::Running, "14.2.0")
+            )
             .await
             .unwrap()
     );
     // A late message from before the agent restarted, and a duplicate.
     assert!(
         !store
-            .runtime_heartbeat("inst-gen", "vm-gen", boot1 as i64, &hb(NodeState::Stopped, "13.5.4"))
+            .runtime_heartbeat(
+                "inst-gen",
+                "vm-gen",
+                boot1 as i64,
+                &hb(NodeState::Stopped, "13.5.4")
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .runtime_heartbeat("inst-gen", "vm-gen", boot2 as i64, &hb(NodeState::Stopped, "13.5.4"))
+            .runtime_heartbeat(
+                "inst-gen",
+                "vm-gen",
+                boot2 as i64,
+                &hb(NodeState::Stopped, "13.5.4")
+            )
             .await
             .unwrap()
     );

@@ -6,8 +6,10 @@
 //! instance id from the certificate's common name (FM's CA signed it).
 
 use super::AgentHub;
+use crate::config::Limits;
 use crate::crypto::hash_api_secret;
 use crate::error::Error;
+use crate::listen::Guarded;
 use crate::model::check_id;
 use crate::pki::{Ca, agent_identity};
 use crate::store::Store;
@@ -18,19 +20,17 @@ use fm_proto::agent::enrollment_server::{Enrollment, EnrollmentServer};
 use fm_proto::agent::{
     AgentMessage, EnrollRequest, EnrollResponse, FetchKitRequest, FmMessage, KitChunk, RenewRequest,
 };
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
-use crate::config::Limits;
-use crate::listen::Guarded;
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -69,7 +69,10 @@ impl AgentEndpoint {
     /// Whether `source` has used up its failed enrollments for this minute.
     fn enroll_blocked(&self, source: Option<IpAddr>) -> bool {
         let Some(ip) = source else { return false };
-        let st = self.enroll_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let st = self
+            .enroll_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         st.get(&ip).is_some_and(|(since, n)| {
             since.elapsed() < ENROLL_WINDOW && *n >= self.limits.enroll_failures_per_minute
         })
@@ -77,7 +80,10 @@ impl AgentEndpoint {
 
     fn enroll_failed(&self, source: Option<IpAddr>) {
         let Some(ip) = source else { return };
-        let mut st = self.enroll_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self
+            .enroll_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if st.len() >= 10_000 {
             st.retain(|_, (since, _)| since.elapsed() < ENROLL_WINDOW);
             if st.len() >= 10_000 {

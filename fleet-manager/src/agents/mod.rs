@@ -152,7 +152,11 @@ impl AgentHub {
             .filter(|s| s.id == session)
             .map(|s| s.vm.clone());
         if vm.is_none() {
-            tracing::warn!(instance = instance_id, session, "dropped a {what} from an ended agent session");
+            tracing::warn!(
+                instance = instance_id,
+                session,
+                "dropped a {what} from an ended agent session"
+            );
         }
         vm
     }

@@ -106,7 +106,11 @@ impl SimAgents {
             a.vm = vm.to_string();
             a.journal.values().cloned().collect()
         };
-        let session = self.hub.session_opened(instance_id, vm, tx, journal).await.id;
+        let session = self
+            .hub
+            .session_opened(instance_id, vm, tx, journal)
+            .await
+            .id;
         let me = self.clone();
         let instance = instance_id.to_string();
         let task = tokio::spawn(async move {
@@ -199,7 +203,9 @@ impl SimAgents {
             agent_version: "sim".into(),
             ..Default::default()
         };
-        self.hub.heartbeat(instance_id, session, generation, hb).await;
+        self.hub
+            .heartbeat(instance_id, session, generation, hb)
+            .await;
     }
 
     /// Answers command `c`: from the journal if it ran before, else by

@@ -8,11 +8,11 @@ pub mod openapi;
 pub mod path;
 
 use crate::app::App;
+use crate::config::Limits;
 use crate::error::Error;
+use crate::listen::Guarded;
 use axum::Router;
 use axum::extract::{Request, State};
-use crate::config::Limits;
-use crate::listen::Guarded;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
