@@ -18,7 +18,7 @@ pub struct StoreArgs {
     #[arg(long, env = "FM_DATABASE_URL")]
     pub database_url: Option<String>,
     /// A TOML file with any of: data_dir, listen, database_url, max_body_bytes,
-    /// future_wait_ms, cloud, [operations], [network_defaults], [aws].
+    /// future_wait_ms, cloud, [operations], [limits], [network_defaults], [aws].
     #[arg(long, env = "FM_CONFIG")]
     pub config: Option<PathBuf>,
     /// The cloud instances run on: `local` (processes on this machine) or
@@ -47,6 +47,176 @@ pub struct FileConfig {
     pub aws: AwsFileConfig,
     #[serde(default)]
     pub backups: BackupsFileConfig,
+    #[serde(default)]
+    pub limits: LimitsFileConfig,
+}
+
+/// `[limits]` in the config file: the listeners' timeouts and caps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFileConfig {
+    pub http_header_timeout_ms: Option<u64>,
+    pub http_request_timeout_ms: Option<u64>,
+    pub http_idle_timeout_ms: Option<u64>,
+    pub http_max_connections: Option<usize>,
+    pub http_max_in_flight: Option<usize>,
+    pub agent_handshake_timeout_ms: Option<u64>,
+    pub agent_request_timeout_ms: Option<u64>,
+    pub agent_hello_timeout_ms: Option<u64>,
+    pub agent_idle_timeout_ms: Option<u64>,
+    pub agent_keepalive_ms: Option<u64>,
+    pub agent_max_connections: Option<usize>,
+    pub agent_max_streams: Option<u32>,
+    pub enroll_failures_per_minute: Option<u32>,
+    pub auth_cache_ms: Option<u64>,
+}
+
+/// How much the listeners take before they push back. Every limit ends a
+/// connection or answers 503 (REST) / `RESOURCE_EXHAUSTED` (agents); none
+/// stops FM.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// REST: the whole request head must arrive within this long (also how
+    /// long an idle keep-alive connection is kept).
+    pub http_header_timeout: Duration,
+    /// REST: a request (body read and handling) that takes longer is
+    /// answered 503.
+    pub http_request_timeout: Duration,
+    /// REST: a connection on which no byte moves for this long while it
+    /// waits to read or write is closed; never shorter than the request
+    /// timeout.
+    pub http_idle_timeout: Duration,
+    /// REST: open connections at most; more wait in the listen backlog.
+    pub http_max_connections: usize,
+    /// REST: requests handled at once; more are answered 503 with
+    /// `Retry-After`.
+    pub http_max_in_flight: usize,
+    /// Agents: the TLS handshake must finish within this long.
+    pub agent_handshake_timeout: Duration,
+    /// Agents: a unary call, or a session until its Hello, must finish
+    /// within this long.
+    pub agent_request_timeout: Duration,
+    /// Agents: the first Hello of a session must arrive within this long.
+    pub agent_hello_timeout: Duration,
+    /// Agents: a connection that reads nothing (not even a keepalive
+    /// answer) for this long is closed.
+    pub agent_idle_timeout: Duration,
+    /// Agents: HTTP/2 keepalive ping interval (the answer is awaited as
+    /// long again).
+    pub agent_keepalive: Duration,
+    /// Agents: open connections at most.
+    pub agent_max_connections: usize,
+    /// Agents: concurrent streams per connection.
+    pub agent_max_streams: u32,
+    /// Agents: failed enrollments per source address per minute; later
+    /// calls from that address are refused without any work.
+    pub enroll_failures_per_minute: u32,
+    /// How long the in-memory table of API keys is trusted before it is
+    /// read again (an unknown key id rereads it at most once a second).
+    pub auth_cache: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(60),
+            http_idle_timeout: Duration::from_secs(120),
+            http_max_connections: 4096,
+            http_max_in_flight: 256,
+            agent_handshake_timeout: Duration::from_secs(10),
+            agent_request_timeout: Duration::from_secs(60),
+            agent_hello_timeout: Duration::from_secs(10),
+            agent_idle_timeout: Duration::from_secs(120),
+            agent_keepalive: Duration::from_secs(30),
+            agent_max_connections: 4096,
+            agent_max_streams: 16,
+            enroll_failures_per_minute: 10,
+            auth_cache: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Limits {
+    fn resolve(f: LimitsFileConfig) -> Result<Limits> {
+        let d = Limits::default();
+        let ms = |env: &str, file: Option<u64>, def: Duration| -> Result<Duration> {
+            Ok(env_parse::<u64>(env)?
+                .or(file)
+                .map(Duration::from_millis)
+                .unwrap_or(def))
+        };
+        let mut l = Limits {
+            http_header_timeout: ms(
+                "FM_HTTP_HEADER_TIMEOUT_MS",
+                f.http_header_timeout_ms,
+                d.http_header_timeout,
+            )?,
+            http_request_timeout: ms(
+                "FM_HTTP_REQUEST_TIMEOUT_MS",
+                f.http_request_timeout_ms,
+                d.http_request_timeout,
+            )?,
+            http_idle_timeout: ms(
+                "FM_HTTP_IDLE_TIMEOUT_MS",
+                f.http_idle_timeout_ms,
+                d.http_idle_timeout,
+            )?,
+            http_max_connections: env_parse("FM_HTTP_MAX_CONNECTIONS")?
+                .or(f.http_max_connections)
+                .unwrap_or(d.http_max_connections),
+            http_max_in_flight: env_parse("FM_HTTP_MAX_IN_FLIGHT")?
+                .or(f.http_max_in_flight)
+                .unwrap_or(d.http_max_in_flight),
+            agent_handshake_timeout: ms(
+                "FM_AGENT_HANDSHAKE_TIMEOUT_MS",
+                f.agent_handshake_timeout_ms,
+                d.agent_handshake_timeout,
+            )?,
+            agent_request_timeout: ms(
+                "FM_AGENT_REQUEST_TIMEOUT_MS",
+                f.agent_request_timeout_ms,
+                d.agent_request_timeout,
+            )?,
+            agent_hello_timeout: ms(
+                "FM_AGENT_HELLO_TIMEOUT_MS",
+                f.agent_hello_timeout_ms,
+                d.agent_hello_timeout,
+            )?,
+            agent_idle_timeout: ms(
+                "FM_AGENT_IDLE_TIMEOUT_MS",
+                f.agent_idle_timeout_ms,
+                d.agent_idle_timeout,
+            )?,
+            agent_keepalive: ms(
+                "FM_AGENT_KEEPALIVE_MS",
+                f.agent_keepalive_ms,
+                d.agent_keepalive,
+            )?,
+            agent_max_connections: env_parse("FM_AGENT_MAX_CONNECTIONS")?
+                .or(f.agent_max_connections)
+                .unwrap_or(d.agent_max_connections),
+            agent_max_streams: env_parse("FM_AGENT_MAX_STREAMS")?
+                .or(f.agent_max_streams)
+                .unwrap_or(d.agent_max_streams),
+            enroll_failures_per_minute: env_parse("FM_ENROLL_FAILURES_PER_MINUTE")?
+                .or(f.enroll_failures_per_minute)
+                .unwrap_or(d.enroll_failures_per_minute),
+            auth_cache: ms("FM_AUTH_CACHE_MS", f.auth_cache_ms, d.auth_cache)?,
+        };
+        for (name, v) in [
+            ("http_max_connections", l.http_max_connections),
+            ("http_max_in_flight", l.http_max_in_flight),
+            ("agent_max_connections", l.agent_max_connections),
+            ("agent_max_streams", l.agent_max_streams as usize),
+        ] {
+            if v == 0 {
+                return Err(Error::invalid(format!("limit {name} must be at least 1")));
+            }
+        }
+        l.http_idle_timeout = l.http_idle_timeout.max(l.http_request_timeout);
+        Ok(l)
+    }
 }
 
 /// `[aws]` in the config file.
@@ -108,6 +278,8 @@ pub struct Config {
     /// Where agents put instance backups: `FM_BACKUP_URL` or `[backups]`;
     /// on the local cloud `file://<data dir>/backups` by default.
     pub backups: Option<fm_backup::Location>,
+    /// The listeners' timeouts and caps (`[limits]`).
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,7 +468,9 @@ impl Config {
             }
             None => None,
         };
+        let limits = Limits::resolve(file.limits)?;
         Ok(Config {
+            limits,
             backups,
             cloud,
             data_dir,

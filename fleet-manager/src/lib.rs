@@ -14,6 +14,7 @@ pub mod cloud;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod listen;
 pub mod model;
 pub mod ops;
 pub mod pki;

@@ -91,6 +91,7 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
             kits_dir: l.kits_dir.clone(),
             standin_bin: Some(l.standin_bin.clone()),
             agent_timeout: l.agent_timeout,
+            auth_cache: cfg.limits.auth_cache,
         },
     );
     app.bootstrap().await?;
@@ -148,6 +149,7 @@ fn signal(
 
 /// Starts the HTTP server, the agent endpoint and the operation workers.
 pub async fn start(app: App, cfg: &Config) -> Result<Running> {
+    crate::listen::raise_fd_limit();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| Error::invalid(format!("can't listen on {}: {e}", cfg.listen)))?;
@@ -185,12 +187,13 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
     app.publish_kits().await?;
 
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let endpoint = AgentEndpoint {
-        store: svc.store.clone(),
-        hub: svc.hub.clone(),
-        ca: svc.ca.clone(),
-        kits_dir: cfg.lifecycle.kits_dir.clone(),
-    };
+    let endpoint = AgentEndpoint::new(
+        svc.store.clone(),
+        svc.hub.clone(),
+        svc.ca.clone(),
+        cfg.lifecycle.kits_dir.clone(),
+        cfg.limits.clone(),
+    );
     let agent_task = {
         let stop = signal(&rx);
         tokio::spawn(async move {
@@ -282,10 +285,11 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
     };
     let workers = app.engine.start();
     let router = crate::api::router(app.clone(), cfg.max_body_bytes);
+    let limits = cfg.limits.clone();
     let http_task = {
         let stop = signal(&rx);
         tokio::spawn(async move {
-            if let Err(e) = crate::api::serve(listener, router, stop).await {
+            if let Err(e) = crate::api::serve(listener, router, &limits, stop).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         })

@@ -211,3 +211,193 @@ async fn an_agent_renews_its_certificate_for_the_same_instance_and_vm_only_while
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
     t.stop().await;
 }
+
+/// Points the instance's runtime at `vm` (creating the runtime row).
+async fn set_vm(t: &TestApp, instance: &str, vm: &str) {
+    use fleet_manager::store::entities::instance_runtime;
+    use fleet_manager::store::lifecycle::{runtime_ensure, runtime_set};
+    let conn = t.app.store.conn();
+    runtime_ensure(conn, "main", instance).await.unwrap();
+    runtime_set(
+        conn,
+        instance,
+        vec![(instance_runtime::Column::VmId, Some(vm.to_string()).into())],
+    )
+    .await
+    .unwrap();
+}
+
+/// An agent session of `instance` on `vm` over mutual TLS: what it sends
+/// and what FM sends it.
+async fn open_session(
+    t: &TestApp,
+    instance: &str,
+    vm: &str,
+) -> (
+    tokio::sync::mpsc::Sender<fm_proto::agent::AgentMessage>,
+    tonic::Streaming<fm_proto::agent::FmMessage>,
+) {
+    use fm_proto::agent::agent_message::Body;
+    use fm_proto::agent::agent_service_client::AgentServiceClient;
+    use fm_proto::agent::{AgentMessage, Hello};
+    let token = format!("tok-{instance}-{vm}");
+    t.app
+        .store
+        .token_insert(&token_hash(&token), instance, vm, 60_000)
+        .await
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, instance);
+    let csr_pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let cert = client(t)
+        .await
+        .enroll(request(instance, &token, &csr_pem))
+        .await
+        .unwrap()
+        .into_inner()
+        .certificate_pem;
+    let ch = channel(t, Some((&cert, &key.serialize_pem()))).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tx.send(AgentMessage {
+        generation: 1,
+        body: Some(Body::Hello(Hello {
+            instance_id: instance.into(),
+            agent_version: "test".into(),
+            journal: vec![],
+        })),
+    })
+    .await
+    .unwrap();
+    let inbound = AgentServiceClient::new(ch)
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    (tx, inbound)
+}
+
+#[tokio::test]
+async fn a_result_forged_on_an_old_vms_session_is_not_taken() {
+    use fm_proto::agent::agent_message::Body;
+    use fm_proto::agent::{AgentMessage, Command, CommandResult, fm_message};
+    use std::time::Duration;
+    let t = TestApp::new().await;
+    let hub = t.app.engine.services().hub.clone();
+    set_vm(&t, "inst-m7", "vm-1").await;
+    let (old_tx, mut old_rx) = open_session(&t, "inst-m7", "vm-1").await;
+    set_vm(&t, "inst-m7", "vm-2").await;
+    let (new_tx, mut new_rx) = open_session(&t, "inst-m7", "vm-2").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while hub.connected_vm("inst-m7").as_deref() != Some("vm-2") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new session never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The new session ended the old one's stream.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match old_rx.message().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the old VM's stream is still open");
+
+    let run = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            hub.run_command(
+                "inst-m7",
+                Command {
+                    command_id: "op:x".into(),
+                    ..Default::default()
+                },
+                None,
+                Duration::from_secs(10),
+            )
+            .await
+        })
+    };
+    // The command reaches the new VM's agent only.
+    let got = tokio::time::timeout(Duration::from_secs(5), new_rx.message())
+        .await
+        .expect("the command reaches the new agent")
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(got.body, Some(fm_message::Body::Command(ref c)) if c.command_id == "op:x"),
+        "{got:?}"
+    );
+    // The old VM's agent forges the result (its stream may be gone already).
+    let _ = old_tx
+        .send(AgentMessage {
+            generation: 2,
+            body: Some(Body::Result(CommandResult {
+                command_id: "op:x".into(),
+                ok: true,
+                output_json: "{\"forged\":1}".into(),
+                ..Default::default()
+            })),
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!run.is_finished(), "a forged result completed the command");
+    new_tx
+        .send(AgentMessage {
+            generation: 2,
+            body: Some(Body::Result(CommandResult {
+                command_id: "op:x".into(),
+                ok: true,
+                output_json: "{\"real\":1}".into(),
+                ..Default::default()
+            })),
+        })
+        .await
+        .unwrap();
+    let r = run.await.unwrap().unwrap();
+    assert_eq!(r.output_json, "{\"real\":1}");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn failed_enrollments_are_limited_per_source_and_leave_no_note_on_an_instance() {
+    use std::time::Duration;
+    let t = TestApp::with(|c| c.limits.enroll_failures_per_minute = 5, vec![]).await;
+    set_vm(&t, "inst-flood", "vm-1").await;
+    let mut c = client(&t).await;
+    let csr_pem = csr("inst-flood");
+    let mut codes = vec![];
+    for i in 0..8 {
+        let err = c
+            .enroll(request("inst-flood", &format!("guess-{i}"), &csr_pem))
+            .await
+            .unwrap_err();
+        codes.push(err.code());
+    }
+    assert_eq!(codes[..5], [tonic::Code::PermissionDenied; 5], "{codes:?}");
+    assert!(
+        codes[5..]
+            .iter()
+            .all(|c| *c == tonic::Code::ResourceExhausted),
+        "{codes:?}"
+    );
+    // Guessed tokens leave no "refused" note on the provisioning waiting
+    // for the agent: only a token FM issued would.
+    let err = t
+        .app
+        .engine
+        .services()
+        .hub
+        .wait_connected("inst-flood", "vm-1", Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(!err.message().contains("refused"), "{}", err.message());
+    t.stop().await;
+}

@@ -55,6 +55,16 @@ async fn a_stale_agent_report_never_rolls_the_instance_state_back() {
     fleet_manager::store::lifecycle::runtime_ensure(store.conn(), "main", "inst-gen")
         .await
         .unwrap();
+    fleet_manager::store::lifecycle::runtime_set(
+        store.conn(),
+        "inst-gen",
+        vec![(
+            fleet_manager::store::entities::instance_runtime::Column::VmId,
+            Some("vm-gen".to_string()).into(),
+        )],
+    )
+    .await
+    .unwrap();
     let hb = |state: NodeState, version: &str| Heartbeat {
         node_state: state as i32,
         node_version: version.into(),
@@ -64,20 +74,35 @@ async fn a_stale_agent_report_never_rolls_the_instance_state_back() {
     let boot1 = (1u64 << 32) | 900;
     assert!(
         store
-            .runtime_heartbeat("inst-gen", boot2 as i64, &hb(NodeState::Running, "14.2.0"))
+            .runtime_heartbeat(
+                "inst-gen",
+                "vm-gen",
+                boot2 as i64,
+                &hb(NodeState::Running, "14.2.0")
+            )
             .await
             .unwrap()
     );
     // A late message from before the agent restarted, and a duplicate.
     assert!(
         !store
-            .runtime_heartbeat("inst-gen", boot1 as i64, &hb(NodeState::Stopped, "13.5.4"))
+            .runtime_heartbeat(
+                "inst-gen",
+                "vm-gen",
+                boot1 as i64,
+                &hb(NodeState::Stopped, "13.5.4")
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .runtime_heartbeat("inst-gen", boot2 as i64, &hb(NodeState::Stopped, "13.5.4"))
+            .runtime_heartbeat(
+                "inst-gen",
+                "vm-gen",
+                boot2 as i64,
+                &hb(NodeState::Stopped, "13.5.4")
+            )
             .await
             .unwrap()
     );
@@ -91,6 +116,7 @@ async fn a_stale_agent_report_never_rolls_the_instance_state_back() {
         store
             .runtime_heartbeat(
                 "inst-gen",
+                "vm-gen",
                 boot2 as i64 + 1,
                 &hb(NodeState::Stopped, "14.2.0")
             )

@@ -6,8 +6,10 @@
 //! instance id from the certificate's common name (FM's CA signed it).
 
 use super::AgentHub;
+use crate::config::Limits;
 use crate::crypto::hash_api_secret;
 use crate::error::Error;
+use crate::listen::Guarded;
 use crate::model::check_id;
 use crate::pki::{Ca, agent_identity};
 use crate::store::Store;
@@ -18,13 +20,18 @@ use fm_proto::agent::enrollment_server::{Enrollment, EnrollmentServer};
 use fm_proto::agent::{
     AgentMessage, EnrollRequest, EnrollResponse, FetchKitRequest, FmMessage, KitChunk, RenewRequest,
 };
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Everything the endpoint needs.
@@ -34,7 +41,64 @@ pub struct AgentEndpoint {
     pub hub: AgentHub,
     pub ca: Arc<Ca>,
     pub kits_dir: PathBuf,
+    limits: Limits,
+    enroll_failures: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
 }
+
+/// The largest CSR an enrollment may carry.
+const MAX_CSR_BYTES: usize = 16 * 1024;
+
+impl AgentEndpoint {
+    pub fn new(
+        store: Store,
+        hub: AgentHub,
+        ca: Arc<Ca>,
+        kits_dir: PathBuf,
+        limits: Limits,
+    ) -> AgentEndpoint {
+        AgentEndpoint {
+            store,
+            hub,
+            ca,
+            kits_dir,
+            limits,
+            enroll_failures: Arc::default(),
+        }
+    }
+
+    /// Whether `source` has used up its failed enrollments for this minute.
+    fn enroll_blocked(&self, source: Option<IpAddr>) -> bool {
+        let Some(ip) = source else { return false };
+        let st = self
+            .enroll_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        st.get(&ip).is_some_and(|(since, n)| {
+            since.elapsed() < ENROLL_WINDOW && *n >= self.limits.enroll_failures_per_minute
+        })
+    }
+
+    fn enroll_failed(&self, source: Option<IpAddr>) {
+        let Some(ip) = source else { return };
+        let mut st = self
+            .enroll_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if st.len() >= 10_000 {
+            st.retain(|_, (since, _)| since.elapsed() < ENROLL_WINDOW);
+            if st.len() >= 10_000 {
+                st.clear();
+            }
+        }
+        let e = st.entry(ip).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= ENROLL_WINDOW {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+    }
+}
+
+const ENROLL_WINDOW: Duration = Duration::from_secs(60);
 
 fn status(e: Error) -> Status {
     match e {
@@ -86,25 +150,53 @@ impl Enrollment for AgentEndpoint {
         &self,
         req: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
+        // Failed enrollments are limited per source address: past the
+        // limit a caller is refused before any parsing or store access.
+        let source = req.remote_addr().map(|a| a.ip());
+        if self.enroll_blocked(source) {
+            return Err(Status::resource_exhausted(
+                "too many failed enrollments from this address; retry in a minute",
+            ));
+        }
         let r = req.into_inner();
-        check_id("instance", &r.instance_id).map_err(status)?;
-        // A CSR that can't be signed must not use up the token.
-        let key = Ca::check_csr(&r.csr_pem).map_err(status)?;
+        let checked = check_id("instance", &r.instance_id).and_then(|()| {
+            if r.csr_pem.len() > MAX_CSR_BYTES {
+                return Err(Error::invalid(format!(
+                    "the CSR is over {MAX_CSR_BYTES} bytes"
+                )));
+            }
+            // A CSR that can't be signed must not use up the token.
+            Ca::check_csr(&r.csr_pem)
+        });
+        let key = match checked {
+            Ok(k) => k,
+            Err(e) => {
+                self.enroll_failed(source);
+                return Err(status(e));
+            }
+        };
+        let hash = token_hash(&r.token);
         let Some(vm) = self
             .store
-            .token_consume(&token_hash(&r.token), &r.instance_id, &key)
+            .token_consume(&hash, &r.instance_id, &key)
             .await
             .map_err(status)?
         else {
-            tracing::warn!(instance = %r.instance_id, "enrollment refused: invalid, used or expired token");
-            if runtime_get(self.store.conn(), &r.instance_id)
+            self.enroll_failed(source);
+            tracing::warn!(instance = %r.instance_id, source = ?source, "enrollment refused: invalid, used or expired token");
+            // Only a caller holding a token FM issued for this instance (now
+            // used or expired) leaves a note for the operation waiting on
+            // the agent; the answer is the same either way, so it tells
+            // nothing about which instances exist.
+            if self
+                .store
+                .token_issued(&hash, &r.instance_id)
                 .await
-                .map_err(status)?
-                .is_some()
+                .unwrap_or(false)
             {
                 self.hub.enrollment_refused(
                     &r.instance_id,
-                    "the enrollment token is invalid, already used or expired",
+                    "the enrollment token is already used or expired",
                 );
             }
             return Err(Status::permission_denied(
@@ -138,9 +230,15 @@ impl AgentService for AgentEndpoint {
     ) -> Result<Response<FmStream>, Status> {
         let (instance, vm) = self.peer_instance(&req).await?;
         let mut inbound = req.into_inner();
-        let first = inbound
-            .next()
+        let hello_within = self.limits.agent_hello_timeout;
+        let first = tokio::time::timeout(hello_within, inbound.next())
             .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no Hello within {} ms",
+                    hello_within.as_millis()
+                ))
+            })?
             .ok_or_else(|| Status::invalid_argument("the session must start with Hello"))??;
         let Some(Body::Hello(hello)) = first.body else {
             return Err(Status::invalid_argument(
@@ -154,17 +252,27 @@ impl AgentService for AgentEndpoint {
         }
         let (tx, rx) = mpsc::channel(64);
         let hub = self.hub.clone();
-        let session = hub.session_opened(&instance, &vm, tx, hello.journal).await;
-        tracing::info!(instance = %instance, agent_version = %hello.agent_version, "agent connected");
+        let handle = hub.session_opened(&instance, &vm, tx, hello.journal).await;
+        let session = handle.id;
+        let mut ended = handle.ended;
+        tracing::info!(instance = %instance, vm = %vm, agent_version = %hello.agent_version, "agent connected");
         tokio::spawn(async move {
-            while let Some(msg) = inbound.next().await {
-                let Ok(msg) = msg else { break };
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.next() => m,
+                    // The hub ended this session (a newer one replaced it).
+                    _ = &mut ended => break,
+                };
+                let Some(Ok(msg)) = msg else { break };
                 match msg.body {
-                    Some(Body::Heartbeat(hb)) => hub.heartbeat(&instance, msg.generation, hb).await,
-                    Some(Body::Progress(p)) => {
-                        hub.progress(&instance, &p.command_id, &p.line).await
+                    Some(Body::Heartbeat(hb)) => {
+                        hub.heartbeat(&instance, session, msg.generation, hb).await
                     }
-                    Some(Body::Result(r)) => hub.command_result(&instance, r).await,
+                    Some(Body::Progress(p)) => {
+                        hub.progress(&instance, session, &p.command_id, &p.line)
+                            .await
+                    }
+                    Some(Body::Result(r)) => hub.command_result(&instance, session, r).await,
                     Some(Body::Hello(_)) | None => {}
                 }
             }
@@ -251,18 +359,79 @@ pub async fn serve(
     server_names: Vec<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> crate::error::Result<()> {
-    let server = endpoint.ca.server_cert(&server_names)?;
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(server.cert_pem, server.key_pem))
-        .client_ca_root(Certificate::from_pem(endpoint.ca.cert_pem.clone()))
-        .client_auth_optional(true);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    Server::builder()
-        .tls_config(tls)
-        .map_err(|e| Error::internal(format!("agent endpoint TLS: {e}")))?
-        .add_service(EnrollmentServer::new(endpoint.clone()))
+    let acceptor = tls_acceptor(&endpoint.ca, &server_names)?;
+    let l = endpoint.limits.clone();
+    let (tx, rx) = mpsc::channel(64);
+    let accepting = tokio::spawn(accept_tls(listener, acceptor, l.clone(), tx));
+    let incoming = ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
+    let served = Server::builder()
+        .timeout(l.agent_request_timeout)
+        .http2_keepalive_interval(Some(l.agent_keepalive))
+        .http2_keepalive_timeout(Some(l.agent_keepalive))
+        .max_concurrent_streams(l.agent_max_streams)
+        .add_service(EnrollmentServer::new(endpoint.clone()).max_decoding_message_size(64 * 1024))
         .add_service(AgentServiceServer::new(endpoint))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .map_err(|e| Error::internal(format!("agent endpoint: {e}")))
+        .map_err(|e| Error::internal(format!("agent endpoint: {e}")));
+    accepting.abort();
+    served
+}
+
+/// The TLS side of the endpoint: FM's server certificate, client
+/// certificates from FM's CA optional (enrollment has none yet), HTTP/2.
+fn tls_acceptor(ca: &Ca, server_names: &[String]) -> crate::error::Result<TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let server = ca.server_cert(server_names)?;
+    let bad = |e: &dyn std::fmt::Display| Error::internal(format!("agent endpoint TLS: {e}"));
+    let chain = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).map_err(|e| bad(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca.cert_pem.as_bytes()) {
+        roots.add(c.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| bad(&e))?;
+    let mut cfg = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| bad(&e))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// Accepts agent connections under the connection cap and hands on those
+/// whose TLS handshake finishes within the handshake timeout; the others
+/// are closed. A connection then closes itself when it reads nothing for
+/// the idle timeout (HTTP/2 keepalive keeps a live one busy).
+async fn accept_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: TlsAcceptor,
+    l: Limits,
+    tx: mpsc::Sender<Guarded<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(l.agent_max_connections));
+    let mut handshakes = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer, slot) = tokio::select! {
+            c = crate::listen::accept(&listener, &slots, "agent") => c,
+            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => continue,
+        };
+        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        let (within, idle) = (l.agent_handshake_timeout, l.agent_idle_timeout);
+        handshakes.spawn(async move {
+            match tokio::time::timeout(within, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let _ = tx.send(Guarded::new(tls, idle, Some(slot))).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "agent TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "agent TLS handshake timed out"),
+            }
+        });
+    }
 }

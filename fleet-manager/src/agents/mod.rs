@@ -26,10 +26,22 @@ struct Session {
     /// The VM the agent runs on (from its certificate).
     vm: String,
     tx: Outbox,
+    /// Dropped with the session: its reader stops taking messages.
+    _ended: oneshot::Sender<()>,
+}
+
+/// A session the hub has ended (another replaced it, or FM stops): its
+/// reader stops when `ended` resolves.
+pub(crate) struct SessionHandle {
+    pub id: u64,
+    pub ended: oneshot::Receiver<()>,
 }
 
 struct Pending {
     instance_id: String,
+    /// The instance's VM when the command was sent: only that VM's agent
+    /// receives it and may answer it (`None`: the store could not say).
+    vm: Option<String>,
     command: Command,
     op_id: Option<String>,
     done: Option<oneshot::Sender<CommandResult>>,
@@ -78,38 +90,48 @@ impl AgentHub {
     }
 
     /// Registers a session after the agent's Hello; completes commands whose
-    /// results the agent journaled and resends those it never answered.
+    /// results the agent journaled and resends those it never answered. A
+    /// session the instance had before is ended: its stream closes and its
+    /// messages are no longer taken.
     pub(crate) async fn session_opened(
         &self,
         instance_id: &str,
         vm: &str,
         tx: Outbox,
         journal: Vec<CommandResult>,
-    ) -> u64 {
+    ) -> SessionHandle {
         for r in journal {
-            self.command_result(instance_id, r).await;
+            self.complete(instance_id, vm, r);
         }
-        let (id, resend) = {
+        let (ended_tx, ended) = oneshot::channel();
+        let (id, resend, old) = {
             let mut st = lock(&self.state);
             st.next_session += 1;
             let id = st.next_session;
-            st.sessions.insert(
+            let old = st.sessions.insert(
                 instance_id.to_string(),
                 Session {
                     id,
                     vm: vm.to_string(),
                     tx: tx.clone(),
+                    _ended: ended_tx,
                 },
             );
             st.refused.remove(instance_id);
             let resend: Vec<Command> = st
                 .pending
                 .values()
-                .filter(|p| p.instance_id == instance_id)
+                .filter(|p| p.instance_id == instance_id && p.vm.as_ref().is_none_or(|v| v == vm))
                 .map(|p| p.command.clone())
                 .collect();
-            (id, resend)
+            (id, resend, old)
         };
+        if let Some(old) = old {
+            tracing::info!(instance = instance_id, old_vm = %old.vm, vm, "a new agent session replaces the previous one");
+            let _ = old.tx.try_send(Err(tonic::Status::aborted(
+                "another session of this instance replaced this one",
+            )));
+        }
         for c in resend {
             let _ = tx
                 .send(Ok(FmMessage {
@@ -118,7 +140,25 @@ impl AgentHub {
                 .await;
         }
         self.bump();
-        id
+        SessionHandle { id, ended }
+    }
+
+    /// The VM of session `session` if it is still the instance's session;
+    /// messages of any other session are dropped.
+    fn current_vm(&self, instance_id: &str, session: u64, what: &str) -> Option<String> {
+        let vm = lock(&self.state)
+            .sessions
+            .get(instance_id)
+            .filter(|s| s.id == session)
+            .map(|s| s.vm.clone());
+        if vm.is_none() {
+            tracing::warn!(
+                instance = instance_id,
+                session,
+                "dropped a {what} from an ended agent session"
+            );
+        }
+        vm
     }
 
     pub(crate) fn session_closed(&self, instance_id: &str, session: u64) {
@@ -205,24 +245,54 @@ impl AgentHub {
 
     /// A progress line from `instance_id`'s agent; lines for commands sent
     /// to another instance are dropped.
-    pub(crate) async fn progress(&self, instance_id: &str, command_id: &str, line: &str) {
+    pub(crate) async fn progress(
+        &self,
+        instance_id: &str,
+        session: u64,
+        command_id: &str,
+        line: &str,
+    ) {
+        let Some(vm) = self.current_vm(instance_id, session, "progress line") else {
+            return;
+        };
         let op = lock(&self.state)
             .pending
             .get(command_id)
-            .filter(|p| p.instance_id == instance_id)
+            .filter(|p| p.instance_id == instance_id && p.vm.as_ref().is_none_or(|v| *v == vm))
             .and_then(|p| p.op_id.clone());
         if let Some(op) = op {
             let _ = self.store.op_log(&op, &format!("agent: {line}")).await;
         }
     }
 
-    /// A result from `instance_id`'s agent; it completes only a command sent
-    /// to that instance.
-    pub(crate) async fn command_result(&self, instance_id: &str, r: CommandResult) {
+    /// A result on session `session` of `instance_id`'s agent; it completes
+    /// only a command sent to that instance's VM the session runs on, and
+    /// only while the session is the instance's current one.
+    pub(crate) async fn command_result(&self, instance_id: &str, session: u64, r: CommandResult) {
+        if let Some(vm) = self.current_vm(instance_id, session, "command result") {
+            self.complete(instance_id, &vm, r);
+        }
+    }
+
+    fn complete(&self, instance_id: &str, vm: &str, r: CommandResult) {
         let pending = {
             let mut st = lock(&self.state);
             match st.pending.get(&r.command_id) {
-                Some(p) if p.instance_id == instance_id => st.pending.remove(&r.command_id),
+                Some(p)
+                    if p.instance_id == instance_id && p.vm.as_ref().is_none_or(|v| v == vm) =>
+                {
+                    st.pending.remove(&r.command_id)
+                }
+                Some(p) if p.instance_id == instance_id => {
+                    tracing::warn!(
+                        instance = instance_id,
+                        command = %r.command_id,
+                        from_vm = vm,
+                        for_vm = ?p.vm,
+                        "dropped a result from an agent on another VM than the command's"
+                    );
+                    None
+                }
                 _ => None,
             }
         };
@@ -233,10 +303,21 @@ impl AgentHub {
         }
     }
 
-    pub(crate) async fn heartbeat(&self, instance_id: &str, generation: u64, hb: Heartbeat) {
+    /// A heartbeat on session `session`; applied only while the session is
+    /// current and its VM is the instance's VM.
+    pub(crate) async fn heartbeat(
+        &self,
+        instance_id: &str,
+        session: u64,
+        generation: u64,
+        hb: Heartbeat,
+    ) {
+        let Some(vm) = self.current_vm(instance_id, session, "heartbeat") else {
+            return;
+        };
         if let Err(e) = self
             .store
-            .runtime_heartbeat(instance_id, generation as i64, &hb)
+            .runtime_heartbeat(instance_id, &vm, generation as i64, &hb)
             .await
         {
             tracing::warn!(instance = instance_id, error = %e, "can't store heartbeat");
@@ -255,18 +336,32 @@ impl AgentHub {
     ) -> Result<CommandResult> {
         let id = command.command_id.clone();
         let (tx, rx) = oneshot::channel();
+        // The command is for the instance's VM as the store has it now.
+        let vm = match crate::store::lifecycle::runtime_get(self.store.conn(), instance_id).await {
+            Ok(rt) => rt.and_then(|rt| rt.vm_id),
+            Err(e) => {
+                tracing::warn!(instance = instance_id, error = %e, "can't read the instance's VM; the command goes to its connected agent");
+                None
+            }
+        };
         let session = {
             let mut st = lock(&self.state);
+            let session = st
+                .sessions
+                .get(instance_id)
+                .filter(|s| vm.as_ref().is_none_or(|v| *v == s.vm))
+                .map(|s| s.tx.clone());
             st.pending.insert(
                 id.clone(),
                 Pending {
                     instance_id: instance_id.to_string(),
+                    vm,
                     command: command.clone(),
                     op_id: op_id.map(str::to_string),
                     done: Some(tx),
                 },
             );
-            st.sessions.get(instance_id).map(|s| s.tx.clone())
+            session
         };
         if let Some(out) = session {
             let _ = out

@@ -106,16 +106,20 @@ impl SimAgents {
             a.vm = vm.to_string();
             a.journal.values().cloned().collect()
         };
-        let session = self.hub.session_opened(instance_id, vm, tx, journal).await;
+        let session = self
+            .hub
+            .session_opened(instance_id, vm, tx, journal)
+            .await
+            .id;
         let me = self.clone();
         let instance = instance_id.to_string();
         let task = tokio::spawn(async move {
-            me.heartbeat(&instance).await;
+            me.heartbeat(&instance, session).await;
             while let Some(Ok(msg)) = rx.recv().await {
                 if let Some(fm_message::Body::Command(c)) = msg.body {
                     let r = me.answer(&instance, c);
-                    me.heartbeat(&instance).await;
-                    me.hub.command_result(&instance, r).await;
+                    me.heartbeat(&instance, session).await;
+                    me.hub.command_result(&instance, session, r).await;
                 }
             }
             me.hub.session_closed(&instance, session);
@@ -179,7 +183,7 @@ impl SimAgents {
         }
     }
 
-    async fn heartbeat(&self, instance_id: &str) {
+    async fn heartbeat(&self, instance_id: &str, session: u64) {
         let (generation, node) = {
             let mut st = lock(&self.state);
             st.generation += 1;
@@ -199,7 +203,9 @@ impl SimAgents {
             agent_version: "sim".into(),
             ..Default::default()
         };
-        self.hub.heartbeat(instance_id, generation, hb).await;
+        self.hub
+            .heartbeat(instance_id, session, generation, hb)
+            .await;
     }
 
     /// Answers command `c`: from the journal if it ran before, else by

@@ -8,15 +8,24 @@ pub mod openapi;
 pub mod path;
 
 use crate::app::App;
+use crate::config::Limits;
 use crate::error::Error;
+use crate::listen::Guarded;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
 use extract::BodyLimit;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// The whole HTTP application.
 pub fn router(app: App, body_limit: usize) -> Router {
@@ -81,13 +90,104 @@ async fn access_log(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Serves until `shutdown` resolves.
+/// At most `max` requests are handled at once; the next is answered 503
+/// with `Retry-After` at once rather than queued. A request that takes
+/// longer than `timeout` (a slow body, a stuck handler) is answered 503 too.
+async fn overload(
+    State(limit): State<(Arc<Semaphore>, Duration)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (slots, timeout) = limit;
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        return unavailable("FM is handling too many requests; retry shortly");
+    };
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => unavailable(&format!(
+            "the request took longer than {} ms",
+            timeout.as_millis()
+        )),
+    }
+}
+
+fn unavailable(message: &str) -> Response {
+    let body = error::ApiErrorBody {
+        error_type: "Unavailable".into(),
+        message: message.into(),
+    };
+    let mut resp = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// The HTTP application with the request limits of `limits`.
+pub fn limited(router: Router, limits: &Limits) -> Router {
+    router.layer(middleware::from_fn_with_state(
+        (
+            Arc::new(Semaphore::new(limits.http_max_in_flight)),
+            limits.http_request_timeout,
+        ),
+        overload,
+    ))
+}
+
+/// The peer of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+/// Serves until `shutdown` resolves: HTTP/1.1 with a deadline for each
+/// request head (idle keep-alive connections included), connections that
+/// close when nothing moves for the idle timeout, and at most
+/// `http_max_connections` connections. Connections still open when the
+/// task is dropped are cut.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: &Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let router = limited(router, limits);
+    let slots = Arc::new(Semaphore::new(limits.http_max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.http_header_timeout)
+        .keep_alive(true);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer, slot) = tokio::select! {
+            c = crate::listen::accept(&listener, &slots, "http") => c,
+            _ = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let io = TokioIo::new(Guarded::new(stream, limits.http_idle_timeout, Some(slot)));
+        let router = router.clone();
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(Peer(peer));
+            let mut router = router.clone();
+            async move { tower::Service::call(&mut router, req.map(axum::body::Body::new)).await }
+        });
+        let conn = http.serve_connection(io, svc);
+        let mut stop = stop_rx.clone();
+        conns.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "HTTP connection ended");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    let _ = stop_tx.send(true);
+    while conns.join_next().await.is_some() {}
+    Ok(())
 }

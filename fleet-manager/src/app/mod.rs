@@ -45,6 +45,8 @@ pub struct AppConfig {
     pub standin_bin: Option<std::path::PathBuf>,
     /// An agent silent for longer than this is shown unreachable.
     pub agent_timeout: Duration,
+    /// How long the in-memory table of API keys is trusted.
+    pub auth_cache: Duration,
 }
 
 /// The application; cheap to clone.
@@ -54,15 +56,18 @@ pub struct App {
     pub engine: Engine,
     secrets: SecretBox,
     cfg: AppConfig,
+    keys: std::sync::Arc<auth::KeyTable>,
 }
 
 impl App {
     pub fn new(store: Store, secrets: SecretBox, engine: Engine, cfg: AppConfig) -> App {
+        let keys = std::sync::Arc::new(auth::KeyTable::new(cfg.auth_cache));
         App {
             store,
             engine,
             secrets,
             cfg,
+            keys,
         }
     }
 

@@ -103,6 +103,7 @@ impl Store {
     pub async fn runtime_heartbeat(
         &self,
         instance_id: &str,
+        vm_id: &str,
         generation: i64,
         hb: &fm_proto::agent::Heartbeat,
     ) -> Result<bool> {
@@ -139,6 +140,7 @@ impl Store {
                 Expr::value(detail.to_string()),
             )
             .filter(instance_runtime::Column::InstanceId.eq(instance_id))
+            .filter(instance_runtime::Column::VmId.eq(vm_id))
             .filter(instance_runtime::Column::AgentGeneration.lt(generation))
             .exec(&self.db)
             .await?;
@@ -181,6 +183,16 @@ impl Store {
     /// (an agent whose answer was lost asks again). Returns the VM the token
     /// was issued for when accepted. Also resets the agent's generation: a
     /// new VM's agent counts from the start again.
+    /// Whether `token_hash` is a token FM issued for `instance_id` (used or
+    /// expired now, or not).
+    pub async fn token_issued(&self, token_hash: &str, instance_id: &str) -> Result<bool> {
+        Ok(enrollment_token::Entity::find_by_id(token_hash.to_string())
+            .filter(enrollment_token::Column::InstanceId.eq(instance_id))
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
     pub async fn token_consume(
         &self,
         token_hash: &str,
