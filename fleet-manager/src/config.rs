@@ -337,6 +337,9 @@ pub struct LifecycleSettings {
     /// How long an "hour" of `automatedSnapshotPeriod` is: 3600 s, shorter
     /// only to test the schedule on a compressed clock.
     pub snapshot_hour: Duration,
+    /// Finished operations (with their log lines and events) and expired
+    /// enrollment tokens older than this are deleted.
+    pub history_retention: Duration,
 }
 
 /// A binary shipped beside this one (or beside the test harness's, whose
@@ -541,6 +544,12 @@ impl Config {
                 ),
                 snapshot_hour: Duration::from_millis(
                     env_parse("FM_SNAPSHOT_HOUR_MS")?.unwrap_or(3_600_000),
+                ),
+                history_retention: Duration::from_secs(
+                    env_parse::<u64>("FM_HISTORY_RETENTION_DAYS")?
+                        .unwrap_or(90)
+                        .max(1)
+                        * 86_400,
                 ),
             },
         })

@@ -220,9 +220,10 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
     };
     let schedule = {
         let app = app.clone();
-        let (every, hour) = (
+        let (every, hour, retention) = (
             cfg.lifecycle.reconcile_interval,
             cfg.lifecycle.snapshot_hour,
+            cfg.lifecycle.history_retention,
         );
         let mut stop = rx.clone();
         tokio::spawn(async move {
@@ -236,6 +237,16 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
                     .await;
                 passes += 1;
                 if matches!(leader, Ok(true)) && passes % 10 == 1 {
+                    match app.history_prune(retention).await {
+                        Ok(p) if p != Default::default() => tracing::info!(
+                            operations = p.operations,
+                            events = p.events,
+                            tokens = p.tokens,
+                            "old history deleted"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "deleting old history failed"),
+                    }
                     // Drift between the store and the cloud: reported, never
                     // cleaned here (`admin cloud-drift --clean` does).
                     match app.cloud_drift(false).await {

@@ -488,3 +488,45 @@ async fn a_panicking_step_fails_its_operation_and_frees_the_worker_and_the_targe
     assert_eq!(f.state, "done", "{f:?}");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn history_past_its_retention_goes_and_unfinished_operations_stay() {
+    let t = idle_app().await;
+    let done = t
+        .app
+        .start_operation("main", "target-1", TestParams::default())
+        .await
+        .unwrap();
+    t.api.wait_future(&done.job_id).await;
+    assert_eq!(event_count(&t.app.store, &done.job_id).await, 1);
+    // Staged, never claimed: workers are not woken.
+    let pending = t
+        .app
+        .engine
+        .submit("main", "target-2", &TestParams::default())
+        .await
+        .unwrap();
+    // Nothing is old enough yet.
+    let none = t
+        .app
+        .history_prune(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(none.operations, 0);
+    // With no retention left, the finished one goes, logs and events too.
+    let pruned = t.app.history_prune(Duration::ZERO).await.unwrap();
+    assert_eq!(pruned.operations, 1, "{pruned:?}");
+    assert_eq!(event_count(&t.app.store, &done.job_id).await, 0);
+    let (s, _) = t
+        .api
+        .get(&format!("/tenants/main/futures/{}", done.job_id))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, f) = t
+        .api
+        .get(&format!("/tenants/main/futures/{}?peek=true", pending.id))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    assert_eq!(f["state"], "pending");
+    t.stop().await;
+}

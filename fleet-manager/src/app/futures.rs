@@ -14,6 +14,16 @@ pub type StartedFuture = FutureState;
 const LOG_TAIL: u64 = 200;
 
 impl App {
+    /// Deletes the history older than `retention`: finished operations
+    /// with their logs, outbox events, expired enrollment tokens.
+    pub async fn history_prune(
+        &self,
+        retention: std::time::Duration,
+    ) -> Result<crate::store::operations::Pruned> {
+        let before = crate::model::now_ms() - retention.as_millis() as i64;
+        self.store.history_prune(before).await
+    }
+
     /// Persists an operation, wakes a worker, and waits up to the configured
     /// time for it to finish, so quick operations answer with their result.
     pub async fn start_operation<P: SagaParams>(

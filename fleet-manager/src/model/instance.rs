@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
+/// The longest certificate chain an instance may carry (a chain of a few
+/// certificates is well under it).
+const MAX_PEM_BYTES: usize = 64 * 1024;
+/// The longest KMS key id or ARN.
+const MAX_KEY_ID_BYTES: usize = 2048;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeType {
@@ -339,6 +345,12 @@ impl Instance {
                     ));
                 }
             }
+        }
+        if let Some(pem) = &self.ssl_certificate_pem {
+            check_len("sslCertificatePEM", pem, MAX_PEM_BYTES)?;
+        }
+        if let Some(k) = &self.volumes_encryption_key {
+            check_len("volumesEncryptionKey", k, MAX_KEY_ID_BYTES)?;
         }
         if let Some(pem) = &self.ssl_certificate_pem
             && !pem.is_empty()

@@ -407,7 +407,72 @@ async fn lease_update<C: ConnectionTrait>(
     Ok(operation::Entity::find_by_id(id.to_string()).one(c).await?)
 }
 
+/// What one pass of [`Store::history_prune`] deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub operations: u64,
+    pub events: u64,
+    pub tokens: u64,
+}
+
+/// How many operations one pass of the pruning deletes at most, so a long
+/// backlog goes in short transactions.
+const PRUNE_BATCH: u64 = 1000;
+
 impl Store {
+    /// Deletes what is older than `before_ms`: finished operations (their
+    /// log lines go with them), outbox events, and enrollment tokens that
+    /// expired. Unfinished operations are never touched.
+    pub async fn history_prune(&self, before_ms: i64) -> Result<Pruned> {
+        use super::entities::{enrollment_token, event};
+        let old: Vec<String> = operation::Entity::find()
+            .select_only()
+            .column(operation::Column::Id)
+            .filter(operation::Column::State.is_in([
+                OpState::Done.as_str(),
+                OpState::Failed.as_str(),
+                OpState::Aborted.as_str(),
+            ]))
+            .filter(operation::Column::FinishedAt.lt(before_ms))
+            .limit(PRUNE_BATCH)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?;
+        let operations = if old.is_empty() {
+            0
+        } else {
+            self.transaction(move |tx| {
+                Box::pin(async move {
+                    operation_log::Entity::delete_many()
+                        .filter(operation_log::Column::OperationId.is_in(old.clone()))
+                        .exec(tx)
+                        .await?;
+                    Ok(operation::Entity::delete_many()
+                        .filter(operation::Column::Id.is_in(old))
+                        .exec(tx)
+                        .await?
+                        .rows_affected)
+                })
+            })
+            .await?
+        };
+        let events = event::Entity::delete_many()
+            .filter(event::Column::At.lt(before_ms))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        let tokens = enrollment_token::Entity::delete_many()
+            .filter(enrollment_token::Column::ExpiresAt.lt(before_ms))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        Ok(Pruned {
+            operations,
+            events,
+            tokens,
+        })
+    }
+
     /// Gives a lease back without finishing the operation (graceful
     /// shutdown), so the next worker can resume it at once.
     pub async fn op_release(&self, id: &str, owner: &str) -> Result<()> {
