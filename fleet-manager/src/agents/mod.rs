@@ -45,7 +45,15 @@ struct Pending {
     command: Command,
     op_id: Option<String>,
     done: Option<oneshot::Sender<CommandResult>>,
+    /// Progress lines stored for it so far.
+    lines: u32,
 }
+
+/// The longest progress line kept (the agent sends at most 4 KiB; a longer
+/// one is cut), and how many lines one command may add to its operation's
+/// log (one note says when the rest is dropped).
+const PROGRESS_LINE_MAX: usize = 4096;
+const PROGRESS_LINES_PER_COMMAND: u32 = 2000;
 
 #[derive(Default)]
 struct State {
@@ -255,14 +263,29 @@ impl AgentHub {
         let Some(vm) = self.current_vm(instance_id, session, "progress line") else {
             return;
         };
-        let op = lock(&self.state)
-            .pending
-            .get(command_id)
-            .filter(|p| p.instance_id == instance_id && p.vm.as_ref().is_none_or(|v| *v == vm))
-            .and_then(|p| p.op_id.clone());
-        if let Some(op) = op {
-            let _ = self.store.op_log(&op, &format!("agent: {line}")).await;
-        }
+        let target = {
+            let mut st = lock(&self.state);
+            st.pending
+                .get_mut(command_id)
+                .filter(|p| p.instance_id == instance_id && p.vm.as_ref().is_none_or(|v| *v == vm))
+                .and_then(|p| {
+                    p.lines = p.lines.saturating_add(1);
+                    p.op_id.clone().map(|op| (op, p.lines))
+                })
+        };
+        let Some((op, n)) = target else {
+            return;
+        };
+        let text = if n <= PROGRESS_LINES_PER_COMMAND {
+            format!("agent: {}", cut(line, PROGRESS_LINE_MAX))
+        } else if n == PROGRESS_LINES_PER_COMMAND + 1 {
+            format!(
+                "agent: (more than {PROGRESS_LINES_PER_COMMAND} lines from command {command_id}; the rest is not kept)"
+            )
+        } else {
+            return;
+        };
+        let _ = self.store.op_log(&op, &text).await;
     }
 
     /// A result on session `session` of `instance_id`'s agent; it completes
@@ -359,6 +382,7 @@ impl AgentHub {
                     command: command.clone(),
                     op_id: op_id.map(str::to_string),
                     done: Some(tx),
+                    lines: 0,
                 },
             );
             session
@@ -401,5 +425,30 @@ impl AgentHub {
         } else {
             Err(Error::op_failed(OpFailure::AgentCommandFailed, r.error))
         }
+    }
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_progress_lines_are_cut_on_a_character_boundary() {
+        assert_eq!(super::cut("short", 10), "short");
+        assert_eq!(super::cut("ééé", 3), "é");
+        assert_eq!(
+            super::cut(&"x".repeat(5000), super::PROGRESS_LINE_MAX).len(),
+            4096
+        );
     }
 }
