@@ -303,16 +303,16 @@ impl Engine {
             Ok(Err(e)) => {
                 tracing::error!(operation = %id, error = %e, "operation run aborted by an internal error")
             }
-            Err(j) => {
-                let what = if j.is_panic() {
-                    "panicked"
-                } else {
-                    "was cancelled"
-                };
-                tracing::error!(operation = %id, "a step of the operation {what}");
+            Err(j) if !j.is_panic() => {
+                // The runtime is stopping: the lease runs out and the next
+                // FM resumes the operation.
+                tracing::warn!(operation = %id, "the operation's run was cancelled");
+            }
+            Err(_) => {
+                tracing::error!(operation = %id, "a step of the operation panicked");
                 let e = Error::op_failed(
                     OpFailure::StepPanicked,
-                    format!("a step of this operation {what}; see the server log"),
+                    "a step of this operation panicked; see the server log",
                 );
                 if let Err(e) = self.finish(&op, OpOutcome::Failed(e)).await {
                     tracing::error!(operation = %id, error = %e, "can't record the operation's failure");
