@@ -116,6 +116,7 @@ async fn main() {
         let cmd = Command {
             command_id: format!("bench-ping-{i}"),
             kind: Some(command::Kind::Ping(Ping {})),
+            timeout_secs: 10,
         };
         let t = Instant::now();
         hub.run_ok(&id, cmd, None, Duration::from_secs(10))

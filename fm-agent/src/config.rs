@@ -49,6 +49,42 @@ pub struct Config {
     pub home_dir: PathBuf,
     /// Interval between heartbeats.
     pub heartbeat: Duration,
+    /// Bounds on every download (kits, setup actions' files).
+    pub downloads: DownloadLimits,
+    /// How long a command FM sent without a timeout may take.
+    pub command_timeout: Duration,
+}
+
+/// Bounds on a download: past any of them it fails, so a stalled or
+/// endless server can't hold the command worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DownloadLimits {
+    /// Longest a whole download may take.
+    pub timeout: Duration,
+    /// Longest to wait for the answer's headers or for its next bytes.
+    pub idle_timeout: Duration,
+    /// Largest file accepted.
+    pub max_bytes: u64,
+}
+
+/// The default [`DownloadLimits::timeout`] in seconds.
+pub const DEFAULT_DOWNLOAD_TIMEOUT_SECS: u64 = 3600;
+/// The default [`DownloadLimits::idle_timeout`] in seconds.
+pub const DEFAULT_DOWNLOAD_IDLE_TIMEOUT_SECS: u64 = 60;
+/// The default [`DownloadLimits::max_bytes`]: 32 GiB (a node kit is a few).
+pub const DEFAULT_DOWNLOAD_MAX_BYTES: u64 = 32 << 30;
+/// The default [`Config::command_timeout`] in seconds: FM's default command
+/// timeout.
+pub const DEFAULT_COMMAND_TIMEOUT_SECS: u64 = 2 * 3600;
+
+impl Default for DownloadLimits {
+    fn default() -> Self {
+        DownloadLimits {
+            timeout: Duration::from_secs(DEFAULT_DOWNLOAD_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(DEFAULT_DOWNLOAD_IDLE_TIMEOUT_SECS),
+            max_bytes: DEFAULT_DOWNLOAD_MAX_BYTES,
+        }
+    }
 }
 
 /// Why the user-data can't be used.
@@ -74,6 +110,10 @@ struct Raw {
     data_dir: PathBuf,
     home_dir: PathBuf,
     heartbeat_secs: Option<u64>,
+    download_timeout_secs: Option<u64>,
+    download_idle_timeout_secs: Option<u64>,
+    download_max_bytes: Option<u64>,
+    command_timeout_secs: Option<u64>,
 }
 
 /// The default heartbeat interval in seconds.
@@ -134,6 +174,33 @@ impl Config {
                 "heartbeat_secs must be between 1 and 3600, not {secs}"
             )));
         }
+        let positive = |key: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(ConfigError(format!("{key} must be positive"))),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let downloads = DownloadLimits {
+            timeout: Duration::from_secs(positive(
+                "download_timeout_secs",
+                raw.download_timeout_secs,
+                DEFAULT_DOWNLOAD_TIMEOUT_SECS,
+            )?),
+            idle_timeout: Duration::from_secs(positive(
+                "download_idle_timeout_secs",
+                raw.download_idle_timeout_secs,
+                DEFAULT_DOWNLOAD_IDLE_TIMEOUT_SECS,
+            )?),
+            max_bytes: positive(
+                "download_max_bytes",
+                raw.download_max_bytes,
+                DEFAULT_DOWNLOAD_MAX_BYTES,
+            )?,
+        };
+        let command_timeout = Duration::from_secs(positive(
+            "command_timeout_secs",
+            raw.command_timeout_secs,
+            DEFAULT_COMMAND_TIMEOUT_SECS,
+        )?);
         Ok(Config {
             instance_id,
             fm_url: raw.fm_url.trim_end_matches('/').to_owned(),
@@ -144,6 +211,8 @@ impl Config {
             data_dir: raw.data_dir,
             home_dir: raw.home_dir,
             heartbeat: Duration::from_secs(secs),
+            downloads,
+            command_timeout,
         })
     }
 }
@@ -191,6 +260,31 @@ home_dir = "/home/dataiku"
     fn heartbeat_secs_is_honoured() {
         let c = Config::parse(&format!("{FULL}heartbeat_secs = 3\n")).unwrap();
         assert_eq!(c.heartbeat, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn downloads_and_commands_are_bounded_by_default_or_as_configured() {
+        let c = Config::parse(FULL).unwrap();
+        assert_eq!(c.downloads, DownloadLimits::default());
+        assert_eq!(
+            c.command_timeout,
+            Duration::from_secs(DEFAULT_COMMAND_TIMEOUT_SECS)
+        );
+        let c = Config::parse(&format!(
+            "{FULL}download_timeout_secs = 5\ndownload_idle_timeout_secs = 2\ndownload_max_bytes = 1000\ncommand_timeout_secs = 9\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.downloads,
+            DownloadLimits {
+                timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(2),
+                max_bytes: 1000,
+            }
+        );
+        assert_eq!(c.command_timeout, Duration::from_secs(9));
+        let e = Config::parse(&format!("{FULL}download_idle_timeout_secs = 0\n")).unwrap_err();
+        assert!(e.0.contains("download_idle_timeout_secs"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::enroll::AgentIdentity;
 use crate::{fsutil, heartbeat};
 use fm_proto::agent::agent_message::Body;
 use fm_proto::agent::agent_service_client::AgentServiceClient;
-use fm_proto::agent::{AgentMessage, Command, Hello, fm_message};
+use fm_proto::agent::{AgentMessage, Hello, fm_message};
 use rand::Rng;
 use std::io;
 use std::path::Path;
@@ -164,11 +164,7 @@ pub fn mtls_channel(cfg: &crate::config::Config, id: &AgentIdentity) -> anyhow::
 }
 
 /// Keeps a session open forever, reconnecting with backoff.
-pub async fn run_sessions(
-    ctx: Arc<Ctx>,
-    generation: Arc<Generation>,
-    queue: mpsc::UnboundedSender<Command>,
-) {
+pub async fn run_sessions(ctx: Arc<Ctx>, generation: Arc<Generation>, queue: commands::Queue) {
     let mut backoff = Backoff::default();
     loop {
         let began = Instant::now();
@@ -196,7 +192,7 @@ pub async fn run_sessions(
 async fn session(
     ctx: &Arc<Ctx>,
     generation: &Arc<Generation>,
-    queue: &mpsc::UnboundedSender<Command>,
+    queue: &commands::Queue,
 ) -> Result<(), String> {
     let (tx, rx) = mpsc::channel::<Body>(SESSION_QUEUE);
     // Results finishing from now on go to this session; those finished

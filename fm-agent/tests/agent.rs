@@ -17,6 +17,7 @@ fn cmd(id: &str, kind: Kind) -> Command {
     Command {
         command_id: id.to_owned(),
         kind: Some(kind),
+        timeout_secs: 0,
     }
 }
 

@@ -346,19 +346,58 @@ async fn fetch(
         }
         KitSource::Http(url) => {
             let mut out = HashingFile::create(tmp).await?;
-            http_download(url, &HttpAuth::default(), &mut out, p).await?;
+            http_download(url, &HttpAuth::default(), &ctx.cfg.downloads, &mut out, p).await?;
             Ok(out.finish().await?)
         }
         KitSource::Fm(name) => {
+            // The same bounds as an HTTP download.
+            let limits = ctx.cfg.downloads;
+            let idle = |what: &str| {
+                FetchError::transient(format!(
+                    "FetchKit: no {what} within {} s",
+                    limits.idle_timeout.as_secs()
+                ))
+            };
+            let started = tokio::time::Instant::now();
             let mut out = HashingFile::create(tmp).await?;
-            let mut stream = AgentServiceClient::new(ctx.channel.clone())
-                .max_decoding_message_size(16 << 20)
-                .fetch_kit(FetchKitRequest { name: name.clone() })
-                .await
-                .map_err(|s| fetch_kit_error(&s))?
-                .into_inner();
+            let mut client =
+                AgentServiceClient::new(ctx.channel.clone()).max_decoding_message_size(16 << 20);
+            let mut stream = tokio::time::timeout(
+                limits.idle_timeout,
+                client.fetch_kit(FetchKitRequest { name: name.clone() }),
+            )
+            .await
+            .map_err(|_| idle("answer"))?
+            .map_err(|s| fetch_kit_error(&s))?
+            .into_inner();
             let mut next_report = 64 << 20;
-            while let Some(chunk) = stream.message().await.map_err(|s| fetch_kit_error(&s))? {
+            loop {
+                let wait = limits
+                    .idle_timeout
+                    .min(limits.timeout.saturating_sub(started.elapsed()));
+                let next = tokio::time::timeout(wait, stream.message()).await;
+                let Some(chunk) = next
+                    .map_err(|_| {
+                        if started.elapsed() >= limits.timeout {
+                            FetchError::transient(format!(
+                                "FetchKit: not done within {} s",
+                                limits.timeout.as_secs()
+                            ))
+                        } else {
+                            idle("data")
+                        }
+                    })?
+                    .map_err(|s| fetch_kit_error(&s))?
+                else {
+                    break;
+                };
+                if out.size() + chunk.data.len() as u64 > limits.max_bytes {
+                    return Err(format!(
+                        "FetchKit: larger than the {} bytes a download may have",
+                        limits.max_bytes
+                    )
+                    .into());
+                }
                 out.write(&chunk.data).await?;
                 if out.size() >= next_report {
                     p.line(format!("fetched {} MiB", out.size() >> 20)).await;

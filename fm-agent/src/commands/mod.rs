@@ -1,6 +1,9 @@
 //! FM's commands: a queue run by one worker, in arrival order, each one
 //! journaled before it runs and after it finishes, so that a command id
-//! already done is answered from the journal and never run again.
+//! already done is answered from the journal and never run again, and one
+//! already queued (FM resends what is pending after a reconnect) is not
+//! queued twice. Each command has a deadline (FM's timeout, counted from
+//! its arrival): past it the command fails and the worker goes on.
 //!
 //! Every command converges: it checks the real state first, so running it
 //! again after an agent restart (journal entry still "started") is safe.
@@ -11,7 +14,7 @@ pub mod node;
 pub mod password;
 pub mod setup_actions;
 
-use crate::config::Config;
+use crate::config::{Config, DownloadLimits};
 use crate::journal::{Entry, Journal, MAX_LINES, State, StoredResult};
 use crate::session::Link;
 use fm_proto::agent::agent_message::Body;
@@ -19,12 +22,13 @@ use fm_proto::agent::command::Kind;
 use fm_proto::agent::{Command, CommandProgress, CommandResult};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tonic::transport::Channel;
 
 /// What a command needs.
@@ -39,6 +43,8 @@ pub struct Ctx {
     /// The current session, for progress and results.
     pub link: Link,
     starting: AtomicUsize,
+    /// Ids of the commands queued or running.
+    queued: Mutex<HashSet<String>>,
 }
 
 impl Ctx {
@@ -50,6 +56,7 @@ impl Ctx {
             journal,
             link: Link::default(),
             starting: AtomicUsize::new(0),
+            queued: Mutex::default(),
         }
     }
 
@@ -142,26 +149,61 @@ impl Progress {
     }
 }
 
+/// A command waiting for the worker, with the time it must be done by.
+#[derive(Debug)]
+pub struct Queued {
+    pub cmd: Command,
+    pub deadline: Instant,
+}
+
+/// The worker's queue.
+pub type Queue = mpsc::UnboundedSender<Queued>;
+
+/// How long `cmd` may take: FM's timeout, else the configured default.
+pub fn time_allowed(cfg: &Config, cmd: &Command) -> std::time::Duration {
+    match cmd.timeout_secs {
+        0 => cfg.command_timeout,
+        s => std::time::Duration::from_secs(u64::from(s)),
+    }
+}
+
 /// Takes a command from FM: one already done is answered at once from the
-/// journal; any other joins the queue.
-pub async fn accept(ctx: &Ctx, cmd: Command, queue: &mpsc::UnboundedSender<Command>) {
-    if let Some(r) = journaled_result(ctx, &cmd.command_id) {
-        tracing::info!(command_id = %cmd.command_id, "command already done; answering from the journal");
+/// journal; one already queued or running is not queued again (its result
+/// goes to the session current when it is done); any other joins the queue
+/// with its deadline.
+pub async fn accept(ctx: &Ctx, cmd: Command, queue: &Queue) {
+    let id = cmd.command_id.clone();
+    if let Some(r) = journaled_result(ctx, &id) {
+        tracing::info!(command_id = %id, "command already done; answering from the journal");
         ctx.link.send(Body::Result(r)).await;
         return;
     }
-    tracing::debug!(command_id = %cmd.command_id, "command queued");
-    if queue.send(cmd).is_err() {
+    if !lock(&ctx.queued).insert(id.clone()) {
+        tracing::info!(command_id = %id, "command already queued or running; not queued again");
+        return;
+    }
+    let deadline = Instant::now() + time_allowed(&ctx.cfg, &cmd);
+    tracing::debug!(command_id = %id, "command queued");
+    if queue.send(Queued { cmd, deadline }).is_err() {
+        lock(&ctx.queued).remove(&id);
         tracing::error!("the command worker is gone");
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Starts the worker that runs queued commands one at a time.
-pub fn spawn_worker(ctx: Arc<Ctx>) -> mpsc::UnboundedSender<Command> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Command>();
+pub fn spawn_worker(ctx: Arc<Ctx>) -> Queue {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
     tokio::spawn(async move {
-        while let Some(cmd) = rx.recv().await {
-            run_command(&ctx, cmd).await;
+        while let Some(Queued { cmd, deadline }) = rx.recv().await {
+            let id = cmd.command_id.clone();
+            run_command_until(&ctx, cmd, deadline).await;
+            // Done and journaled: a copy arriving from now on is answered
+            // from the journal.
+            lock(&ctx.queued).remove(&id);
         }
     });
     tx
@@ -179,8 +221,16 @@ fn journaled_result(ctx: &Ctx, id: &str) -> Option<CommandResult> {
 }
 
 /// Runs one command with its journal entries (or answers it from the
-/// journal if it is done), sends and returns the result.
+/// journal if it is done), sends and returns the result; its deadline is
+/// its time allowed from now.
 pub async fn run_command(ctx: &Ctx, cmd: Command) -> CommandResult {
+    let deadline = Instant::now() + time_allowed(&ctx.cfg, &cmd);
+    run_command_until(ctx, cmd, deadline).await
+}
+
+/// [`run_command`], failing the command (not run, or stopped where it is)
+/// if it is not done by `deadline`.
+pub async fn run_command_until(ctx: &Ctx, cmd: Command, deadline: Instant) -> CommandResult {
     let id = cmd.command_id.clone();
     if let Some(r) = journaled_result(ctx, &id) {
         tracing::info!(command_id = %id, "command already done; answering from the journal");
@@ -205,7 +255,22 @@ pub async fn run_command(ctx: &Ctx, cmd: Command) -> CommandResult {
     } else {
         tracing::info!(command_id = %id, kind, "running command");
         let mut progress = Progress::new(&id, ctx.link.clone());
-        let outcome = execute(ctx, &cmd, &mut progress).await;
+        let allowed = time_allowed(&ctx.cfg, &cmd).as_secs();
+        let outcome = if Instant::now() >= deadline {
+            Err(format!(
+                "timed out: not started within its {allowed} s (queued behind other commands)"
+            ))
+        } else {
+            // Past the deadline the command's future is dropped where it
+            // is (its child processes are killed) and the worker goes on.
+            tokio::time::timeout_at(deadline, execute(ctx, &cmd, &mut progress))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "timed out: not done within its {allowed} s; stopped"
+                    ))
+                })
+        };
         let stored = match outcome {
             Ok(v) => StoredResult {
                 ok: true,
@@ -430,15 +495,44 @@ impl From<String> for FetchError {
     }
 }
 
-/// GETs `url` into `out`, reporting every 64 MiB.
+/// GETs `url` into `out`, reporting every 64 MiB, within `limits`: the
+/// whole download within `limits.timeout`, the headers and each next chunk
+/// within `limits.idle_timeout`, at most `limits.max_bytes`.
 pub(crate) async fn http_download(
     url: &str,
     auth: &HttpAuth,
+    limits: &DownloadLimits,
+    out: &mut HashingFile,
+    p: &mut Progress,
+) -> Result<(), FetchError> {
+    let shown = redact_url(url);
+    match tokio::time::timeout(
+        limits.timeout,
+        http_download_inner(url, &shown, auth, limits, out, p),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(FetchError::transient(format!(
+            "GET {shown}: not done within {} s",
+            limits.timeout.as_secs()
+        ))),
+    }
+}
+
+async fn http_download_inner(
+    url: &str,
+    shown: &str,
+    auth: &HttpAuth,
+    limits: &DownloadLimits,
     out: &mut HashingFile,
     p: &mut Progress,
 ) -> Result<(), FetchError> {
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
+        // Backstops: the timeouts below fire first, with clearer errors.
+        .read_timeout(limits.idle_timeout + std::time::Duration::from_secs(5))
+        .timeout(limits.timeout + std::time::Duration::from_secs(5))
         .build()
         .map_err(|e| format!("HTTP client: {e}"))?;
     let mut req = client.get(url);
@@ -448,11 +542,23 @@ pub(crate) async fn http_download(
     if let Some((u, pw)) = &auth.basic {
         req = req.basic_auth(u, Some(pw));
     }
-    let shown = redact_url(url);
-    let mut resp = req
-        .send()
+    let idle = |what: &str| {
+        FetchError::transient(format!(
+            "GET {shown}: no {what} within {} s",
+            limits.idle_timeout.as_secs()
+        ))
+    };
+    let failed = |e: reqwest::Error, what: &str| {
+        if e.is_timeout() {
+            idle(what)
+        } else {
+            FetchError::transient(format!("GET {shown}: {}", e.without_url()))
+        }
+    };
+    let mut resp = tokio::time::timeout(limits.idle_timeout, req.send())
         .await
-        .map_err(|e| FetchError::transient(format!("GET {shown}: {}", e.without_url())))?;
+        .map_err(|_| idle("answer"))?
+        .map_err(|e| failed(e, "answer"))?;
     let status = resp.status();
     if !status.is_success() {
         let msg = format!("GET {shown}: HTTP {status}");
@@ -464,12 +570,25 @@ pub(crate) async fn http_download(
             },
         );
     }
+    let too_big = || -> FetchError {
+        format!(
+            "GET {shown}: larger than the {} bytes a download may have",
+            limits.max_bytes
+        )
+        .into()
+    };
+    if resp.content_length().is_some_and(|n| n > limits.max_bytes) {
+        return Err(too_big());
+    }
     let mut next_report = 64 << 20;
-    while let Some(chunk) = resp
-        .chunk()
+    while let Some(chunk) = tokio::time::timeout(limits.idle_timeout, resp.chunk())
         .await
-        .map_err(|e| FetchError::transient(format!("GET {shown}: {}", e.without_url())))?
+        .map_err(|_| idle("data"))?
+        .map_err(|e| failed(e, "data"))?
     {
+        if out.size() + chunk.len() as u64 > limits.max_bytes {
+            return Err(too_big());
+        }
         out.write(&chunk).await?;
         if out.size() >= next_report {
             p.line(format!("downloaded {} MiB", out.size() >> 20)).await;
@@ -525,7 +644,47 @@ mod tests {
         Command {
             command_id: id.into(),
             kind: Some(Kind::Ping(Ping {})),
+            timeout_secs: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_deadline_fails_without_running() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = ctx(d.path());
+        let late = Instant::now() - std::time::Duration::from_millis(1);
+        let r = run_command_until(&ctx, ping("late"), late).await;
+        assert!(!r.ok);
+        assert!(r.error.contains("timed out"), "{}", r.error);
+        assert!(r.output_json.is_empty(), "it did not run");
+        assert_eq!(ctx.journal.get("late").unwrap().state, State::Done);
+    }
+
+    #[tokio::test]
+    async fn the_time_allowed_is_fms_else_the_configured_default() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = ctx(d.path());
+        let mut c = ping("t");
+        assert_eq!(time_allowed(&ctx.cfg, &c), ctx.cfg.command_timeout);
+        c.timeout_secs = 7;
+        assert_eq!(
+            time_allowed(&ctx.cfg, &c),
+            std::time::Duration::from_secs(7)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_already_queued_is_not_queued_again() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = ctx(d.path());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        accept(&ctx, ping("q1"), &tx).await;
+        accept(&ctx, ping("q1"), &tx).await;
+        accept(&ctx, ping("q2"), &tx).await;
+        let ids: Vec<String> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|q| q.cmd.command_id)
+            .collect();
+        assert_eq!(ids, ["q1", "q2"]);
     }
 
     #[tokio::test]
@@ -593,6 +752,7 @@ mod tests {
     #[test]
     fn the_journaled_command_holds_no_password() {
         let cmd = Command {
+            timeout_secs: 0,
             command_id: "r".into(),
             kind: Some(Kind::ResetUserPassword(ResetUserPassword {
                 user_name: "admin".into(),
@@ -606,6 +766,7 @@ mod tests {
     #[test]
     fn the_journaled_backup_command_holds_no_key_or_credentials() {
         let cmd = Command {
+            timeout_secs: 0,
             command_id: "b".into(),
             kind: Some(Kind::TakeBackup(fm_proto::agent::TakeBackup {
                 location: Some(fm_proto::agent::BackupLocation {

@@ -4,6 +4,7 @@
 
 use super::{Ctx, HashingFile, HttpAuth, Outcome, Progress, find_on_path, http_download};
 use crate::config::Config;
+use crate::config::DownloadLimits;
 use crate::fsutil;
 use crate::proc;
 use fm_proto::agent::RunSetupActions;
@@ -403,7 +404,7 @@ async fn install_jdbc_driver(cfg: &Config, p: &mut Progress, params: &Value) -> 
         .ok_or_else(|| format!("url {} does not end in a file name", super::redact_url(url)))?;
     let target = target_dir.join(&file_name);
     let tmp = fsutil::temp_sibling(&target, "download");
-    let fetched = fetch_driver(params, url, &tmp, p).await;
+    let fetched = fetch_driver(params, url, &cfg.downloads, &tmp, p).await;
     if let Err(e) = fetched {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
@@ -426,6 +427,7 @@ async fn install_jdbc_driver(cfg: &Config, p: &mut Progress, params: &Value) -> 
 async fn fetch_driver(
     params: &Value,
     url: &str,
+    limits: &DownloadLimits,
     tmp: &Path,
     p: &mut Progress,
 ) -> Result<(), String> {
@@ -458,7 +460,7 @@ async fn fetch_driver(
         }),
     };
     let mut out = HashingFile::create(tmp).await?;
-    http_download(url, &auth, &mut out, p)
+    http_download(url, &auth, limits, &mut out, p)
         .await
         .map_err(|e| e.msg)?;
     out.finish().await.map(|_| ())

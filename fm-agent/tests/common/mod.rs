@@ -447,6 +447,16 @@ impl AgentDirs {
         std::fs::write(&self.user_data, text).unwrap();
     }
 
+    /// Adds `lines` (TOML) to the user-data file.
+    pub fn append_user_data(&self, lines: &str) {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.user_data)
+            .unwrap();
+        f.write_all(lines.as_bytes()).unwrap();
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -4,13 +4,19 @@
 //! The agent streams the archive to object storage; FM records the backup
 //! once its manifest is written. `take-backup`'s undo removes the backup
 //! (storage and catalogue). The result is the backup.
+//!
+//! What the agent reports is checked, not trusted ([`check_report`]):
+//! whether the backup is encrypted is FM's policy, its time FM's clock, its
+//! node version the one FM installed; a report that disagrees, or names no
+//! proper manifest hash or a negative size, fails the step and what was
+//! uploaded is removed.
 
 use super::common::{
-    Nothing, Quiesced, backup_key_hex, backup_location, instance_and_template, proto_location,
-    require_agent, resume, run_command, stop_for,
+    Nothing, Quiesced, backup_key_hex, backup_location, failed, instance_and_template,
+    proto_location, require_agent, resume, run_command, runtime, stop_for,
 };
 use super::{Saga, SagaParams, StepCtx, step};
-use crate::error::{Error, Result};
+use crate::error::{OpFailure, Result};
 use crate::model::backup::Backup;
 use crate::model::instance::BackupConsistency;
 use crate::model::now_ms;
@@ -48,18 +54,94 @@ pub fn saga() -> Saga {
     .result_of("take-backup")
 }
 
-/// What the agent reports of a backup it took.
-#[derive(Debug, Deserialize)]
+/// What the agent reports of a backup it took. Its `createdAtMs` is not
+/// read: the backup's time is FM's.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Taken {
     node_version: String,
-    created_at_ms: Option<i64>,
     archive_size: i64,
     data_bytes: i64,
     files: i64,
     manifest_sha256: String,
     #[serde(default)]
+    encrypted: Option<bool>,
+}
+
+/// What FM knows of a backup before the agent answers.
+#[derive(Debug, Clone, Copy)]
+struct Expected<'a> {
+    /// The policy's `encrypt` (a key was sent).
     encrypted: bool,
+    /// The node version FM installed on the instance.
+    node_version: Option<&'a str>,
+    /// FM's clock when the agent answered: the backup's time.
+    now_ms: i64,
+}
+
+/// The backup's facts as FM records them: the agent's report `t` checked
+/// against what FM expects; why it can't be recorded otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Checked {
+    node_version: String,
+    archive_bytes: i64,
+    data_bytes: i64,
+    files: i64,
+    manifest_sha256: String,
+    encrypted: bool,
+    created_at: i64,
+}
+
+fn check_report(t: &Taken, want: Expected<'_>) -> std::result::Result<Checked, String> {
+    if let Some(enc) = t.encrypted
+        && enc != want.encrypted
+    {
+        return Err(format!(
+            "the agent reports the backup {}encrypted, but the backup policy says {}",
+            if enc { "" } else { "not " },
+            if want.encrypted {
+                "encrypt"
+            } else {
+                "don't encrypt"
+            }
+        ));
+    }
+    let hash = &t.manifest_sha256;
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "the agent reports manifest SHA-256 {hash:?}, not 64 hexadecimal digits"
+        ));
+    }
+    let Some(installed) = want.node_version else {
+        return Err(
+            "FM installed no node version on this instance to compare the backup's with"
+                .to_string(),
+        );
+    };
+    if t.node_version != installed {
+        return Err(format!(
+            "the agent reports a backup of node version {:?}, but FM installed {installed:?}",
+            t.node_version
+        ));
+    }
+    for (name, v) in [
+        ("archiveSize", t.archive_size),
+        ("dataBytes", t.data_bytes),
+        ("files", t.files),
+    ] {
+        if v < 0 {
+            return Err(format!("the agent reports a negative {name} ({v})"));
+        }
+    }
+    Ok(Checked {
+        node_version: t.node_version.clone(),
+        archive_bytes: t.archive_size,
+        data_bytes: t.data_bytes,
+        files: t.files,
+        manifest_sha256: hash.to_ascii_lowercase(),
+        encrypted: want.encrypted,
+        created_at: want.now_ms,
+    })
 }
 
 /// Stops the node while it is archived (policy `STOP_NODE`), if it runs.
@@ -103,21 +185,38 @@ async fn take_backup(c: StepCtx) -> Result<Backup> {
     let (inst, _) = instance_and_template(&c).await?;
     let policy = &inst.backup_policy;
     let loc = backup_location(&c.svc.lc, None)?;
-    let out = match run_command(
+    let installed = runtime(&c).await?.node_version;
+    let mut want = Expected {
+        encrypted: policy.encrypt,
+        node_version: installed.as_deref(),
+        now_ms: 0,
+    };
+    let answer = run_command(
         &c,
         "take-backup",
         command::Kind::TakeBackup(fm_proto::agent::TakeBackup {
             location: Some(proto_location(&loc)),
             backup_id: p.backup_id.clone(),
             exclusions: policy.exclusions.clone(),
-            key_hex: backup_key_hex(&c, policy.encrypt, &p.backup_id),
+            key_hex: backup_key_hex(&c, want.encrypted, &p.backup_id),
         }),
     )
-    .await
-    {
-        Ok(out) => out,
+    .await;
+    want.now_ms = now_ms();
+    let checked = answer.and_then(|out| {
+        let t: Taken = serde_json::from_value(out).map_err(|e| {
+            failed(
+                OpFailure::AgentCommandFailed,
+                format!("the agent's backup report can't be read: {e}"),
+            )
+        })?;
+        check_report(&t, want).map_err(|e| failed(OpFailure::AgentCommandFailed, e))
+    });
+    let t = match checked {
+        Ok(t) => t,
         Err(e) => {
-            // What an interrupted upload left is not a backup: remove it.
+            // What an interrupted upload left, or one FM can't vouch for,
+            // is not a backup: remove it.
             if let Ok(store) = loc.open()
                 && store.delete_backup(&c.target, &p.backup_id).await.is_ok()
             {
@@ -126,16 +225,14 @@ async fn take_backup(c: StepCtx) -> Result<Backup> {
             return Err(e);
         }
     };
-    let t: Taken = serde_json::from_value(out)
-        .map_err(|e| Error::internal(format!("the agent's backup report can't be read: {e}")))?;
     let row = backup::Model {
         id: p.backup_id,
         tenant_id: c.tenant.clone(),
         instance_id: c.target.clone(),
         location_url: loc.url.clone(),
         node_version: t.node_version,
-        created_at: t.created_at_ms.unwrap_or_else(now_ms),
-        archive_bytes: t.archive_size,
+        created_at: t.created_at,
+        archive_bytes: t.archive_bytes,
         data_bytes: t.data_bytes,
         files: t.files,
         manifest_sha256: t.manifest_sha256,
@@ -157,4 +254,160 @@ async fn remove_taken_backup(c: StepCtx) -> Result<Nothing> {
         super::backup_delete::remove(&c, &b).await?;
     }
     Ok(Nothing {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Taken {
+        Taken {
+            node_version: "14.2.0".into(),
+            archive_size: 1024,
+            data_bytes: 4096,
+            files: 3,
+            manifest_sha256: "ab".repeat(32),
+            encrypted: Some(true),
+        }
+    }
+
+    const WANT: Expected<'static> = Expected {
+        encrypted: true,
+        node_version: Some("14.2.0"),
+        now_ms: 1_700_000_000_000,
+    };
+
+    fn refused(t: Taken, want: Expected<'_>, says: &str) {
+        let e = check_report(&t, want).unwrap_err();
+        assert!(e.contains(says), "{e}");
+    }
+
+    #[test]
+    fn a_report_that_agrees_is_recorded_with_fms_facts() {
+        let c = check_report(&good(), WANT).unwrap();
+        assert_eq!(
+            c,
+            Checked {
+                node_version: "14.2.0".into(),
+                archive_bytes: 1024,
+                data_bytes: 4096,
+                files: 3,
+                manifest_sha256: "ab".repeat(32),
+                encrypted: true,
+                created_at: 1_700_000_000_000,
+            }
+        );
+        // An agent that does not say takes the policy's word.
+        let c = check_report(
+            &Taken {
+                encrypted: None,
+                ..good()
+            },
+            WANT,
+        )
+        .unwrap();
+        assert!(c.encrypted);
+        let upper = Taken {
+            manifest_sha256: "AB".repeat(32),
+            ..good()
+        };
+        assert_eq!(
+            check_report(&upper, WANT).unwrap().manifest_sha256,
+            "ab".repeat(32)
+        );
+    }
+
+    #[test]
+    fn an_encrypted_flag_against_the_policy_is_refused() {
+        let plain = Taken {
+            encrypted: Some(false),
+            ..good()
+        };
+        refused(
+            plain,
+            WANT,
+            "not encrypted, but the backup policy says encrypt",
+        );
+        let unasked = Expected {
+            encrypted: false,
+            ..WANT
+        };
+        refused(good(), unasked, "says don't encrypt");
+    }
+
+    #[test]
+    fn a_manifest_hash_that_is_not_64_hex_digits_is_refused() {
+        for h in [
+            String::new(),
+            "ab".repeat(31),
+            "ab".repeat(33),
+            format!("{}zz", "ab".repeat(31)),
+        ] {
+            let t = Taken {
+                manifest_sha256: h,
+                ..good()
+            };
+            refused(t, WANT, "not 64 hexadecimal digits");
+        }
+    }
+
+    #[test]
+    fn a_node_version_other_than_the_installed_one_is_refused() {
+        for v in ["0", "", "14.2.1"] {
+            let t = Taken {
+                node_version: v.into(),
+                ..good()
+            };
+            refused(t, WANT, "but FM installed \"14.2.0\"");
+        }
+        let none = Expected {
+            node_version: None,
+            ..WANT
+        };
+        refused(good(), none, "installed no node version");
+    }
+
+    #[test]
+    fn negative_sizes_are_refused() {
+        refused(
+            Taken {
+                archive_size: -1,
+                ..good()
+            },
+            WANT,
+            "negative archiveSize",
+        );
+        refused(
+            Taken {
+                data_bytes: -5,
+                ..good()
+            },
+            WANT,
+            "negative dataBytes",
+        );
+        refused(
+            Taken {
+                files: -1,
+                ..good()
+            },
+            WANT,
+            "negative files",
+        );
+    }
+
+    #[test]
+    fn the_agents_creation_time_is_not_read() {
+        let t: Taken = serde_json::from_value(serde_json::json!({
+            "nodeVersion": "14.2.0",
+            "createdAtMs": 4102444800000_i64,
+            "archiveSize": 1, "dataBytes": 1, "files": 1,
+            "manifestSha256": "ab".repeat(32),
+        }))
+        .unwrap();
+        assert_eq!(
+            check_report(&t, WANT).unwrap().created_at,
+            WANT.now_ms,
+            "FM's clock, not the agent's year 2100"
+        );
+    }
 }

@@ -117,7 +117,9 @@ pub fn failed(kind: OpFailure, message: impl Into<String>) -> Error {
 }
 
 /// Runs agent command `kind` as step `step` of this operation (command id
-/// `<op>:<step>`) and waits for its output up to `timeout`.
+/// `<op>:<step>`) and waits for its output up to `timeout`. The agent is
+/// given the same timeout: past it, it fails the command and goes on with
+/// the next one rather than working on for an FM that gave up.
 pub async fn run_command_within(
     c: &StepCtx,
     step: &str,
@@ -127,6 +129,10 @@ pub async fn run_command_within(
     let cmd = Command {
         command_id: format!("{}:{step}", c.op_id),
         kind: Some(kind),
+        // Whole seconds, rounded up, at least one (0 means "no timeout set").
+        timeout_secs: u32::try_from(timeout.as_millis().div_ceil(1000))
+            .unwrap_or(u32::MAX)
+            .max(1),
     };
     c.svc
         .hub
