@@ -27,9 +27,10 @@ pub struct ApiKeyInfo {
     pub created_at: i64,
 }
 
-/// API keys are few: FM keeps their ids and secret hashes in memory and
-/// checks credentials there, so a flood of bad credentials costs no
-/// database round trip. The table is read again when it is older than its
+/// API keys are few: FM keeps their ids in memory, so a flood of unknown
+/// ids costs no database round trip; a known id is checked against its
+/// stored row, so a key revoked (by any process, or by a restore of FM's
+/// backup) stops working at once. The table is read again when it is older than its
 /// TTL, or when an unknown id is presented and the table is older than a
 /// second (a key another process just created); reads are single-flight.
 pub(crate) struct KeyTable {
@@ -111,9 +112,18 @@ impl App {
             return Err(Error::Unauthorized);
         }
         let table = self.keys.for_id(&self.store, id).await?;
-        match table.keys.get(id) {
-            Some(hash) if verify_api_secret(secret, hash) => Ok(()),
-            _ => Err(Error::Unauthorized),
+        if !table.keys.contains_key(id) {
+            return Err(Error::Unauthorized);
+        }
+        match q::api_key_get(&self.store.db, id).await? {
+            Some(k) if verify_api_secret(secret, &k.secret_hash) => Ok(()),
+            Some(_) => Err(Error::Unauthorized),
+            None => {
+                // The keys changed behind this table (a revocation by another
+                // process, a restore): read them again on the next unknown id.
+                self.keys.set(None);
+                Err(Error::Unauthorized)
+            }
         }
     }
 
