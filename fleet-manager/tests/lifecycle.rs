@@ -15,7 +15,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() {
-    let t = lifecycle_app(31000, |_| {}).await;
+    let t = lifecycle_app(11000, |_| {}).await;
     let driver = t.db.dir.path().join("driver.jar");
     std::fs::write(&driver, b"a JDBC driver").unwrap();
     let (tpl, net) = setup(
@@ -241,7 +241,7 @@ async fn wait_agent_state(api: &Api, id: &str, want: &str) -> bool {
 
 #[tokio::test]
 async fn killing_the_agent_mid_install_still_provisions_once() {
-    let t = lifecycle_app(32000, |_| {}).await;
+    let t = lifecycle_app(12000, |_| {}).await;
     let (tpl, net) = setup(&t.api, json!([])).await;
     let id = t.api.create_instance(&tpl, &net).await["id"]
         .as_str()
@@ -353,7 +353,7 @@ async fn failing_reprovision(api: &Api, id: &str) -> String {
 
 #[tokio::test]
 async fn a_failing_setup_action_fails_the_future_with_its_output_and_reprovision_recovers() {
-    let t = lifecycle_app(33000, |_| {}).await;
+    let t = lifecycle_app(13000, |_| {}).await;
     let bad = json!([{"type": "INSTALL_JDBC_DRIVER", "params": {"url": "file:///nonexistent/driver.jar", "dbType": "mysql"}}]);
     let (tpl, net) = setup(&t.api, bad).await;
     let id = t.api.create_instance(&tpl, &net).await["id"]
@@ -386,7 +386,7 @@ async fn a_failing_setup_action_fails_the_future_with_its_output_and_reprovision
 
 #[tokio::test]
 async fn a_corrupted_kit_or_a_node_that_never_gets_healthy_fails_clearly() {
-    let t = lifecycle_app(34000, |cfg| cfg.lifecycle.health_timeout_secs = 4).await;
+    let t = lifecycle_app(14000, |cfg| cfg.lifecycle.health_timeout_secs = 4).await;
     let kits = t.db.dir.path().join("kits");
     // A never-healthy kit of an older version, and a corrupted copy of another.
     let out = std::process::Command::new(sibling_binary("standin-node"))
@@ -539,7 +539,7 @@ async fn schedule(api: &Api, id: &str, enable: bool, period: u32, keep: u32) {
 /// snapshots alone.
 #[tokio::test]
 async fn automated_snapshots_keep_coming_and_hold_the_retention_exactly() {
-    let t = lifecycle_app(35000, |cfg| {
+    let t = lifecycle_app(15000, |cfg| {
         cfg.lifecycle.reconcile_interval = Duration::from_millis(100);
         cfg.lifecycle.snapshot_hour = Duration::from_millis(300);
     })
@@ -610,7 +610,7 @@ async fn automated_snapshots_keep_coming_and_hold_the_retention_exactly() {
 #[tokio::test]
 async fn a_missed_snapshot_period_is_caught_up_once() {
     // Passes run only when this test calls them.
-    let t = lifecycle_app(36000, |cfg| {
+    let t = lifecycle_app(16000, |cfg| {
         cfg.lifecycle.reconcile_interval = Duration::from_secs(3600)
     })
     .await;
@@ -648,7 +648,7 @@ async fn a_missed_snapshot_period_is_caught_up_once() {
 /// when the cloud call fails.
 #[tokio::test]
 async fn a_snapshot_quiesces_the_node_and_never_leaves_it_stopped() {
-    let t = lifecycle_app(37000, |_| {}).await;
+    let t = lifecycle_app(17000, |_| {}).await;
     let id = provisioned(&t.api).await;
     let (_, status) = t
         .api
@@ -734,7 +734,7 @@ async fn a_snapshot_quiesces_the_node_and_never_leaves_it_stopped() {
 /// snapshot is still there.
 #[tokio::test]
 async fn a_failed_restore_from_a_snapshot_keeps_the_previous_volume() {
-    let t = lifecycle_app(38000, |_| {}).await;
+    let t = lifecycle_app(18000, |_| {}).await;
     let (tpl, net) = setup(&t.api, json!([])).await;
     let id = t.api.create_instance(&tpl, &net).await["id"]
         .as_str()
@@ -842,7 +842,7 @@ async fn a_failed_restore_from_a_snapshot_keeps_the_previous_volume() {
 /// right after an operation is current (here heartbeats are hourly).
 #[tokio::test]
 async fn status_is_current_as_soon_as_an_operation_ends() {
-    let t = lifecycle_app(39000, |cfg| cfg.lifecycle.heartbeat_secs = 3600).await;
+    let t = lifecycle_app(19000, |cfg| cfg.lifecycle.heartbeat_secs = 3600).await;
     let id = provisioned(&t.api).await;
     let (_, st) = t
         .api

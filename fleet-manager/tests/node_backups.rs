@@ -91,7 +91,7 @@ async fn healthy(url: &str) {
 
 #[tokio::test]
 async fn values_written_before_a_backup_come_back_by_restore_and_by_clone() {
-    let t = lifecycle_app(40000, |_| {}).await;
+    let t = lifecycle_app(20000, |_| {}).await;
     let api = &t.api;
     let id = provisioned(api).await;
     let url = url_of(api, &id).await;
@@ -181,7 +181,7 @@ async fn values_written_before_a_backup_come_back_by_restore_and_by_clone() {
 
 #[tokio::test]
 async fn a_corrupted_archive_or_manifest_is_refused_and_the_current_data_kept() {
-    let t = lifecycle_app(41000, |_| {}).await;
+    let t = lifecycle_app(21000, |_| {}).await;
     let api = &t.api;
     let id = provisioned(api).await;
     let url = url_of(api, &id).await;
@@ -218,7 +218,7 @@ async fn a_corrupted_archive_or_manifest_is_refused_and_the_current_data_kept() 
 
 #[tokio::test]
 async fn an_agent_killed_mid_backup_leaves_no_half_backup_and_the_node_running() {
-    let t = lifecycle_app(42000, |_| {}).await;
+    let t = lifecycle_app(22000, |_| {}).await;
     let api = &t.api;
     let id = provisioned(api).await;
     let url = url_of(api, &id).await;
@@ -288,7 +288,7 @@ async fn an_agent_killed_mid_backup_leaves_no_half_backup_and_the_node_running()
 #[tokio::test]
 async fn unreachable_object_storage_fails_the_backup_and_leaves_the_node_running() {
     let port = common::free_port();
-    let t = lifecycle_app(43000, |cfg| {
+    let t = lifecycle_app(23000, |cfg| {
         cfg.backups = Some(fm_backup::Location {
             url: "s3://fm-backups/prefix".into(),
             s3_endpoint: Some(format!("http://127.0.0.1:{port}")),
@@ -315,7 +315,7 @@ async fn unreachable_object_storage_fails_the_backup_and_leaves_the_node_running
 
 #[tokio::test]
 async fn an_older_backup_is_upgraded_on_restore_and_a_newer_one_refused() {
-    let t = lifecycle_app(44000, |_| {}).await;
+    let t = lifecycle_app(24000, |_| {}).await;
     let api = &t.api;
     // An instance on the older image.
     let (tpl, net) = setup(api, json!([])).await;
@@ -401,7 +401,7 @@ async fn backup_schedule(api: &Api, id: &str, policy: Value) {
 /// pruned.
 #[tokio::test]
 async fn automated_backups_keep_coming_and_hold_the_retention() {
-    let t = lifecycle_app(45000, |cfg| {
+    let t = lifecycle_app(25000, |cfg| {
         cfg.lifecycle.reconcile_interval = Duration::from_millis(100);
         cfg.lifecycle.snapshot_hour = Duration::from_millis(200);
     })
@@ -490,7 +490,7 @@ fn cli(api: &Api, args: &[&str]) -> Result<Value, String> {
 
 #[tokio::test]
 async fn the_cli_takes_lists_verifies_and_deletes_backups() {
-    let t = lifecycle_app(46000, |_| {}).await;
+    let t = lifecycle_app(26000, |_| {}).await;
     let api = t.api.clone();
     let id = provisioned(&api).await;
     let b = tokio::task::spawn_blocking({
@@ -523,7 +523,7 @@ async fn the_cli_takes_lists_verifies_and_deletes_backups() {
 /// way the node keeps running and serves writes afterwards.
 #[tokio::test]
 async fn a_freeze_fs_snapshot_thaws_or_fails_clearly_and_the_node_keeps_running() {
-    let t = lifecycle_app(47000, |_| {}).await;
+    let t = lifecycle_app(27000, |_| {}).await;
     let api = &t.api;
     let id = provisioned(api).await;
     let url = url_of(api, &id).await;

@@ -72,6 +72,8 @@ pub fn count_lines(f: &Value, needle: &str) -> usize {
 /// An in-process FM ready for the lifecycle: kits published, quick
 /// heartbeats, futures answered at once. Each test gives its own block of
 /// node ports (`base`), so tests running side by side never share one;
+/// blocks stay below the kernel's ephemeral ports (32768 and up), where a
+/// client connection could already hold a node's port;
 /// `tune` adjusts the rest.
 pub async fn lifecycle_app(
     base: u16,
@@ -90,6 +92,10 @@ pub async fn lifecycle_app(
             cfg.lifecycle.agent_timeout = Duration::from_secs(4);
             cfg.lifecycle.health_timeout_secs = 30;
             cfg.lifecycle.agent_connect_timeout = Duration::from_secs(30);
+            debug_assert!(
+                base + 1000 <= 32768,
+                "node ports must stay below the ephemeral range"
+            );
             cfg.lifecycle.port_base = base + (std::process::id() % 50) as u16 * 20;
             cfg.future_wait = Duration::ZERO;
             tune(cfg);
