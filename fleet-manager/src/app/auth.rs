@@ -6,7 +6,7 @@ use crate::crypto::{hash_api_secret, new_api_key, verify_api_secret};
 use crate::error::{Error, Result};
 use crate::store::resources as q;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,7 +41,8 @@ pub(crate) struct KeyTable {
 }
 
 struct Snapshot {
-    keys: HashMap<String, String>,
+    /// The ids of the keys; secrets are checked against the stored row.
+    ids: HashSet<String>,
     loaded: Instant,
 }
 
@@ -70,7 +71,7 @@ impl KeyTable {
     async fn for_id(&self, store: &crate::store::Store, id: &str) -> Result<Arc<Snapshot>> {
         let usable = |s: &Snapshot| {
             let age = s.loaded.elapsed();
-            age < self.ttl && (s.keys.contains_key(id) || age < MISS_REREAD.min(self.ttl))
+            age < self.ttl && (s.ids.contains(id) || age < MISS_REREAD.min(self.ttl))
         };
         if let Some(s) = self.current().filter(|s| usable(s)) {
             return Ok(s);
@@ -82,13 +83,13 @@ impl KeyTable {
             return Ok(s);
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let keys = q::api_key_list(&store.db)
+        let ids = q::api_key_list(&store.db)
             .await?
             .into_iter()
-            .map(|k| (k.id, k.secret_hash))
+            .map(|k| k.id)
             .collect();
         let s = Arc::new(Snapshot {
-            keys,
+            ids,
             loaded: Instant::now(),
         });
         self.set(Some(s.clone()));
@@ -112,7 +113,7 @@ impl App {
             return Err(Error::Unauthorized);
         }
         let table = self.keys.for_id(&self.store, id).await?;
-        if !table.keys.contains_key(id) {
+        if !table.ids.contains(id) {
             return Err(Error::Unauthorized);
         }
         match q::api_key_get(&self.store.db, id).await? {

@@ -181,9 +181,8 @@ impl Engine {
         self.submit_kind(tenant, P::KIND, target_id, params).await
     }
 
-    /// Persists a new operation of kind `kind` with parameters as JSON (a
-    /// saga registered at run time, as tests do).
-    pub async fn submit_kind(
+    /// Persists a new operation of kind `kind` with its parameters as JSON.
+    async fn submit_kind(
         &self,
         tenant: &str,
         kind: &str,

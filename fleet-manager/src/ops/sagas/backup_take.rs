@@ -13,7 +13,7 @@
 
 use super::common::{
     Nothing, Quiesced, backup_key_hex, backup_location, failed, instance_and_template,
-    proto_location, require_agent, resume, run_command, runtime, stop_for,
+    proto_location, require_agent, resume_quiesced, run_command, runtime, stop_for,
 };
 use super::{Saga, SagaParams, StepCtx, step};
 use crate::error::{OpFailure, Result};
@@ -46,9 +46,9 @@ pub fn saga() -> Saga {
     Saga::new(
         KIND,
         vec![
-            step!("quiesce-node", quiesce, undo resume_after_failure),
+            step!("quiesce-node", quiesce, undo resume_quiesced),
             step!("take-backup", take_backup, undo remove_taken_backup),
-            step!("resume-node", resume_node),
+            step!("resume-node", resume_quiesced),
         ],
     )
     .result_of("take-backup")
@@ -163,18 +163,6 @@ async fn quiesce(c: StepCtx) -> Result<Quiesced> {
         stopped,
         frozen: false,
     })
-}
-
-async fn resume_after_failure(c: StepCtx) -> Result<Nothing> {
-    let q: Quiesced = c.output("quiesce-node")?;
-    resume(&c, q, "resume-node").await?;
-    Ok(Nothing {})
-}
-
-async fn resume_node(c: StepCtx) -> Result<Nothing> {
-    let q: Quiesced = c.output("quiesce-node")?;
-    resume(&c, q, "resume-node").await?;
-    Ok(Nothing {})
 }
 
 async fn take_backup(c: StepCtx) -> Result<Backup> {

@@ -276,6 +276,14 @@ pub async fn resume(c: &StepCtx, q: Quiesced, step: &str) -> Result<()> {
 
 // ------------------------------------------------------------ shared steps
 
+/// Resumes what the saga's `quiesce-node` step paused: the step after the
+/// work, and that step's undo when the work failed.
+pub async fn resume_quiesced(c: StepCtx) -> Result<Nothing> {
+    let q: Quiesced = c.output("quiesce-node")?;
+    resume(&c, q, "resume-node").await?;
+    Ok(Nothing {})
+}
+
 /// Waits for the agent of the VM that step `vm_step` booted or started
 /// (its certificate names the VM, so an old VM's agent can't stand in).
 pub async fn agent_connected(c: &StepCtx, vm_step: &str) -> Result<Nothing> {

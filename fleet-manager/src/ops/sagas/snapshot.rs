@@ -6,7 +6,9 @@
 //! agent after a while). `snapshot-volume`'s undo deletes the snapshot it
 //! made. The result is the snapshot, `snapshot-volume`'s output.
 
-use super::common::{Nothing, Quiesced, placement, resume, run_command, runtime, stop_for};
+use super::common::{
+    Nothing, Quiesced, placement, resume_quiesced, run_command, runtime, stop_for,
+};
 use super::{Saga, SagaParams, StepCtx, step};
 use crate::cloud::VmState;
 use crate::error::{Error, Result};
@@ -42,9 +44,9 @@ pub fn saga() -> Saga {
     Saga::new(
         KIND,
         vec![
-            step!("quiesce-node", quiesce_node, undo resume_after_failure),
+            step!("quiesce-node", quiesce_node, undo resume_quiesced),
             step!("snapshot-volume", snapshot_volume, undo delete_taken_snapshot),
-            step!("resume-node", resume_node),
+            step!("resume-node", resume_quiesced),
         ],
     )
     .result_of("snapshot-volume")
@@ -86,18 +88,6 @@ async fn quiesce_node(c: StepCtx) -> Result<Quiesced> {
         stopped,
         frozen: false,
     })
-}
-
-async fn resume_after_failure(c: StepCtx) -> Result<Nothing> {
-    let q: Quiesced = c.output("quiesce-node")?;
-    resume(&c, q, "resume-node").await?;
-    Ok(Nothing {})
-}
-
-async fn resume_node(c: StepCtx) -> Result<Nothing> {
-    let q: Quiesced = c.output("quiesce-node")?;
-    resume(&c, q, "resume-node").await?;
-    Ok(Nothing {})
 }
 
 async fn snapshot_volume(c: StepCtx) -> Result<Snapshot> {
