@@ -4,12 +4,13 @@
 //! as a slow password hash against guessing and costs microseconds per
 //! request. Cloud secrets (AWS secret keys, license tokens) must be read back
 //! to be used, so they are sealed with ChaCha20-Poly1305 under a key FM keeps
-//! outside the database (`FM_SECRETS_KEY` or `DATA_DIR/secrets.key`).
+//! outside the database (`FM_SECRETS_KEY` or `DATA_DIR/secrets.key`), each
+//! bound to the [`Place`] it is kept in.
 
 use crate::error::{Error, Result};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -51,7 +52,100 @@ impl std::fmt::Debug for SecretBox {
     }
 }
 
-const SEALED_PREFIX: &str = "v1:";
+/// Values sealed by earlier versions, with no associated data: opened only
+/// by the one-time re-sealing at start ([`SecretBox::reseal_legacy`]).
+const LEGACY_PREFIX: &str = "v1:";
+/// Values sealed with their [`Place`] as associated data.
+const SEALED_PREFIX: &str = "v2:";
+
+/// Where a sealed value is kept: its table, its column (or the field within
+/// a column's document) and its row. It is the seal's associated data, so a
+/// value copied to another place (another row, another column) does not open
+/// there: whoever can write the database but lacks the key can't move the
+/// CA's key into a field the API hands out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    table: &'static str,
+    column: String,
+    row: String,
+}
+
+impl Place {
+    pub fn new(table: &'static str, column: impl Into<String>, row: impl Into<String>) -> Self {
+        Place {
+            table,
+            column: column.into(),
+            row: row.into(),
+        }
+    }
+
+    /// The agent CA's private key, in the settings row `agent-ca`.
+    pub fn ca_key() -> Self {
+        Place::new("settings", "agent-ca.key", "agent-ca")
+    }
+
+    /// A tenant's sealed cloud credentials.
+    pub fn tenant_credentials(tenant: &str) -> Self {
+        Place::new("tenants", "cloud_credentials", tenant)
+    }
+
+    /// A cloud account's secret access key.
+    pub fn account_secret(account: &str) -> Self {
+        Place::new("cloud_accounts", "secret", account)
+    }
+
+    /// A template's inline AWS secret access key.
+    pub fn template_secret(template: &str) -> Self {
+        Place::new("instance_templates", "secret", template)
+    }
+
+    /// A secret parameter `key` of a template's setup action.
+    pub fn template_param(template: &str, key: &str) -> Self {
+        Place::new(
+            "instance_templates",
+            format!("setupActions.{key}"),
+            template,
+        )
+    }
+
+    /// A secret the node gave at install (`admin_api_key`,
+    /// `initial_password`), in the instance's runtime row.
+    pub fn runtime(instance: &str, column: &'static str) -> Self {
+        Place::new("instance_runtime", column, instance)
+    }
+
+    /// A secret an operation on `target` carries in its parameters or its
+    /// steps' outputs, under the field `key`.
+    pub fn operation(target: &str, key: &str) -> Self {
+        Place::new("operations", key, target)
+    }
+
+    fn associated_data(&self) -> Vec<u8> {
+        let mut aad = b"fleet-manager sealed v2".to_vec();
+        for part in [self.table, self.column.as_str(), self.row.as_str()] {
+            aad.push(0);
+            aad.extend_from_slice(part.as_bytes());
+        }
+        aad
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{} of '{}'", self.table, self.column, self.row)
+    }
+}
+
+/// Whether `s` is a value sealed by an earlier version (see
+/// [`SecretBox::reseal_legacy`]).
+pub fn is_legacy_sealed(s: &str) -> bool {
+    s.starts_with(LEGACY_PREFIX)
+}
+
+/// Whether `s` is a value sealed with its place.
+pub fn is_sealed(s: &str) -> bool {
+    s.starts_with(SEALED_PREFIX)
+}
 
 impl SecretBox {
     pub fn from_key(key: &[u8; 32]) -> Self {
@@ -106,7 +200,75 @@ impl SecretBox {
         Ok(Self::from_key(&key))
     }
 
-    pub fn seal(&self, plaintext: &str) -> Result<String> {
+    /// Seals `plaintext` for `at`: it opens only there.
+    pub fn seal(&self, at: &Place, plaintext: &str) -> Result<String> {
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let ct = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: &at.associated_data(),
+                },
+            )
+            .map_err(|_| Error::internal("encryption failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
+    }
+
+    /// Opens a value sealed for `at`. A value sealed for another place, or
+    /// under another key, does not open.
+    pub fn open(&self, at: &Place, sealed: &str) -> Result<String> {
+        let Some(body) = sealed.strip_prefix(SEALED_PREFIX) else {
+            return Err(if is_legacy_sealed(sealed) {
+                Error::internal(format!(
+                    "the secret in {at} was sealed by an earlier version and was not re-sealed at start"
+                ))
+            } else {
+                Error::internal(format!("the secret in {at} is not a sealed value"))
+            });
+        };
+        self.decrypt(body, &at.associated_data()).ok_or_else(|| {
+            Error::internal(format!(
+                "the secret in {at} can't be opened: sealed for another place, or under another secrets key"
+            ))
+        })
+    }
+
+    /// A value an earlier version sealed (no associated data) sealed again
+    /// for `at`; `None` when `sealed` is not such a value. Used once, when a
+    /// database written by an earlier version is first opened.
+    pub fn reseal_legacy(&self, at: &Place, sealed: &str) -> Result<Option<String>> {
+        let Some(body) = sealed.strip_prefix(LEGACY_PREFIX) else {
+            return Ok(None);
+        };
+        let plain = self.decrypt(body, b"").ok_or_else(|| {
+            Error::internal(format!(
+                "the secret in {at} can't be decrypted: wrong secrets key?"
+            ))
+        })?;
+        self.seal(at, &plain).map(Some)
+    }
+
+    fn decrypt(&self, body: &str, aad: &[u8]) -> Option<String> {
+        let raw = STANDARD.decode(body).ok()?;
+        if raw.len() < 12 {
+            return None;
+        }
+        let (nonce, ct) = raw.split_at(12);
+        let pt = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+            .ok()?;
+        String::from_utf8(pt).ok()
+    }
+
+    /// A value sealed the way earlier versions did (tests of the upgrade).
+    #[doc(hidden)]
+    pub fn seal_legacy(&self, plaintext: &str) -> Result<String> {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
         let ct = self
@@ -115,23 +277,7 @@ impl SecretBox {
             .map_err(|_| Error::internal("encryption failed"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
-        Ok(format!("{SEALED_PREFIX}{}", STANDARD.encode(out)))
-    }
-
-    pub fn open(&self, sealed: &str) -> Result<String> {
-        let bad = || Error::internal("a stored secret can't be decrypted: wrong secrets key?");
-        let raw = STANDARD
-            .decode(sealed.strip_prefix(SEALED_PREFIX).ok_or_else(bad)?)
-            .map_err(|_| bad())?;
-        if raw.len() < 12 {
-            return Err(bad());
-        }
-        let (nonce, ct) = raw.split_at(12);
-        let pt = self
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), ct)
-            .map_err(|_| bad())?;
-        String::from_utf8(pt).map_err(|_| bad())
+        Ok(format!("{LEGACY_PREFIX}{}", STANDARD.encode(out)))
     }
 }
 
@@ -203,19 +349,55 @@ mod tests {
     #[test]
     fn sealed_secrets_round_trip_and_hide_the_plaintext() {
         let b = SecretBox::from_key(&[7u8; 32]);
-        let sealed = b.seal("wJalrXUtnFEMI/K7MDENG").unwrap();
+        let at = Place::account_secret("acc-1");
+        let sealed = b.seal(&at, "wJalrXUtnFEMI/K7MDENG").unwrap();
         assert!(!sealed.contains("wJalr"));
-        assert_eq!(b.open(&sealed).unwrap(), "wJalrXUtnFEMI/K7MDENG");
+        assert_eq!(b.open(&at, &sealed).unwrap(), "wJalrXUtnFEMI/K7MDENG");
         let other = SecretBox::from_key(&[8u8; 32]);
-        assert!(other.open(&sealed).is_err());
+        assert!(other.open(&at, &sealed).is_err());
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_in_the_place_it_was_sealed_for() {
+        let b = SecretBox::from_key(&[7u8; 32]);
+        let sealed = b
+            .seal(&Place::ca_key(), "-----BEGIN PRIVATE KEY-----")
+            .unwrap();
+        for elsewhere in [
+            Place::runtime("ins-1", "admin_api_key"),
+            Place::account_secret("agent-ca"),
+            Place::new("settings", "agent-ca.key", "other"),
+            Place::new("settings", "other", "agent-ca"),
+        ] {
+            let err = b.open(&elsewhere, &sealed).unwrap_err().to_string();
+            assert!(err.contains("another place"), "{err}");
+        }
+        // Separators keep (table, column, row) apart: moving a boundary is
+        // another place.
+        let p = b.seal(&Place::new("t", "ab", "c"), "x").unwrap();
+        assert!(b.open(&Place::new("t", "a", "bc"), &p).is_err());
+    }
+
+    #[test]
+    fn legacy_values_open_only_through_resealing_for_their_place() {
+        let b = SecretBox::from_key(&[7u8; 32]);
+        let old = b.seal_legacy("s3cret").unwrap();
+        let at = Place::template_param("ist-1", "password");
+        let err = b.open(&at, &old).unwrap_err().to_string();
+        assert!(err.contains("earlier version"), "{err}");
+        let resealed = b.reseal_legacy(&at, &old).unwrap().unwrap();
+        assert_eq!(b.open(&at, &resealed).unwrap(), "s3cret");
+        assert_eq!(b.reseal_legacy(&at, &resealed).unwrap(), None);
+        let other = SecretBox::from_key(&[8u8; 32]);
+        assert!(other.reseal_legacy(&at, &old).is_err());
     }
 
     #[test]
     fn key_file_is_created_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let a = SecretBox::load(None, dir.path()).unwrap();
-        let sealed = a.seal("x").unwrap();
+        let sealed = a.seal(&Place::ca_key(), "x").unwrap();
         let b = SecretBox::load(None, dir.path()).unwrap();
-        assert_eq!(b.open(&sealed).unwrap(), "x");
+        assert_eq!(b.open(&Place::ca_key(), &sealed).unwrap(), "x");
     }
 }

@@ -5,7 +5,7 @@
 //! sealed with the secrets key, so every replica sharing the database
 //! shares the CA.
 
-use crate::crypto::SecretBox;
+use crate::crypto::{Place, SecretBox};
 use crate::error::{Error, Result};
 use crate::model::now_ms;
 use crate::store::Store;
@@ -81,7 +81,7 @@ impl Ca {
         let cert = params.self_signed(&key).map_err(rc)?;
         let stored = StoredCa {
             cert_pem: cert.pem(),
-            key_sealed: secrets.seal(&key.serialize_pem())?,
+            key_sealed: secrets.seal(&Place::ca_key(), &key.serialize_pem())?,
         };
         setting::Entity::insert(setting::ActiveModel {
             key: Set(CA_SETTING.into()),
@@ -110,7 +110,7 @@ impl Ca {
         let stored: StoredCa = serde_json::from_str(&row.value).map_err(Error::internal)?;
         Ok(Some(Ca {
             cert_pem: stored.cert_pem,
-            key_pem: secrets.open(&stored.key_sealed)?,
+            key_pem: secrets.open(&Place::ca_key(), &stored.key_sealed)?,
         }))
     }
 

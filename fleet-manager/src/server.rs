@@ -33,6 +33,14 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
     })?;
     let store = Store::open(&cfg.database_url).await?;
     let secrets = SecretBox::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?;
+    let resealed =
+        crate::store::sealed::reseal_legacy(&store, &|at, v| secrets.reseal_legacy(at, v)).await?;
+    if resealed.values > 0 {
+        tracing::info!(
+            values = resealed.values,
+            "values sealed by an earlier version sealed again for their places"
+        );
+    }
     let ca = Ca::load_or_create(&store, &secrets).await?;
     let l = &cfg.lifecycle;
     let hub = AgentHub::new(store.clone());

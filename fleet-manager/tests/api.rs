@@ -727,7 +727,10 @@ async fn setup_action_secrets_are_sealed_masked_and_kept_when_sent_back_masked()
         .unwrap();
     let key = std::fs::read_to_string(t.db.dir.path().join("secrets.key")).unwrap();
     let sb = fleet_manager::crypto::SecretBox::load(Some(&key), t.db.dir.path()).unwrap();
-    let opened = sb.open(sealed.strip_prefix("fm-sealed:").unwrap()).unwrap();
+    let at = fleet_manager::crypto::Place::template_param(&id, "password");
+    let opened = sb
+        .open(&at, sealed.strip_prefix("fm-sealed:").unwrap())
+        .unwrap();
     assert_eq!(opened, "\"s3cret-jdbc\"");
 
     // A mask that no longer matches its action (moved behind another) is refused.

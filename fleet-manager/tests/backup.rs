@@ -93,7 +93,11 @@ async fn a_backup_restores_every_object_secret_and_key_into_an_empty_database() 
     .unwrap();
     let key = std::fs::read_to_string(dst.db.dir.path().join("secrets.key")).unwrap();
     let sb = fleet_manager::crypto::SecretBox::load(Some(&key), dst.db.dir.path()).unwrap();
-    assert_eq!(sb.open(row.secret.as_deref().unwrap()).unwrap(), SECRET);
+    let at = fleet_manager::crypto::Place::account_secret(&row.id);
+    assert_eq!(
+        sb.open(&at, row.secret.as_deref().unwrap()).unwrap(),
+        SECRET
+    );
     src.stop().await;
     dst.stop().await;
 }

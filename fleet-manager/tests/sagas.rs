@@ -239,7 +239,10 @@ async fn every_lifecycle_saga_repeats_each_step_and_unwinds_from_each_step() {
                 .engine
                 .services()
                 .secrets
-                .seal("a-new-password")
+                .seal(
+                    &fleet_manager::crypto::Place::operation(&id, s::password::SEALED_FIELD),
+                    "a-new-password",
+                )
                 .unwrap(),
         },
         true,

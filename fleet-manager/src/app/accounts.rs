@@ -1,6 +1,7 @@
 //! Cloud accounts.
 
 use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
+use crate::crypto::Place;
 use crate::error::{Error, Result};
 use crate::model::account::{AwsAccountAuthMode, CloudAccount};
 use crate::model::{check_id, new_id};
@@ -45,6 +46,7 @@ impl App {
     /// while the mode still needs it.
     fn account_secret(
         &self,
+        id: &str,
         input: &mut CloudAccount,
         old: Option<String>,
     ) -> Result<Option<String>> {
@@ -52,7 +54,7 @@ impl App {
             return Ok(None);
         }
         match input.aws_secret_access_key.take() {
-            Some(s) => Ok(Some(self.secrets.seal(&s)?)),
+            Some(s) => Ok(Some(self.secrets.seal(&Place::account_secret(id), &s)?)),
             None => old.map(Some).ok_or_else(|| {
                 Error::invalid(
                     "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR",
@@ -68,8 +70,8 @@ impl App {
     ) -> Result<CloudAccount> {
         self.tenant(tenant).await?;
         input.validate()?;
-        let secret = self.account_secret(&mut input, None)?;
         let id = new_id("ca");
+        let secret = self.account_secret(&id, &mut input, None)?;
         input.id = None;
         let m = q::account_insert(
             &self.store.db,
@@ -92,7 +94,7 @@ impl App {
         let m = self.account_row(tenant, id).await?;
         check_body_id(id, input.id.as_deref())?;
         input.validate()?;
-        let secret = self.account_secret(&mut input, m.secret.clone())?;
+        let secret = self.account_secret(id, &mut input, m.secret.clone())?;
         input.id = None;
         let m = q::account_update(
             &self.store.db,

@@ -3,6 +3,7 @@
 //! password, delete), status, secrets of the node, and snapshots.
 
 use super::{App, StartedFuture};
+use crate::crypto::Place;
 use crate::error::{Error, Result};
 use crate::model::image::version_cmp;
 use crate::model::lifecycle::{AdminApiKey, InitialPassword, InstanceStatus, NodeHeartbeat};
@@ -127,13 +128,14 @@ impl App {
     ) -> Result<StartedFuture> {
         self.provisioned(tenant, id).await?;
         let ok_user = !user.is_empty()
+            && !user.starts_with('-')
             && user.len() <= 128
             && user
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
         if !ok_user {
             return Err(Error::invalid(
-                "userName must be 1 to 128 letters, digits, '.', '_', '@' or '-'",
+                "userName must be 1 to 128 letters, digits, '.', '_', '@' or '-', not starting with '-'",
             ));
         }
         if password.len() < 8 || password.len() > 256 {
@@ -141,7 +143,9 @@ impl App {
         }
         let params = password::Params {
             user_name: user.to_string(),
-            password_sealed: self.secrets.seal(password)?,
+            password_sealed: self
+                .secrets
+                .seal(&Place::operation(id, password::SEALED_FIELD), password)?,
         };
         self.start_operation(tenant, id, params).await
     }
@@ -159,7 +163,9 @@ impl App {
             ))
         })?;
         // Open it before marking it taken: a failure must not lose it.
-        let password = self.secrets.open(&sealed)?;
+        let password = self
+            .secrets
+            .open(&Place::runtime(id, "initial_password"), &sealed)?;
         if !lq::runtime_take_initial_password(self.store.conn(), id).await? {
             return Err(Error::conflict(
                 "the initial password was already retrieved; it is given only once",
@@ -179,7 +185,9 @@ impl App {
             ))
         })?;
         Ok(AdminApiKey {
-            admin_api_key: self.secrets.open(&sealed)?,
+            admin_api_key: self
+                .secrets
+                .open(&Place::runtime(id, "admin_api_key"), &sealed)?,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Instance templates.
 
 use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
+use crate::crypto::Place;
 use crate::error::{Error, Result};
 use crate::model::setup_action::{MASK, SEALED_PREFIX};
 use crate::model::template::InstanceTemplate;
@@ -33,7 +34,7 @@ impl App {
 
     /// Seals the secret parameters of setup actions. A mask here has no
     /// stored value behind it (a new template): it must be given.
-    fn seal_secret_params(&self, input: &mut InstanceTemplate) -> Result<()> {
+    fn seal_secret_params(&self, id: &str, input: &mut InstanceTemplate) -> Result<()> {
         for (i, a) in input.setup_actions.iter_mut().enumerate() {
             let keys = a.secret_params();
             let Some(params) = a.params.as_mut() else {
@@ -46,7 +47,11 @@ impl App {
                 if v.as_str() == Some(MASK) {
                     return Err(give_again(i, key));
                 }
-                let sealed = format!("{SEALED_PREFIX}{}", self.secrets.seal(&v.to_string())?);
+                let sealed = format!(
+                    "{SEALED_PREFIX}{}",
+                    self.secrets
+                        .seal(&Place::template_param(id, key), &v.to_string())?
+                );
                 params.insert((*key).to_string(), serde_json::Value::String(sealed));
             }
         }
@@ -57,6 +62,7 @@ impl App {
     /// action (same position and type) in `old`.
     fn unmask_secret_params(
         &self,
+        id: &str,
         input: &InstanceTemplate,
         old: &InstanceTemplate,
     ) -> Result<InstanceTemplate> {
@@ -80,8 +86,10 @@ impl App {
                     .as_deref()
                     .and_then(|s| s.strip_prefix(SEALED_PREFIX))
                     .ok_or_else(|| give_again(i, key))?;
-                let v: serde_json::Value =
-                    serde_json::from_str(&self.secrets.open(sealed)?).map_err(Error::internal)?;
+                let v: serde_json::Value = serde_json::from_str(
+                    &self.secrets.open(&Place::template_param(id, key), sealed)?,
+                )
+                .map_err(Error::internal)?;
                 params.insert((*key).to_string(), v);
             }
         }
@@ -90,6 +98,7 @@ impl App {
 
     fn template_secret(
         &self,
+        id: &str,
         input: &mut InstanceTemplate,
         old: Option<String>,
     ) -> Result<Option<String>> {
@@ -97,7 +106,7 @@ impl App {
             return Ok(None);
         }
         match input.dataiku_aws_secret_access_key.take() {
-            Some(s) => Ok(Some(self.secrets.seal(&s)?)),
+            Some(s) => Ok(Some(self.secrets.seal(&Place::template_secret(id), &s)?)),
             None => old.map(Some).ok_or_else(|| {
                 Error::invalid(
                     "dataikuAwsSecretAccessKey is required with INLINE_ENCRYPTED storage",
@@ -130,13 +139,14 @@ impl App {
     ) -> Result<InstanceTemplate> {
         self.tenant(tenant).await?;
         input.validate()?;
-        self.seal_secret_params(&mut input)?;
-        let secret = self.template_secret(&mut input, None)?;
+        let id = new_id("ist");
+        self.seal_secret_params(&id, &mut input)?;
+        let secret = self.template_secret(&id, &mut input, None)?;
         input.id = None;
         let m = q::template_insert(
             &self.store.db,
             tenant,
-            &new_id("ist"),
+            &id,
             &input.label,
             to_doc(&input)?,
             secret,
@@ -156,10 +166,10 @@ impl App {
         let old: InstanceTemplate = from_doc(&m.doc)?;
         // Masked secrets stand for the stored values: validate and store
         // with those (a mask that can't be matched is refused when sealing).
-        let mut input = self.unmask_secret_params(&input, &old)?;
+        let mut input = self.unmask_secret_params(id, &input, &old)?;
         input.validate()?;
-        self.seal_secret_params(&mut input)?;
-        let secret = self.template_secret(&mut input, m.secret.clone())?;
+        self.seal_secret_params(id, &mut input)?;
+        let secret = self.template_secret(id, &mut input, m.secret.clone())?;
         input.id = None;
         let m = q::template_update(
             &self.store.db,

@@ -1,6 +1,7 @@
 //! Tenant settings: cloud credentials and cloud tags.
 
 use super::{App, from_doc, to_doc};
+use crate::crypto::Place;
 use crate::error::Result;
 use crate::model::check_cloud_tags;
 use crate::model::tenant::{CloudCredentials, CredentialSecrets, LicenseMode, TenantAuthMode};
@@ -27,7 +28,7 @@ impl App {
     ) -> Result<(CloudCredentials, CredentialSecrets)> {
         let stored: StoredCredentials = from_doc(&t.cloud_credentials)?;
         let secrets = match &stored.sealed {
-            Some(s) => from_doc(&self.secrets.open(s)?)?,
+            Some(s) => from_doc(&self.secrets.open(&Place::tenant_credentials(&t.id), s)?)?,
             None => CredentialSecrets::default(),
         };
         Ok((stored.doc, secrets))
@@ -76,7 +77,10 @@ impl App {
             input.license = None;
         }
         let sealed = if secrets.aws_secret_access_key.is_some() || secrets.license_token.is_some() {
-            Some(self.secrets.seal(&to_doc(&secrets)?)?)
+            Some(
+                self.secrets
+                    .seal(&Place::tenant_credentials(&t.id), &to_doc(&secrets)?)?,
+            )
         } else {
             None
         };

@@ -5,6 +5,7 @@
 
 use super::Services;
 use crate::cloud::{CloudAuth, ElasticIp, Placement, Redacted, VolumeOptions};
+use crate::crypto::Place;
 use crate::error::{Error, Result};
 use crate::model::account::{AwsAccountAuthMode, CloudAccount};
 use crate::model::instance::{EncryptionMode, Instance};
@@ -52,7 +53,7 @@ async fn account_auth(svc: &Services, tenant: &str, id: &str) -> Result<CloudAut
         AwsAccountAuthMode::Keypair => CloudAuth::Keypair {
             access_key_id: acc.aws_access_key_id.unwrap_or_default(),
             secret_access_key: Redacted(match &row.secret {
-                Some(s) => svc.secrets.open(s)?,
+                Some(s) => svc.secrets.open(&Place::account_secret(id), s)?,
                 None => {
                     return Err(Error::invalid(format!(
                         "cloud account '{id}' uses KEYPAIR but has no secret access key"

@@ -11,6 +11,7 @@ pub mod leases;
 pub mod lifecycle;
 pub mod operations;
 pub mod resources;
+pub mod sealed;
 
 pub use operations::{ClaimedOp, NewOperation, OpOutcome};
 

@@ -292,6 +292,15 @@ impl TestApp {
             r.stop().await;
         }
     }
+
+    /// Stops the server and hands back its database (and data dir), to
+    /// start another server on it.
+    pub async fn into_db(mut self) -> TestDb {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        self.db
+    }
 }
 
 mod chaos;

@@ -78,7 +78,7 @@ async fn plan_restore(c: StepCtx) -> Result<Plan> {
         kit_sha256,
         node_type: sc::node_type(&inst),
         allow_downgrade: false,
-        setup: setup_plan(&tpl),
+        setup: setup_plan(&c, &inst.instance_settings_template_id, &tpl)?,
         backup: Some(params.restore_backup),
     })
 }

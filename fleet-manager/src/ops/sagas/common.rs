@@ -5,6 +5,7 @@
 
 use super::StepCtx;
 use crate::cloud::{Placement, VmState};
+use crate::crypto::Place;
 use crate::error::{Error, OpFailure, Result};
 use crate::model::instance::Instance;
 use crate::model::template::InstanceTemplate;
@@ -331,10 +332,18 @@ pub async fn install_node(c: StepCtx) -> Result<Installed> {
     let rt = runtime(&c).await?;
     let admin_key = answer
         .admin_api_key
-        .map(|k| c.svc.secrets.seal(&k))
+        .map(|k| {
+            c.svc
+                .secrets
+                .seal(&Place::runtime(&c.target, "admin_api_key"), &k)
+        })
         .transpose()?;
     let initial_password = match (rt.initial_password, answer.initial_password) {
-        (None, Some(pw)) => Some(c.svc.secrets.seal(&pw)?),
+        (None, Some(pw)) => Some(
+            c.svc
+                .secrets
+                .seal(&Place::runtime(&c.target, "initial_password"), &pw)?,
+        ),
         _ => None,
     };
     lq::runtime_mark_installed(

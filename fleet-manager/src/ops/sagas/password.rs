@@ -4,17 +4,21 @@
 
 use super::common::{require_agent, run_command};
 use super::{Saga, SagaParams, StepCtx, step};
+use crate::crypto::Place;
 use crate::error::Result;
 use fm_proto::agent::command;
 use serde::{Deserialize, Serialize};
 
 pub const KIND: &str = "RESET_USER_PASSWORD";
+/// The field of [`Params`] the password is sealed in, which is also its
+/// [`Place`](crate::crypto::Place).
+pub const SEALED_FIELD: &str = "passwordSealed";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Params {
     pub user_name: String,
-    /// The new password, sealed with FM's secrets key.
+    /// The new password, sealed for [`SEALED_FIELD`] of the instance.
     pub password_sealed: String,
 }
 
@@ -36,7 +40,10 @@ pub struct PasswordReset {
 async fn reset_password(c: StepCtx) -> Result<PasswordReset> {
     let p: Params = c.params()?;
     require_agent(&c).await?;
-    let password = c.svc.secrets.open(&p.password_sealed)?;
+    let password = c.svc.secrets.open(
+        &Place::operation(&c.target, SEALED_FIELD),
+        &p.password_sealed,
+    )?;
     run_command(
         &c,
         "reset-password",

@@ -175,7 +175,7 @@ async fn plan(c: StepCtx) -> Result<Planned> {
         kit_sha256,
         node_type: sc::node_type(&inst),
         allow_downgrade: params.allow_downgrade,
-        setup: setup_plan(&tpl),
+        setup: setup_plan(&c, &inst.instance_settings_template_id, &tpl)?,
         backup: params.restore_backup,
     };
     c.log(format!(

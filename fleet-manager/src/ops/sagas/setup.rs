@@ -6,6 +6,7 @@
 
 use super::common::{SetupPlan, require_agent, run_command};
 use super::{Saga, SagaParams, StepCtx, step};
+use crate::crypto::Place;
 use crate::error::{Error, Result};
 use crate::model::setup_action::{SEALED_PREFIX, Stage};
 use crate::model::template::InstanceTemplate;
@@ -46,11 +47,39 @@ pub struct StageRan {
     pub actions: usize,
 }
 
-/// The template's enabled setup actions by stage.
-pub fn setup_plan(tpl: &InstanceTemplate) -> SetupPlan {
+/// The template's enabled setup actions by stage, their secret parameters
+/// opened from the template and sealed again for this operation's target
+/// (the plan outlives later edits of the template, and a value of the plan
+/// opens nowhere else).
+pub fn setup_plan(c: &StepCtx, template_id: &str, tpl: &InstanceTemplate) -> Result<SetupPlan> {
+    plan_by_stage(tpl, |key, sealed| {
+        let plain = c
+            .svc
+            .secrets
+            .open(&Place::template_param(template_id, key), sealed)?;
+        c.svc
+            .secrets
+            .seal(&Place::operation(&c.target, key), &plain)
+    })
+}
+
+/// The enabled actions by stage, each secret parameter's sealed value
+/// replaced by `reseal(key, sealed)`.
+fn plan_by_stage(
+    tpl: &InstanceTemplate,
+    reseal: impl Fn(&str, &str) -> Result<String>,
+) -> Result<SetupPlan> {
     let mut p = SetupPlan::default();
     for a in tpl.setup_actions.iter().filter(|a| a.enabled) {
-        let params = Value::Object(a.params.clone().unwrap_or_default());
+        let mut map = a.params.clone().unwrap_or_default();
+        for key in a.secret_params() {
+            if let Some(v) = map.get_mut(*key)
+                && let Some(sealed) = v.as_str().and_then(|s| s.strip_prefix(SEALED_PREFIX))
+            {
+                *v = Value::String(format!("{SEALED_PREFIX}{}", reseal(key, sealed)?));
+            }
+        }
+        let params = Value::Object(map);
         let entry = (a.action_type.as_str(), params.to_string());
         match a.action_type.stage(a.params.as_ref()) {
             Stage::BeforeInstall => p.before_install.push(entry),
@@ -58,14 +87,14 @@ pub fn setup_plan(tpl: &InstanceTemplate) -> SetupPlan {
             Stage::AfterDssStartup => p.after_dss_startup.push(entry),
         }
     }
-    p
+    Ok(p)
 }
 
 async fn plan_setup(c: StepCtx) -> Result<SetupOnly> {
     require_agent(&c).await?;
-    let (_, tpl) = super::common::instance_and_template(&c).await?;
+    let (inst, tpl) = super::common::instance_and_template(&c).await?;
     Ok(SetupOnly {
-        setup: setup_plan(&tpl),
+        setup: setup_plan(&c, &inst.instance_settings_template_id, &tpl)?,
     })
 }
 
@@ -91,14 +120,19 @@ pub async fn setup_after_startup(c: StepCtx) -> Result<StageRan> {
 }
 
 /// The parameters as the agent needs them: sealed secrets opened, only in
-/// the command itself (never in stored outputs or logs).
+/// the command itself (never in stored outputs or logs). Each opens only
+/// under its own field for this target: a sealed value moved into another
+/// field (one the agent would print) fails the step.
 fn unseal_params(c: &StepCtx, params_json: &str) -> Result<String> {
     let mut v: Value = serde_json::from_str(params_json).map_err(Error::internal)?;
     if let Some(map) = v.as_object_mut() {
-        for val in map.values_mut() {
+        for (key, val) in map.iter_mut() {
             if let Some(sealed) = val.as_str().and_then(|s| s.strip_prefix(SEALED_PREFIX)) {
-                *val =
-                    serde_json::from_str(&c.svc.secrets.open(sealed)?).map_err(Error::internal)?;
+                let plain = c
+                    .svc
+                    .secrets
+                    .open(&Place::operation(&c.target, key), sealed)?;
+                *val = serde_json::from_str(&plain).map_err(Error::internal)?;
             }
         }
     }
@@ -151,7 +185,7 @@ mod tests {
             {"type": "RUN_ANSIBLE_TASKS", "params": {"ansibleTasks": "- y"}},
             {"type": "INSTALL_SYSTEM_PACKAGES", "params": {"packages": ["jq"]}},
         ]));
-        let p = setup_plan(&tpl);
+        let p = plan_by_stage(&tpl, |_, v| Ok(v.to_string())).unwrap();
         let types = |v: &[(String, String)]| v.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>();
         assert_eq!(
             types(&p.before_install),
