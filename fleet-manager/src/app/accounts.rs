@@ -6,6 +6,7 @@ use crate::model::account::{AwsAccountAuthMode, CloudAccount};
 use crate::model::{check_id, new_id};
 use crate::ops::sagas::resource_delete::DeleteAccount;
 use crate::store::entities::cloud_account;
+use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
 
 impl App {
@@ -25,14 +26,12 @@ impl App {
         }
     }
 
-    pub async fn account_list(&self, tenant: &str) -> Result<Vec<CloudAccount>> {
+    pub async fn account_list(&self, tenant: &str, page: &Page) -> Result<Paged<CloudAccount>> {
         self.tenant(tenant).await?;
         let counts = q::network_counts_by_account(&self.store.db, tenant).await?;
-        q::account_list(&self.store.db, tenant)
+        q::account_list(&self.store.db, tenant, page)
             .await?
-            .iter()
-            .map(|m| self.account_view(m, counts.get(&m.id).copied().unwrap_or(0)))
-            .collect()
+            .try_map(|m| self.account_view(&m, counts.get(&m.id).copied().unwrap_or(0)))
     }
 
     pub async fn account_get(&self, tenant: &str, id: &str) -> Result<CloudAccount> {

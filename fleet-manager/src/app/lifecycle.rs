@@ -15,6 +15,7 @@ use crate::ops::sagas::{
 };
 use crate::store::entities::instance_runtime;
 use crate::store::lifecycle as lq;
+use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
 
 /// How long a snapshot request waits for its snapshot.
@@ -232,13 +233,16 @@ impl App {
 
     // ---------------------------------------------------------------- snapshots
 
-    pub async fn snapshot_list(&self, tenant: &str, id: &str) -> Result<Vec<Snapshot>> {
+    pub async fn snapshot_list(
+        &self,
+        tenant: &str,
+        id: &str,
+        page: &Page,
+    ) -> Result<Paged<Snapshot>> {
         self.instance_get(tenant, id).await?;
-        Ok(lq::snapshot_list(self.store.conn(), id)
+        Ok(lq::snapshot_page(self.store.conn(), id, page)
             .await?
-            .iter()
-            .map(Snapshot::from_row)
-            .collect())
+            .map(|s| Snapshot::from_row(&s)))
     }
 
     pub async fn snapshot_get(&self, tenant: &str, id: &str, snapshot: &str) -> Result<Snapshot> {

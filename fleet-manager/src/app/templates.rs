@@ -7,6 +7,7 @@ use crate::model::template::InstanceTemplate;
 use crate::model::{check_id, new_id};
 use crate::ops::sagas::resource_delete::DeleteTemplate;
 use crate::store::entities::{instance, instance_template};
+use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
 
 impl App {
@@ -106,15 +107,17 @@ impl App {
         }
     }
 
-    pub async fn template_list(&self, tenant: &str) -> Result<Vec<InstanceTemplate>> {
+    pub async fn template_list(
+        &self,
+        tenant: &str,
+        page: &Page,
+    ) -> Result<Paged<InstanceTemplate>> {
         self.tenant(tenant).await?;
         let counts =
             q::instance_counts_by(&self.store.db, tenant, instance::Column::TemplateId).await?;
-        q::template_list(&self.store.db, tenant)
+        q::template_list(&self.store.db, tenant, page)
             .await?
-            .iter()
-            .map(|m| self.template_view(m, counts.get(&m.id).copied().unwrap_or(0)))
-            .collect()
+            .try_map(|m| self.template_view(&m, counts.get(&m.id).copied().unwrap_or(0)))
     }
 
     pub async fn template_get(&self, tenant: &str, id: &str) -> Result<InstanceTemplate> {

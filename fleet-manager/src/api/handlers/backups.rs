@@ -2,6 +2,7 @@
 //! public API).
 
 use crate::api::extract::{JsonBody, PathParams, QueryParams};
+use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{BackupPath, InstancePath};
 use crate::app::App;
 use crate::app::backups::CloneRequest;
@@ -36,13 +37,17 @@ pub struct BackupQuery {
 
 /// The instance's agent backups (in object storage), oldest first.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
-    params(InstancePath),
-    responses((status = 200, body = Vec<Backup>)))]
+    params(InstancePath, PageQuery),
+    responses((status = 200, body = Vec<Backup>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
 pub async fn backup_list(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
-) -> Result<Json<Vec<Backup>>> {
-    Ok(Json(app.backup_list(&p.tenant_id, &p.instance_id).await?))
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Listed<Backup>> {
+    Ok(Listed(
+        app.backup_list(&p.tenant_id, &p.instance_id, &q.page()?)
+            .await?,
+    ))
 }
 
 /// Backs up the data dir to object storage (the node stopped meanwhile

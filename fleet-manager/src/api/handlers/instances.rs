@@ -4,6 +4,7 @@
 use super::RawJson;
 use crate::api::error::ApiErrorBody;
 use crate::api::extract::{JsonBody, PathParams, QueryParams, flag};
+use crate::api::page::{ListedRaw, PageQuery};
 use crate::api::path::{InstancePath, TenantPath};
 use crate::app::App;
 use crate::error::Result;
@@ -37,13 +38,16 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances", tag = "instances",
-    params(TenantPath),
-    responses((status = 200, body = Vec<Instance>)))]
+    params(TenantPath, PageQuery),
+    responses((status = 200, body = Vec<Instance>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
 pub async fn instance_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
-) -> Result<RawJson> {
-    Ok(RawJson(app.instance_list_json(&p.tenant_id).await?))
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<ListedRaw> {
+    Ok(ListedRaw(
+        app.instance_list_json(&p.tenant_id, &q.page()?).await?,
+    ))
 }
 
 /// Creates the instance record; no cloud resource is made until it is provisioned.
