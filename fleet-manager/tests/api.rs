@@ -936,7 +936,7 @@ async fn setup_action_secrets_are_sealed_masked_and_kept_when_sent_back_masked()
             moved,
         )
         .await;
-    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    assert_error(s, &b, StatusCode::CONFLICT, "Conflict");
     assert!(
         b["message"]
             .as_str()
@@ -975,7 +975,7 @@ async fn backup_requests_are_checked_before_anything_starts() {
     for (body, needle) in [
         (json!({"label": ""}), "label"),
         (json!({"labl": "x"}), "unknown field"),
-        (json!([1]), "invalid type"),
+        (json!([1]), "JSON object"),
     ] {
         let (s, b) = api.post(&format!("{base}/bk-nope/clone"), body).await;
         assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");

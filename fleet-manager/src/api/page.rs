@@ -25,7 +25,7 @@ pub const MAX_LIMIT: u32 = 1000;
 pub const DEFAULT_LIMIT: u32 = 100;
 /// `limit` and `pageToken` of a list. Without either, the whole list.
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Answer at most this many items (1 to 1000) and the `Next-Page-Token`

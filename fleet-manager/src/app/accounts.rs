@@ -46,17 +46,21 @@ impl App {
         &self,
         input: &mut CloudAccount,
         old: Option<String>,
+        creating: bool,
     ) -> Result<Option<String>> {
         if input.aws_authentication_mode != AwsAccountAuthMode::Keypair {
             return Ok(None);
         }
-        match input.aws_secret_access_key.take() {
-            Some(s) => Ok(Some(self.secrets.seal(&s)?)),
-            None => old.map(Some).ok_or_else(|| {
-                Error::invalid(
-                    "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR",
-                )
-            }),
+        match (input.aws_secret_access_key.take(), old) {
+            (Some(s), _) => Ok(Some(self.secrets.seal(&s)?)),
+            (None, Some(old)) => Ok(Some(old)),
+            (None, None) if creating => Err(Error::invalid(
+                "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR",
+            )),
+            // A well-formed update that the stored account can't take.
+            (None, None) => Err(Error::conflict(
+                "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR: the account has none stored",
+            )),
         }
     }
 
@@ -67,7 +71,7 @@ impl App {
     ) -> Result<CloudAccount> {
         self.tenant(tenant).await?;
         input.validate()?;
-        let secret = self.account_secret(&mut input, None)?;
+        let secret = self.account_secret(&mut input, None, true)?;
         let id = new_id("ca");
         input.id = None;
         let m = q::account_insert(
@@ -91,7 +95,7 @@ impl App {
         let m = self.account_row(tenant, id).await?;
         check_body_id(id, input.id.as_deref())?;
         input.validate()?;
-        let secret = self.account_secret(&mut input, m.secret.clone())?;
+        let secret = self.account_secret(&mut input, m.secret.clone(), false)?;
         input.id = None;
         let m = q::account_update(
             &self.store.db,

@@ -24,12 +24,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CloneRequest {
+    #[schema(schema_with = crate::model::schema::label)]
     pub label: String,
     #[serde(default)]
+    #[schema(schema_with = crate::model::schema::nullable_description)]
     pub description: Option<String>,
     /// The new instance's image (the source's by default); must not be
     /// older than the backup's node version.
     #[serde(default)]
+    #[schema(schema_with = crate::model::schema::nullable_id)]
     pub image_id: Option<String>,
 }
 

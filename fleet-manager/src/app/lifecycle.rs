@@ -137,7 +137,7 @@ impl App {
                 "userName must be 1 to 128 letters, digits, '.', '_', '@' or '-'",
             ));
         }
-        if password.len() < 8 || password.len() > 256 {
+        if !(8..=256).contains(&password.chars().count()) {
             return Err(Error::invalid("password must be 8 to 256 characters"));
         }
         let params = password::Params {

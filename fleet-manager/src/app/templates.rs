@@ -93,17 +93,21 @@ impl App {
         &self,
         input: &mut InstanceTemplate,
         old: Option<String>,
+        creating: bool,
     ) -> Result<Option<String>> {
         if !input.needs_inline_secret() {
             return Ok(None);
         }
-        match input.dataiku_aws_secret_access_key.take() {
-            Some(s) => Ok(Some(self.secrets.seal(&s)?)),
-            None => old.map(Some).ok_or_else(|| {
-                Error::invalid(
-                    "dataikuAwsSecretAccessKey is required with INLINE_ENCRYPTED storage",
-                )
-            }),
+        match (input.dataiku_aws_secret_access_key.take(), old) {
+            (Some(s), _) => Ok(Some(self.secrets.seal(&s)?)),
+            (None, Some(old)) => Ok(Some(old)),
+            (None, None) if creating => Err(Error::invalid(
+                "dataikuAwsSecretAccessKey is required with INLINE_ENCRYPTED storage",
+            )),
+            // A well-formed update that the stored template can't take.
+            (None, None) => Err(Error::conflict(
+                "dataikuAwsSecretAccessKey is required with INLINE_ENCRYPTED storage: the template has none stored",
+            )),
         }
     }
 
@@ -134,7 +138,7 @@ impl App {
         self.tenant(tenant).await?;
         input.validate()?;
         self.seal_secret_params(&mut input)?;
-        let secret = self.template_secret(&mut input, None)?;
+        let secret = self.template_secret(&mut input, None, true)?;
         input.id = None;
         let m = q::template_insert(
             &self.store.db,
@@ -162,7 +166,7 @@ impl App {
         let mut input = self.unmask_secret_params(&input, &old)?;
         input.validate()?;
         self.seal_secret_params(&mut input)?;
-        let secret = self.template_secret(&mut input, m.secret.clone())?;
+        let secret = self.template_secret(&mut input, m.secret.clone(), false)?;
         input.id = None;
         let m = q::template_update(
             &self.store.db,
@@ -201,8 +205,10 @@ fn mask_secret_params(t: &mut InstanceTemplate) {
     }
 }
 
+/// A masked secret with no stored value behind it: the body is well formed
+/// but the stored template can't fill it in.
 fn give_again(index: usize, key: &str) -> Error {
-    Error::invalid(format!(
+    Error::conflict(format!(
         "setupActions[{index}].params.{key}: give the value again (the mask stands for a stored value only at the same position and type)"
     ))
 }

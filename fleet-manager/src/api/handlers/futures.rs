@@ -23,15 +23,17 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FutureQuery {
     /// `true`: return the state whatever it is. `false` (default): a failed
     /// or aborted future answers with its error (409).
+    #[param(schema_with = crate::api::extract::flag_schema)]
     peek: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FutureListQuery {
     /// At most this many futures (1 to 500, default 50).

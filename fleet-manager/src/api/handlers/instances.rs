@@ -103,10 +103,11 @@ pub async fn instance_delete(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReprovisionQuery {
     /// Allow moving the node to an older version than the one installed.
+    #[param(schema_with = crate::api::extract::flag_schema)]
     allow_downgrade: Option<String>,
 }
 
@@ -190,7 +191,11 @@ pub async fn instance_initial_password(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResetPasswordBody {
+    /// The node user: 1 to 128 letters, digits, `.`, `_`, `@` or `-`.
+    #[schema(pattern = r"^[A-Za-z0-9._@-]{1,128}$")]
     user_name: String,
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
 }
 

@@ -24,10 +24,11 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct NetworkCreateQuery {
     /// Use FM's own region, VPC and subnet for the fields left out.
+    #[param(schema_with = crate::api::extract::flag_schema)]
     use_default_values: Option<String>,
 }
 
