@@ -2,20 +2,25 @@
 # Checks the served OpenAPI document against the server with schemathesis:
 # a real `fleet-manager serve` on SQLite (the local cloud), an API key made
 # with `fleet-manager admin create-api-key`, a template, a network and an
-# instance made first so that bodies can name objects that exist. Every
+# instance made first so that bodies can name objects that exist. Action
+# endpoints run for real: instances the run creates may be provisioned on
+# the local cloud; their agents and nodes are stopped at the end. Every
 # operation gets schema-valid requests (which must not be refused with a
 # 4xx other than 404/409) and schema-invalid ones (which must be refused),
 # and no request may get a 5xx or an answer the document does not describe.
 #
 #   FM_BIN=/path/to/fleet-manager bash tests/python/schemathesis.sh [st run args...]
 #
-# FM_ST_EXAMPLES sets the examples per operation (default 30).
+# FM_ST_EXAMPLES sets the examples per operation (default 30), FM_ST_SEED
+# the seed (default 1), FM_ST_LOG the server's log filter (default warn).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="$(bash "$ROOT/scripts/python-venv.sh")"
 BIN="${FM_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/fleet-manager}"
 EXAMPLES="${FM_ST_EXAMPLES:-30}"
+SEED="${FM_ST_SEED:-1}"
+LOG="${FM_ST_LOG:-warn}"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fm-schemathesis.XXXXXX")"
 SERVER_PID=
@@ -24,14 +29,19 @@ cleanup() {
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
+    # The local cloud's VMs (agents and nodes of the instances the run
+    # provisioned) outlive FM, as VMs do: take down those of this run.
+    pkill -KILL -f "$WORK/data/local-cloud" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 # The server: its own environment, nothing inherited that names another store.
 unset "${!FM_@}" 2>/dev/null || true
-export FM_FUTURE_WAIT_MS=100 NO_COLOR=1 FM_LOG="${FM_ST_LOG:-warn}"
+export FM_FUTURE_WAIT_MS=100 NO_COLOR=1 FM_LOG="$LOG"
 export FM_AGENT_LISTEN="127.0.0.1:0"
+# Nodes of provisioned instances listen from here (away from the e2e suite's).
+export FM_LOCAL_PORT_BASE=25000
 PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 KEY="$("$BIN" admin create-api-key --data-dir "$WORK/data" --label schemathesis)"
 KEY_ID="$("$VENV/bin/python" -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$KEY")"
@@ -90,7 +100,7 @@ status=0
     --max-examples "$EXAMPLES" \
     --workers 1 \
     --request-timeout 30 \
-    --seed "${FM_ST_SEED:-1}" \
+    --seed "$SEED" \
     --no-color \
     "$@" || status=$?
 echo "schemathesis: $(( $(date +%s) - start )) s"

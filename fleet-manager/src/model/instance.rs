@@ -186,10 +186,13 @@ pub struct Instance {
     #[schema(schema_with = super::schema::nullable_description)]
     pub description: String,
     #[schema(schema_with = super::schema::id)]
+    /// An existing instance template.
     pub instance_settings_template_id: String,
     #[schema(schema_with = super::schema::id)]
+    /// An existing virtual network; can't change after creation.
     pub virtual_network_id: String,
     #[schema(schema_with = super::schema::id)]
+    /// An image of `GET /images`.
     pub image_id: String,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(nullable)]
@@ -203,6 +206,7 @@ pub struct Instance {
     #[serde(rename = "dataVolumeSizeGB", default)]
     #[schema(schema_with = super::schema::nullable_size_gb)]
     pub data_volume_size_gb: Option<u32>,
+    /// Not smaller than `dataVolumeSizeGB`.
     #[serde(rename = "dataVolumeSizeMaxGB", default)]
     #[schema(schema_with = super::schema::nullable_size_gb)]
     pub data_volume_size_max_gb: Option<u32>,

@@ -79,6 +79,9 @@ pub struct VirtualNetwork {
     #[serde(default)]
     #[schema(schema_with = super::schema::nullable_id)]
     pub account_id: Option<String>,
+    /// Required, like `awsVpcId` and `awsSubnetId`, unless created with
+    /// `?useDefaultValues=true` (FM's own fill those left out); none of
+    /// the three can change after creation.
     #[serde(default)]
     #[schema(schema_with = super::schema::nullable_region)]
     pub aws_region: Option<String>,
