@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test: format, lints, Rust tests on SQLite and on
 # PostgreSQL, and the end-to-end suite that drives the real server with the
-# public Python client on both backends. Starts PostgreSQL if it is down and
+# public Python client on both backends, and schemathesis against the served
+# OpenAPI document. Starts PostgreSQL if it is down and
 # creates the Python virtualenv it needs.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -29,6 +30,9 @@ FM_TEST_BACKEND=sqlite cargo test --workspace --locked
 
 step "Rust tests on PostgreSQL"
 FM_TEST_BACKEND=postgres cargo test --workspace --locked
+
+step "OpenAPI document against the server (schemathesis, SQLite)"
+FM_BIN="$CARGO_TARGET_DIR/debug/fleet-manager" bash tests/python/schemathesis.sh
 
 step "end-to-end: the public Python client against the real server (SQLite and PostgreSQL; the lifecycle also on the aws cloud)"
 FM_BIN="$CARGO_TARGET_DIR/debug/fleet-manager" FM_TEST_REQUIRE_PG=1 bash tests/python/run.sh

@@ -425,6 +425,201 @@ async fn setup_actions_are_validated_per_type() {
     t.stop().await;
 }
 
+// ------------------------------------------------------------ paging
+
+/// GET `path`: the status, the JSON body and the `Next-Page-Token` header.
+async fn get_page(t: &TestApp, path: &str) -> (StatusCode, Value, Option<String>) {
+    let r = t
+        .api
+        .http
+        .get(t.api.url(path))
+        .basic_auth(&t.api.key.0, Some(&t.api.key.1))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let next = r
+        .headers()
+        .get("next-page-token")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, r.json().await.unwrap(), next)
+}
+
+/// Follows `Next-Page-Token` from `first` (a path with `limit`) to the last
+/// page; returns the ids in the order read and the length of each page.
+async fn read_all_pages(t: &TestApp, first: &str, id_field: &str) -> (Vec<String>, Vec<usize>) {
+    let (mut ids, mut sizes) = (vec![], vec![]);
+    let mut path = first.to_string();
+    loop {
+        let (s, body, next) = get_page(t, &path).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let items = body.as_array().expect("a page is a JSON array");
+        sizes.push(items.len());
+        ids.extend(
+            items
+                .iter()
+                .map(|i| i[id_field].as_str().unwrap().to_string()),
+        );
+        match next {
+            Some(token) => path = format!("{first}&pageToken={token}"),
+            None => return (ids, sizes),
+        }
+        assert!(sizes.len() < 50, "paging does not end");
+    }
+}
+
+fn ids_of(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn lists_answer_everything_without_paging_parameters_and_page_with_them() {
+    let t = TestApp::new().await;
+    let tpl = t.api.create_template().await;
+    let net = t.api.create_network().await;
+    for _ in 0..4 {
+        t.api.create_template().await;
+        t.api.create_network().await;
+        t.api.create_instance(&tpl, &net).await;
+        let (s, a) = t
+            .api
+            .post("/tenants/main/cloud-accounts", json!({"label": "a"}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+    }
+    for list in [
+        "instance-settings-templates",
+        "virtual-networks",
+        "instances",
+        "cloud-accounts",
+        "images",
+    ] {
+        // Without paging parameters: the whole array, no token, as the
+        // public client reads it.
+        let (s, all, next) = get_page(&t, &format!("/tenants/main/{list}")).await;
+        assert_eq!(s, StatusCode::OK, "{all}");
+        assert_eq!(next, None, "{list}");
+        let want = ids_of(&all, "id");
+        assert!(want.len() >= 2, "{list}: {all}");
+        // Pages of two, in the same order, each item once.
+        let (ids, sizes) = read_all_pages(&t, &format!("/tenants/main/{list}?limit=2"), "id").await;
+        assert_eq!(ids, want, "{list}");
+        assert!(sizes.iter().all(|n| *n <= 2), "{list}: {sizes:?}");
+        assert_eq!(sizes.len(), want.len().div_ceil(2), "{list}: {sizes:?}");
+        // A page as long as the list has no next page.
+        let (_, page, next) =
+            get_page(&t, &format!("/tenants/main/{list}?limit={}", want.len())).await;
+        assert_eq!(ids_of(&page, "id"), want, "{list}");
+        assert_eq!(next, None, "{list}");
+    }
+    // Instances page as their stored documents, whole.
+    let (_, all, _) = get_page(&t, "/tenants/main/instances").await;
+    let (_, first, _) = get_page(&t, "/tenants/main/instances?limit=1").await;
+    assert_eq!(first[0], all[0]);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_page_token_keeps_its_place_when_items_come_and_go() {
+    let t = TestApp::new().await;
+    let mut made = vec![];
+    for _ in 0..5 {
+        made.push(t.api.create_template().await);
+    }
+    let (_, all, _) = get_page(&t, "/tenants/main/instance-settings-templates").await;
+    let order = ids_of(&all, "id");
+    let (_, page1, next) = get_page(&t, "/tenants/main/instance-settings-templates?limit=2").await;
+    assert_eq!(ids_of(&page1, "id"), order[..2]);
+    let token = next.expect("a next page");
+    // An item of the first page is deleted, a new one is made: the next
+    // page still starts right after the first page's last item.
+    let (_, f) = t
+        .api
+        .delete(&format!(
+            "/tenants/main/instance-settings-templates/{}",
+            order[0]
+        ))
+        .await;
+    t.api.wait_future(f["jobId"].as_str().unwrap()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let newest = t.api.create_template().await;
+    let (s, page2, _) = get_page(
+        &t,
+        &format!("/tenants/main/instance-settings-templates?limit=2&pageToken={token}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page2}");
+    assert_eq!(ids_of(&page2, "id"), order[2..4]);
+    // Without `limit`, a token goes on with pages of 100.
+    let (_, rest, next) = get_page(
+        &t,
+        &format!("/tenants/main/instance-settings-templates?pageToken={token}"),
+    )
+    .await;
+    assert_eq!(ids_of(&rest, "id"), [&order[2..], &[newest][..]].concat());
+    assert_eq!(next, None);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn futures_page_newest_first() {
+    let t = TestApp::new().await;
+    let mut jobs = vec![];
+    for _ in 0..5 {
+        let tpl = t.api.create_template().await;
+        let (_, f) = t
+            .api
+            .delete(&format!("/tenants/main/instance-settings-templates/{tpl}"))
+            .await;
+        let job = f["jobId"].as_str().unwrap().to_string();
+        t.api.wait_future(&job).await;
+        jobs.push(job);
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    jobs.reverse();
+    let (_, recent, _) = get_page(&t, "/tenants/main/futures").await;
+    assert_eq!(ids_of(&recent, "jobId"), jobs);
+    let (ids, sizes) = read_all_pages(&t, "/tenants/main/futures?limit=2", "jobId").await;
+    assert_eq!(ids, jobs);
+    assert_eq!(sizes, [2, 2, 1]);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn bad_paging_parameters_are_precise_400s() {
+    let t = TestApp::new().await;
+    for (path, names) in [
+        ("/tenants/main/instances?limit=0", "limit"),
+        ("/tenants/main/instances?limit=1001", "1000"),
+        ("/tenants/main/cloud-accounts?limit=-1", "limit"),
+        ("/tenants/main/virtual-networks?limit=many", "limit"),
+        ("/tenants/main/images?pageToken=garbage", "pageToken"),
+        (
+            "/tenants/main/instance-settings-templates?pageToken=12.a%2Fb",
+            "pageToken",
+        ),
+        ("/tenants/main/futures?limit=501", "500"),
+        ("/tenants/main/futures?pageToken=.x", "pageToken"),
+        ("/tenants/main/instances/inst-x/snapshots?limit=0", "limit"),
+        (
+            "/tenants/main/instances/inst-x/backups?pageToken=x",
+            "pageToken",
+        ),
+    ] {
+        let (s, body, _) = get_page(&t, path).await;
+        assert_error(s, &body, StatusCode::BAD_REQUEST, "InvalidInput");
+        assert!(
+            body["message"].as_str().unwrap().contains(names),
+            "{path}: {body}"
+        );
+    }
+    t.stop().await;
+}
+
 // ------------------------------------------------------------ conflicts
 
 #[tokio::test]
@@ -744,7 +939,7 @@ async fn setup_action_secrets_are_sealed_masked_and_kept_when_sent_back_masked()
             moved,
         )
         .await;
-    assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");
+    assert_error(s, &b, StatusCode::CONFLICT, "Conflict");
     assert!(
         b["message"]
             .as_str()
@@ -783,7 +978,7 @@ async fn backup_requests_are_checked_before_anything_starts() {
     for (body, needle) in [
         (json!({"label": ""}), "label"),
         (json!({"labl": "x"}), "unknown field"),
-        (json!([1]), "invalid type"),
+        (json!([1]), "JSON object"),
     ] {
         let (s, b) = api.post(&format!("{base}/bk-nope/clone"), body).await;
         assert_error(s, &b, StatusCode::BAD_REQUEST, "InvalidInput");

@@ -44,21 +44,51 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::invalid("a JSON request body is required"));
         }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de)
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidInput(format!("malformed JSON: {e}")))?;
+        // Every body is a JSON object (serde would also read a struct from
+        // an array of its fields' values).
+        if !value.is_object() {
+            return Err(Error::invalid(
+                "invalid body: the request body must be a JSON object",
+            ));
+        }
+        integral_numbers(&mut value);
+        serde_path_to_error::deserialize(value)
             .map(JsonBody)
             .map_err(|e| {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
-                let what = if inner.is_syntax() || inner.is_eof() {
-                    format!("malformed JSON: {inner}")
-                } else if path == "." {
+                let what = if path == "." {
                     format!("invalid body: {inner}")
                 } else {
                     format!("invalid value at '{path}': {inner}")
                 };
                 Error::InvalidInput(what)
             })
+    }
+}
+
+/// Writes every number with no fractional part as an integer (`95.0` as
+/// `95`): JSON Schema's `integer` is any such number, and the document's
+/// integer fields take all of them.
+fn integral_numbers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+            {
+                if f >= 0.0 && f < u64::MAX as f64 {
+                    *v = Value::from(f as u64);
+                } else if f < 0.0 && f >= i64::MIN as f64 {
+                    *v = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
     }
 }
 
@@ -92,26 +122,47 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
-/// Reads a boolean query flag the way clients spell it: `true`, `True`,
-/// `1`, `yes` (and their opposites). Absent means `false`.
+/// The spellings of a boolean query flag: JSON's and Python's (the public
+/// client sends `True` and `False`).
+pub const FLAG_VALUES: [&str; 4] = ["true", "false", "True", "False"];
+
+/// Reads a boolean query flag spelled as in [`FLAG_VALUES`]. Absent means
+/// `false`.
 pub fn flag(name: &str, value: Option<&str>) -> Result<bool, Error> {
-    match value.map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(false),
-        Some(v) if v.is_empty() || v == "false" || v == "0" || v == "no" => Ok(false),
-        Some(v) if v == "true" || v == "1" || v == "yes" => Ok(true),
+    match value {
+        None | Some("false") | Some("False") => Ok(false),
+        Some("true") | Some("True") => Ok(true),
         Some(v) => Err(Error::invalid(format!(
-            "query parameter {name} must be true or false, got '{v}'"
+            "query parameter {name} must be true or false, got '{}'",
+            v.chars().take(100).collect::<String>().escape_debug()
         ))),
     }
 }
 
+/// The document's schema of a boolean query flag: one of [`FLAG_VALUES`].
+pub fn flag_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(FLAG_VALUES))
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn integral_floats_read_as_integers() {
+        let mut v = serde_json::json!({"a": 95.0, "b": [1.5, -3.0], "c": "x"});
+        super::integral_numbers(&mut v);
+        assert_eq!(v, serde_json::json!({"a": 95, "b": [1.5, -3], "c": "x"}));
+    }
+
     #[test]
     fn flags_accept_python_spellings() {
         assert!(super::flag("peek", Some("True")).unwrap());
         assert!(!super::flag("peek", Some("False")).unwrap());
         assert!(!super::flag("peek", None).unwrap());
         assert!(super::flag("peek", Some("maybe")).is_err());
+        assert!(super::flag("peek", Some("")).is_err());
+        assert!(super::flag("peek", Some("1")).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! The path parameters of the API, one named struct per path shape, so a
 //! handler reads `p.instance_id` and can't swap two ids of one tuple. They
 //! are read through [`super::extract::PathParams`] (a segment that can't be
-//! decoded is a 400) and documented by their `IntoParams`.
+//! decoded is a 400) and documented by their `IntoParams`. Every id has
+//! the shape [`crate::model::check_id`] accepts, and the document says so.
 
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -11,6 +12,7 @@ use utoipa::IntoParams;
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Path)]
 pub struct TenantPath {
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: String,
 }
 
@@ -19,7 +21,9 @@ pub struct TenantPath {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Path)]
 pub struct AccountPath {
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub account_id: String,
 }
 
@@ -28,7 +32,9 @@ pub struct AccountPath {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Path)]
 pub struct NetworkPath {
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub network_id: String,
 }
 
@@ -37,7 +43,9 @@ pub struct NetworkPath {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Path)]
 pub struct TemplatePath {
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub template_id: String,
 }
 
@@ -46,7 +54,9 @@ pub struct TemplatePath {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Path)]
 pub struct InstancePath {
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub instance_id: String,
 }
 
@@ -55,8 +65,11 @@ pub struct InstancePath {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Path)]
 pub struct SnapshotPath {
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub instance_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub snapshot_id: String,
 }
 
@@ -65,8 +78,11 @@ pub struct SnapshotPath {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Path)]
 pub struct BackupPath {
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub instance_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub backup_id: String,
 }
 
@@ -75,6 +91,8 @@ pub struct BackupPath {
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Path)]
 pub struct FuturePath {
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub tenant_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub job_id: String,
 }

@@ -7,6 +7,7 @@ use crate::model::account::{AwsAccountAuthMode, CloudAccount};
 use crate::model::{check_id, new_id};
 use crate::ops::sagas::resource_delete::DeleteAccount;
 use crate::store::entities::cloud_account;
+use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
 
 impl App {
@@ -26,14 +27,12 @@ impl App {
         }
     }
 
-    pub async fn account_list(&self, tenant: &str) -> Result<Vec<CloudAccount>> {
+    pub async fn account_list(&self, tenant: &str, page: &Page) -> Result<Paged<CloudAccount>> {
         self.tenant(tenant).await?;
         let counts = q::network_counts_by_account(&self.store.db, tenant).await?;
-        q::account_list(&self.store.db, tenant)
+        q::account_list(&self.store.db, tenant, page)
             .await?
-            .iter()
-            .map(|m| self.account_view(m, counts.get(&m.id).copied().unwrap_or(0)))
-            .collect()
+            .try_map(|m| self.account_view(&m, counts.get(&m.id).copied().unwrap_or(0)))
     }
 
     pub async fn account_get(&self, tenant: &str, id: &str) -> Result<CloudAccount> {
@@ -49,17 +48,21 @@ impl App {
         id: &str,
         input: &mut CloudAccount,
         old: Option<String>,
+        creating: bool,
     ) -> Result<Option<String>> {
         if input.aws_authentication_mode != AwsAccountAuthMode::Keypair {
             return Ok(None);
         }
-        match input.aws_secret_access_key.take() {
-            Some(s) => Ok(Some(self.secrets.seal(&Place::account_secret(id), &s)?)),
-            None => old.map(Some).ok_or_else(|| {
-                Error::invalid(
-                    "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR",
-                )
-            }),
+        match (input.aws_secret_access_key.take(), old) {
+            (Some(s), _) => Ok(Some(self.secrets.seal(&Place::account_secret(id), &s)?)),
+            (None, Some(old)) => Ok(Some(old)),
+            (None, None) if creating => Err(Error::invalid(
+                "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR",
+            )),
+            // A well-formed update that the stored account can't take.
+            (None, None) => Err(Error::conflict(
+                "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR: the account has none stored",
+            )),
         }
     }
 
@@ -71,7 +74,7 @@ impl App {
         self.tenant(tenant).await?;
         input.validate()?;
         let id = new_id("ca");
-        let secret = self.account_secret(&id, &mut input, None)?;
+        let secret = self.account_secret(&id, &mut input, None, true)?;
         input.id = None;
         let m = q::account_insert(
             &self.store.db,
@@ -94,7 +97,7 @@ impl App {
         let m = self.account_row(tenant, id).await?;
         check_body_id(id, input.id.as_deref())?;
         input.validate()?;
-        let secret = self.account_secret(id, &mut input, m.secret.clone())?;
+        let secret = self.account_secret(id, &mut input, m.secret.clone(), false)?;
         input.id = None;
         let m = q::account_update(
             &self.store.db,

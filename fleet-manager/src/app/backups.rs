@@ -14,6 +14,7 @@ use crate::ops::sagas::{backup_delete, backup_restore, backup_take, backup_verif
 use crate::store::entities::backup;
 use crate::store::lifecycle as lq;
 use crate::store::operations::op_active_for_target;
+use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -23,12 +24,15 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CloneRequest {
+    #[schema(schema_with = crate::model::schema::label)]
     pub label: String,
     #[serde(default)]
+    #[schema(schema_with = crate::model::schema::nullable_description)]
     pub description: Option<String>,
     /// The new instance's image (the source's by default); must not be
     /// older than the backup's node version.
     #[serde(default)]
+    #[schema(schema_with = crate::model::schema::nullable_id)]
     pub image_id: Option<String>,
 }
 
@@ -52,13 +56,11 @@ impl App {
         backup_location(&self.engine.services().lc, None).map(|_| ())
     }
 
-    pub async fn backup_list(&self, tenant: &str, id: &str) -> Result<Vec<Backup>> {
+    pub async fn backup_list(&self, tenant: &str, id: &str, page: &Page) -> Result<Paged<Backup>> {
         self.instance_get(tenant, id).await?;
-        Ok(lq::backup_list(self.store.conn(), id)
+        Ok(lq::backup_page(self.store.conn(), id, page)
             .await?
-            .iter()
-            .map(Backup::from_row)
-            .collect())
+            .map(|b| Backup::from_row(&b)))
     }
 
     pub async fn backup_get(&self, tenant: &str, id: &str, backup: &str) -> Result<Backup> {

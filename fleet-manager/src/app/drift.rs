@@ -62,7 +62,10 @@ impl App {
         // One listing per account and region.
         let mut places: BTreeMap<(String, String), (String, Placement)> = BTreeMap::new();
         for t in q::tenant_list(conn).await? {
-            for row in q::network_list(conn, &t.id).await? {
+            for row in q::network_list(conn, &t.id, &crate::store::page::Page::ALL)
+                .await?
+                .items
+            {
                 let mut net: VirtualNetwork = from_doc(&row.doc)?;
                 net.id = Some(row.id.clone());
                 let at = placement::for_network(&svc, &t.id, &net).await?;

@@ -7,6 +7,7 @@ use crate::model::operation::{FutureError, FutureProgress, FutureState, OpState}
 use crate::ops::sagas::SagaParams;
 use crate::store::entities::operation;
 use crate::store::operations::{op_get, op_list};
+use crate::store::page::{Page, Paged};
 
 /// The state of a future just started.
 pub type StartedFuture = FutureState;
@@ -121,14 +122,18 @@ impl App {
         Ok(view)
     }
 
-    /// The most recent futures of the tenant, newest first.
-    pub async fn future_list(&self, tenant: &str, limit: u64) -> Result<Vec<FutureState>> {
+    /// A page of the tenant's futures, newest first.
+    pub async fn future_list(&self, tenant: &str, page: &Page) -> Result<Paged<FutureState>> {
         self.tenant(tenant).await?;
-        let mut out = Vec::new();
-        for op in op_list(&self.store.db, tenant, limit.clamp(1, 500)).await? {
-            out.push(self.future_view(op).await?);
+        let ops = op_list(&self.store.db, tenant, page).await?;
+        let mut items = Vec::with_capacity(ops.items.len());
+        for op in ops.items {
+            items.push(self.future_view(op).await?);
         }
-        Ok(out)
+        Ok(Paged {
+            items,
+            next: ops.next,
+        })
     }
 
     /// Aborts a future: at once if it has not started, between steps (with

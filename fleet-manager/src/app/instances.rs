@@ -10,6 +10,7 @@ use crate::model::instance::Instance;
 use crate::model::{check_id, new_id, now_ms};
 use crate::ops::sagas::instance_delete;
 use crate::store::entities::instance;
+use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
 
 impl App {
@@ -30,20 +31,11 @@ impl App {
         from_doc(&self.instance_row(tenant, id).await?.doc)
     }
 
-    /// All instances of the tenant as one JSON array, oldest first.
-    pub async fn instance_list_json(&self, tenant: &str) -> Result<String> {
+    /// A page of the tenant's instances as their stored JSON documents,
+    /// oldest first.
+    pub async fn instance_list_json(&self, tenant: &str, page: &Page) -> Result<Paged<String>> {
         self.tenant(tenant).await?;
-        let docs = q::instance_list_docs(&self.store.db, tenant).await?;
-        let mut out = String::with_capacity(docs.iter().map(|d| d.len() + 1).sum::<usize>() + 2);
-        out.push('[');
-        for (i, d) in docs.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(d);
-        }
-        out.push(']');
-        Ok(out)
+        q::instance_list_docs(&self.store.db, tenant, page).await
     }
 
     /// The template, network and image an instance names must exist.

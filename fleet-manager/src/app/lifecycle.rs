@@ -16,6 +16,7 @@ use crate::ops::sagas::{
 };
 use crate::store::entities::instance_runtime;
 use crate::store::lifecycle as lq;
+use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
 
 /// How long a snapshot request waits for its snapshot.
@@ -138,7 +139,7 @@ impl App {
                 "userName must be 1 to 128 letters, digits, '.', '_', '@' or '-', not starting with '-'",
             ));
         }
-        if password.len() < 8 || password.len() > 256 {
+        if !(8..=256).contains(&password.chars().count()) {
             return Err(Error::invalid("password must be 8 to 256 characters"));
         }
         let params = password::Params {
@@ -240,13 +241,16 @@ impl App {
 
     // ---------------------------------------------------------------- snapshots
 
-    pub async fn snapshot_list(&self, tenant: &str, id: &str) -> Result<Vec<Snapshot>> {
+    pub async fn snapshot_list(
+        &self,
+        tenant: &str,
+        id: &str,
+        page: &Page,
+    ) -> Result<Paged<Snapshot>> {
         self.instance_get(tenant, id).await?;
-        Ok(lq::snapshot_list(self.store.conn(), id)
+        Ok(lq::snapshot_page(self.store.conn(), id, page)
             .await?
-            .iter()
-            .map(Snapshot::from_row)
-            .collect())
+            .map(|s| Snapshot::from_row(&s)))
     }
 
     pub async fn snapshot_get(&self, tenant: &str, id: &str, snapshot: &str) -> Result<Snapshot> {

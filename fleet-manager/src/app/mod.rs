@@ -125,17 +125,19 @@ impl App {
         self.publish_standin_kits().await
     }
 
-    pub async fn image_list(&self, tenant: &str) -> Result<Vec<crate::model::image::Image>> {
+    pub async fn image_list(
+        &self,
+        tenant: &str,
+        page: &crate::store::page::Page,
+    ) -> Result<crate::store::page::Paged<crate::model::image::Image>> {
         self.tenant(tenant).await?;
-        Ok(q::image_list(&self.store.db)
+        Ok(q::image_list(&self.store.db, page)
             .await?
-            .into_iter()
             .map(|m| crate::model::image::Image {
                 id: m.id,
                 label: m.label,
                 node_version: m.node_version,
-            })
-            .collect())
+            }))
     }
 }
 

@@ -6,6 +6,7 @@ use crate::model::network::VirtualNetwork;
 use crate::model::{check_id, new_id};
 use crate::ops::sagas::resource_delete::DeleteNetwork;
 use crate::store::entities::{instance, virtual_network};
+use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
 
 impl App {
@@ -40,15 +41,13 @@ impl App {
         Ok(())
     }
 
-    pub async fn network_list(&self, tenant: &str) -> Result<Vec<VirtualNetwork>> {
+    pub async fn network_list(&self, tenant: &str, page: &Page) -> Result<Paged<VirtualNetwork>> {
         self.tenant(tenant).await?;
         let counts =
             q::instance_counts_by(&self.store.db, tenant, instance::Column::NetworkId).await?;
-        q::network_list(&self.store.db, tenant)
+        q::network_list(&self.store.db, tenant, page)
             .await?
-            .iter()
-            .map(|m| self.network_view(m, counts.get(&m.id).copied().unwrap_or(0)))
-            .collect()
+            .try_map(|m| self.network_view(&m, counts.get(&m.id).copied().unwrap_or(0)))
     }
 
     pub async fn network_get(&self, tenant: &str, id: &str) -> Result<VirtualNetwork> {

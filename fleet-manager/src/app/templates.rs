@@ -8,6 +8,7 @@ use crate::model::template::InstanceTemplate;
 use crate::model::{check_id, new_id};
 use crate::ops::sagas::resource_delete::DeleteTemplate;
 use crate::store::entities::{instance, instance_template};
+use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
 
 impl App {
@@ -101,29 +102,35 @@ impl App {
         id: &str,
         input: &mut InstanceTemplate,
         old: Option<String>,
+        creating: bool,
     ) -> Result<Option<String>> {
         if !input.needs_inline_secret() {
             return Ok(None);
         }
-        match input.dataiku_aws_secret_access_key.take() {
-            Some(s) => Ok(Some(self.secrets.seal(&Place::template_secret(id), &s)?)),
-            None => old.map(Some).ok_or_else(|| {
-                Error::invalid(
-                    "dataikuAwsSecretAccessKey is required with INLINE_ENCRYPTED storage",
-                )
-            }),
+        match (input.dataiku_aws_secret_access_key.take(), old) {
+            (Some(s), _) => Ok(Some(self.secrets.seal(&Place::template_secret(id), &s)?)),
+            (None, Some(old)) => Ok(Some(old)),
+            (None, None) if creating => Err(Error::invalid(
+                "dataikuAwsSecretAccessKey is required with INLINE_ENCRYPTED storage",
+            )),
+            // A well-formed update that the stored template can't take.
+            (None, None) => Err(Error::conflict(
+                "dataikuAwsSecretAccessKey is required with INLINE_ENCRYPTED storage: the template has none stored",
+            )),
         }
     }
 
-    pub async fn template_list(&self, tenant: &str) -> Result<Vec<InstanceTemplate>> {
+    pub async fn template_list(
+        &self,
+        tenant: &str,
+        page: &Page,
+    ) -> Result<Paged<InstanceTemplate>> {
         self.tenant(tenant).await?;
         let counts =
             q::instance_counts_by(&self.store.db, tenant, instance::Column::TemplateId).await?;
-        q::template_list(&self.store.db, tenant)
+        q::template_list(&self.store.db, tenant, page)
             .await?
-            .iter()
-            .map(|m| self.template_view(m, counts.get(&m.id).copied().unwrap_or(0)))
-            .collect()
+            .try_map(|m| self.template_view(&m, counts.get(&m.id).copied().unwrap_or(0)))
     }
 
     pub async fn template_get(&self, tenant: &str, id: &str) -> Result<InstanceTemplate> {
@@ -141,7 +148,7 @@ impl App {
         input.validate()?;
         let id = new_id("ist");
         self.seal_secret_params(&id, &mut input)?;
-        let secret = self.template_secret(&id, &mut input, None)?;
+        let secret = self.template_secret(&id, &mut input, None, true)?;
         input.id = None;
         let m = q::template_insert(
             &self.store.db,
@@ -169,7 +176,7 @@ impl App {
         let mut input = self.unmask_secret_params(id, &input, &old)?;
         input.validate()?;
         self.seal_secret_params(id, &mut input)?;
-        let secret = self.template_secret(id, &mut input, m.secret.clone())?;
+        let secret = self.template_secret(id, &mut input, m.secret.clone(), false)?;
         input.id = None;
         let m = q::template_update(
             &self.store.db,
@@ -208,8 +215,10 @@ fn mask_secret_params(t: &mut InstanceTemplate) {
     }
 }
 
+/// A masked secret with no stored value behind it: the body is well formed
+/// but the stored template can't fill it in.
 fn give_again(index: usize, key: &str) -> Error {
-    Error::invalid(format!(
+    Error::conflict(format!(
         "setupActions[{index}].params.{key}: give the value again (the mask stands for a stored value only at the same position and type)"
     ))
 }

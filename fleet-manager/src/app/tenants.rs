@@ -62,15 +62,16 @@ impl App {
         if input.aws_authentication_mode != TenantAuthMode::Keypair {
             secrets.aws_secret_access_key = None;
         } else if secrets.aws_secret_access_key.is_none() {
-            return Err(crate::error::Error::invalid(
-                "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR",
+            // Well-formed, but the stored credentials can't take it.
+            return Err(crate::error::Error::conflict(
+                "awsSecretAccessKey is required when awsAuthenticationMode is KEYPAIR: none is stored",
             ));
         }
         if input.license_mode != LicenseMode::AutoUpdate {
             secrets.license_token = None;
         } else if secrets.license_token.is_none() {
-            return Err(crate::error::Error::invalid(
-                "licenseToken is required when licenseMode is AUTO_UPDATE",
+            return Err(crate::error::Error::conflict(
+                "licenseToken is required when licenseMode is AUTO_UPDATE: none is stored",
             ));
         }
         if input.license_mode != LicenseMode::Static {

@@ -28,28 +28,37 @@ pub enum AwsAccountAuthMode {
 pub struct CloudAccount {
     /// Read-only; set by FM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
     pub id: Option<String>,
+    #[schema(schema_with = super::schema::label)]
     pub label: String,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(schema_with = super::schema::nullable_description)]
     pub description: String,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub aws_authentication_mode: AwsAccountAuthMode,
     #[serde(
         rename = "awsIAMRoleARN",
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(schema_with = super::schema::nullable_role_arn)]
     pub aws_iam_role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_access_key_id)]
     pub aws_access_key_id: Option<String>,
     /// Write-only.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "super::write_only")]
+    #[schema(schema_with = super::schema::nullable_secret_access_key)]
     pub aws_secret_access_key: Option<String>,
     /// Read-only: whether a secret access key is stored.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(read_only)]
     pub has_aws_secret_access_key: bool,
     /// Read-only: how many virtual networks use this account.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(read_only)]
     pub nb_networks: u64,
 }
 
@@ -58,6 +67,16 @@ impl CloudAccount {
     pub fn validate(&mut self) -> Result<()> {
         check_label("label", &self.label)?;
         check_len("description", &self.description, 4096)?;
+        // A field's shape is checked whenever it is given, whatever the mode.
+        if let Some(arn) = &self.aws_iam_role_arn {
+            check_iam_arn("awsIAMRoleARN", arn, "role")?;
+        }
+        if let Some(key) = &self.aws_access_key_id {
+            check_access_key_id("awsAccessKeyId", key)?;
+        }
+        if let Some(secret) = &self.aws_secret_access_key {
+            check_secret_access_key("awsSecretAccessKey", secret)?;
+        }
         match self.aws_authentication_mode {
             AwsAccountAuthMode::DefaultInstanceCredentials => {
                 self.aws_iam_role_arn = None;

@@ -81,15 +81,19 @@ pub struct BackupPolicy {
     pub enabled: bool,
     /// Hours between two automated backups.
     #[serde(default = "default_period")]
+    #[schema(schema_with = super::schema::period_hours)]
     pub period_hours: u32,
     /// The schedule keeps the newest N automated backups...
     #[serde(default = "default_keep_last")]
+    #[schema(schema_with = super::schema::u32)]
     pub keep_last: u32,
     /// ... and the newest of each of the last N days...
     #[serde(default)]
+    #[schema(schema_with = super::schema::u32)]
     pub keep_daily: u32,
     /// ... and the newest of each of the last N weeks.
     #[serde(default)]
+    #[schema(schema_with = super::schema::u32)]
     pub keep_weekly: u32,
     /// Encrypt archives and manifests with a key FM holds.
     #[serde(default = "yes")]
@@ -98,6 +102,7 @@ pub struct BackupPolicy {
     pub consistency: BackupConsistency,
     /// Paths relative to the data dir whose content is not archived.
     #[serde(default = "default_exclusions")]
+    #[schema(schema_with = super::schema::exclusions)]
     pub exclusions: Vec<String>,
 }
 
@@ -139,7 +144,7 @@ impl BackupPolicy {
                 "backupPolicy.periodHours must be between 1 and 8784",
             ));
         }
-        if self.enabled && self.keep_last + self.keep_daily + self.keep_weekly == 0 {
+        if self.enabled && self.keep_last == 0 && self.keep_daily == 0 && self.keep_weekly == 0 {
             return Err(Error::invalid(
                 "backupPolicy: keepLast, keepDaily and keepWeekly can't all be 0 when enabled",
             ));
@@ -149,7 +154,7 @@ impl BackupPolicy {
         }
         for x in &self.exclusions {
             let ok = !x.is_empty()
-                && x.len() <= 512
+                && x.chars().count() <= 512
                 && !x.starts_with('/')
                 && !x.contains('\0')
                 && x.split('/').all(|p| !p.is_empty() && p != "." && p != "..");
@@ -164,7 +169,7 @@ impl BackupPolicy {
     }
 }
 
-const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
+pub(crate) const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"];
 
 /// An instance as the public API reads and writes it. Field names follow
 /// the public client exactly (`dataVolumeSizeGB`, `awsAssignElasticIP`, ...).
@@ -173,69 +178,104 @@ const VOLUME_TYPES: &[&str] = &["gp2", "gp3", "io1", "io2", "st1", "sc1", "stand
 pub struct Instance {
     /// Read-only; set by FM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
     pub id: Option<String>,
+    #[schema(schema_with = super::schema::label)]
     pub label: String,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(schema_with = super::schema::nullable_description)]
     pub description: String,
+    #[schema(schema_with = super::schema::id)]
+    /// An existing instance template.
     pub instance_settings_template_id: String,
+    #[schema(schema_with = super::schema::id)]
+    /// An existing virtual network; can't change after creation.
     pub virtual_network_id: String,
+    #[schema(schema_with = super::schema::id)]
+    /// An image of `GET /images`.
     pub image_id: String,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub dss_node_type: NodeType,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_instance_type)]
     pub cloud_instance_type: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_volume_type)]
     pub data_volume_type: Option<String>,
     #[serde(rename = "dataVolumeSizeGB", default)]
+    #[schema(schema_with = super::schema::nullable_size_gb)]
     pub data_volume_size_gb: Option<u32>,
+    /// Not smaller than `dataVolumeSizeGB`.
     #[serde(rename = "dataVolumeSizeMaxGB", default)]
+    #[schema(schema_with = super::schema::nullable_size_gb)]
     pub data_volume_size_max_gb: Option<u32>,
     #[serde(rename = "dataVolumeIOPS", default)]
+    #[schema(schema_with = super::schema::nullable_iops)]
     pub data_volume_iops: Option<u32>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_throughput)]
     pub data_volume_throughput: Option<u32>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub volumes_encryption: EncryptionMode,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_text_2048)]
     pub volumes_encryption_key: Option<String>,
     #[serde(rename = "awsRootVolumeSizeGB", default)]
+    #[schema(schema_with = super::schema::nullable_size_gb)]
     pub aws_root_volume_size_gb: Option<u32>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_volume_type)]
     pub aws_root_volume_type: Option<String>,
     #[serde(rename = "awsRootVolumeIOPS", default)]
+    #[schema(schema_with = super::schema::nullable_iops)]
     pub aws_root_volume_iops: Option<u32>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(schema_with = super::schema::nullable_cloud_tags)]
     pub cloud_tags: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(schema_with = super::schema::nullable_labels)]
     pub fm_tags: Vec<String>,
     #[serde(rename = "awsAssignElasticIP", default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub aws_assign_elastic_ip: bool,
     #[serde(rename = "awsElasticIPAllocationId", default)]
+    #[schema(schema_with = super::schema::nullable_eip_allocation_id)]
     pub aws_elastic_ip_allocation_id: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub enable_automated_snapshot: bool,
     /// Hours between two automated snapshots.
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_u32)]
     pub automated_snapshot_period: Option<u32>,
     /// How many automated snapshots to keep; 0 keeps all.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(schema_with = super::schema::nullable_u32)]
     pub automated_snapshot_retention: u32,
     #[serde(rename = "sslCertificatePEM", default)]
+    #[schema(schema_with = super::schema::nullable_pem)]
     pub ssl_certificate_pem: Option<String>,
     /// Disaster recovery: create the data volume from this snapshot.
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_snapshot_id)]
     pub aws_snapshot_id: Option<String>,
     /// How snapshots are made consistent: `STOP_NODE` (default) or `NONE`.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub snapshot_consistency: SnapshotConsistency,
     /// Agent backups to object storage (an extension).
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub backup_policy: BackupPolicy,
     /// Read-only: milliseconds since the epoch.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(read_only)]
     pub created_at: i64,
     /// Read-only: milliseconds since the epoch.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(read_only)]
     pub updated_at: i64,
 }
 
@@ -331,9 +371,7 @@ impl Instance {
         for t in &self.fm_tags {
             check_label("fmTags", t)?;
         }
-        if self.aws_assign_elastic_ip
-            && let Some(a) = &self.aws_elastic_ip_allocation_id
-        {
+        if let Some(a) = &self.aws_elastic_ip_allocation_id {
             super::check_aws_id("awsElasticIPAllocationId", a, "eipalloc")?;
         }
         if self.enable_automated_snapshot {

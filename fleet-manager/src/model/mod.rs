@@ -12,6 +12,7 @@ pub mod instance;
 pub mod lifecycle;
 pub mod network;
 pub mod operation;
+pub mod schema;
 pub mod setup_action;
 pub mod snapshot;
 pub mod state;
@@ -30,6 +31,12 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// For `skip_serializing_if` on write-only fields (secrets): never
+/// written out, yet documented as a field a request may carry.
+pub fn write_only<T>(_: &T) -> bool {
+    true
 }
 
 /// A new random id with a readable prefix, e.g. `inst-5k2m9x0qa3b7`.
@@ -133,7 +140,8 @@ pub fn check_region(field: &str, value: &str) -> Result<()> {
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1].parse::<u8>().is_ok();
+        && (1..=3).contains(&parts[parts.len() - 1].len())
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit());
     if ok {
         Ok(())
     } else {

@@ -68,53 +68,76 @@ fn yes() -> bool {
 pub struct VirtualNetwork {
     /// Read-only; set by FM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
     pub id: Option<String>,
+    #[schema(schema_with = super::schema::label)]
     pub label: String,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub mode: NetworkMode,
     /// The cloud account; none means the tenant's own cloud credentials.
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_id)]
     pub account_id: Option<String>,
+    /// Required, like `awsVpcId` and `awsSubnetId`, unless created with
+    /// `?useDefaultValues=true` (FM's own fill those left out); none of
+    /// the three can change after creation.
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_region)]
     pub aws_region: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_vpc_id)]
     pub aws_vpc_id: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_subnet_id)]
     pub aws_subnet_id: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_subnet_id)]
     pub aws_second_subnet_id: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub aws_auto_create_security_groups: bool,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(schema_with = super::schema::nullable_security_groups)]
     pub aws_security_groups: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub auto_create_peerings: bool,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub internet_access_mode: InternetAccessMode,
     #[serde(rename = "awsAssignPublicIP", default = "yes")]
     pub aws_assign_public_ip: bool,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub dns_strategy: DnsStrategy,
     #[serde(rename = "awsRoute53PrivateIPZoneId", default)]
     pub aws_route53_private_ip_zone_id: Option<String>,
     #[serde(rename = "awsRoute53PublicIPZoneId", default)]
     pub aws_route53_public_ip_zone_id: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub https_strategy: HttpsStrategy,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub http_strategy: HttpStrategy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact_mail: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub managed_nodes_directory: bool,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_text_256)]
     pub event_server_node_label: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub nodes_directory_deployer_mode: DeployerMode,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_text_256)]
     pub govern_server_node_label: Option<String>,
     /// Read-only: how many instances use this network.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(read_only)]
     pub nb_instances: u64,
 }
 
@@ -156,17 +179,16 @@ impl VirtualNetwork {
         if let Some(s) = &self.aws_second_subnet_id {
             check_aws_id("awsSecondSubnetId", s, "subnet")?;
         }
+        if self.aws_security_groups.len() > 5 {
+            return Err(Error::invalid(
+                "awsSecurityGroups: at most 5 security groups",
+            ));
+        }
+        for sg in &self.aws_security_groups {
+            check_aws_id("awsSecurityGroups", sg, "sg")?;
+        }
         if self.aws_auto_create_security_groups {
             self.aws_security_groups.clear();
-        } else {
-            if self.aws_security_groups.len() > 5 {
-                return Err(Error::invalid(
-                    "awsSecurityGroups: at most 5 security groups",
-                ));
-            }
-            for sg in &self.aws_security_groups {
-                check_aws_id("awsSecurityGroups", sg, "sg")?;
-            }
         }
         match self.dns_strategy {
             DnsStrategy::None => {
@@ -185,7 +207,7 @@ impl VirtualNetwork {
         }
         if self.https_strategy == HttpsStrategy::Letsencrypt {
             let mail = self.contact_mail.as_deref().unwrap_or_default();
-            if !mail.contains('@') || mail.len() > 254 {
+            if !mail.contains('@') || mail.chars().count() > 254 {
                 return Err(Error::invalid(
                     "contactMail must be an e-mail address when httpsStrategy is LETSENCRYPT",
                 ));

@@ -4,7 +4,7 @@
 use super::check_len;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 /// Every setup action type the public client knows.
@@ -112,9 +112,10 @@ pub struct SetupAction {
     #[serde(rename = "type")]
     pub action_type: SetupActionType,
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub params: Option<Map<String, Value>>,
     #[serde(default = "enabled_default", deserialize_with = "enabled_or_default")]
+    #[schema(nullable)]
     pub enabled: bool,
 }
 
@@ -238,6 +239,151 @@ fn check_url(p: &Params<'_>, key: &str, schemes: &[&str]) -> Result<()> {
             schemes.join(", ")
         ))),
     }
+}
+
+/// What [`SetupAction::validate`] asks of each type's parameters, as JSON
+/// Schema for the OpenAPI document: one branch per type with its params'
+/// required keys, types, shapes and lengths (an action matches the branch
+/// of its type), and one for the types whose params are free.
+pub fn params_rules() -> Vec<Value> {
+    use super::schema::{nonblank_json, relative_path_json, text_json, text_with_json, url_json};
+    use SetupActionType as T;
+    const MAX: usize = 1 << 16;
+    let text = || json!({"oneOf": [{"type": "null"}, text_json(MAX)]});
+    let flag = || json!({"type": ["boolean", "null"]});
+    let strings = || json!({"type": ["array", "null"], "items": {"type": "string"}});
+    let key_values = |key: &str| {
+        json!({"type": "array", "items": {"type": "object", "required": ["key", "value"],
+            "properties": {"key": {"type": "string", "pattern": key}, "value": {"type": "string"}}}})
+    };
+    let rule = |t: T, required: &[&str], props: Value| -> Value {
+        let name = serde_json::to_value(t).unwrap_or_default();
+        let mut params = json!({"type": "object", "properties": props});
+        if required.is_empty() {
+            params["type"] = json!(["object", "null"]);
+            json!({"properties": {"type": {"const": name}, "params": params}, "required": ["type"]})
+        } else {
+            params["required"] = json!(required);
+            json!({"properties": {"type": {"const": name}, "params": params}, "required": ["type", "params"]})
+        }
+    };
+    let free: Vec<Value> = [
+        T::SetupK8sAndSpark,
+        T::SetupNoneK8sAndSpark,
+        T::SetupRuntimeDatabase,
+        T::SetupMusAutocreate,
+        T::SetupUiCustomization,
+        T::SetupMemorySettings,
+        T::SetupGraphicsExport,
+        T::SetupSecureCookies,
+    ]
+    .into_iter()
+    .map(|t| serde_json::to_value(t).unwrap_or_default())
+    .collect();
+    vec![
+        rule(
+            T::AddAuthorizedKey,
+            &["sshKey"],
+            json!({"sshKey": {"type": "string", "maxLength": MAX,
+            "pattern": r"^[\t\r ]*(ssh-|ecdsa-|sk-)[^\x00-\x08\x0A-\x0C\x0E-\x1F\x7F-\x9F]*$"}}),
+        ),
+        rule(
+            T::AddSshKey,
+            &["sshKey"],
+            json!({"sshKey": nonblank_json(MAX)}),
+        ),
+        rule(
+            T::RunAnsibleTasks,
+            &["stage", "ansibleTasks"],
+            json!({
+            "stage": {"enum": ["before_install", "after_install", "after_dss_startup"]},
+            "ansibleTasks": nonblank_json(MAX)}),
+        ),
+        rule(
+            T::InstallSystemPackages,
+            &["packages"],
+            json!({"packages": {"type": "array", "minItems": 1,
+            "items": {"type": "string", "pattern": r"^[A-Za-z0-9+\-._:=*]+$"}}}),
+        ),
+        rule(
+            T::SetupAdvancedSecurity,
+            &[],
+            json!({"basic_headers": flag(), "hsts": flag()}),
+        ),
+        rule(
+            T::InstallDeprecatedPython,
+            &[],
+            json!({"install_py36": flag(), "install_py37": flag(), "install_py38": flag()}),
+        ),
+        rule(
+            T::InstallJdbcDriver,
+            &["url", "dbType"],
+            json!({
+            "url": url_json(MAX, &["http", "https", "s3", "file"]),
+            "dbType": {"enum": ["mysql", "mssql", "oracle", "mariadb", "snowflake", "athena", "bigquery"]},
+            "pathsInArchive": strings(),
+            // Read back masked; sent back masked, the stored value is kept.
+            "headers": {"oneOf": [
+                {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+                {"const": MASK},
+            ]},
+            "username": text(),
+            "password": text(),
+            "subpathInDatadir": {"oneOf": [{"type": "null"}, relative_path_json(MAX)]}}),
+        ),
+        rule(
+            T::AddEnvVariables,
+            &["variables"],
+            json!({"variables": key_values("^[A-Za-z_][A-Za-z0-9_]*$")}),
+        ),
+        rule(
+            T::AddProperties,
+            &["properties"],
+            json!({"properties": key_values("^[^=\n\r:]+$")}),
+        ),
+        {
+            let proxy = || json!({"oneOf": [{"type": "null"}, url_json(MAX, &["http", "https", "socks5"])]});
+            let mut r = rule(
+                T::SetupProxy,
+                &["x"],
+                json!({"httpProxy": proxy(), "httpsProxy": proxy(), "noProxy": text()}),
+            );
+            r["properties"]["params"]
+                .as_object_mut()
+                .map(|p| p.remove("required"));
+            r["properties"]["params"]["anyOf"] = json!([
+                {"required": ["httpProxy"], "properties": {"httpProxy": {"type": "string"}}},
+                {"required": ["httpsProxy"], "properties": {"httpsProxy": {"type": "string"}}},
+            ]);
+            r
+        },
+        rule(
+            T::AddCaToTruststore,
+            &["cert"],
+            json!({"cert": text_with_json(MAX, "-----BEGIN CERTIFICATE-----")}),
+        ),
+        rule(
+            T::UpdateDssPort,
+            &["dssPort"],
+            json!({"dssPort": {"type": "integer", "minimum": 1, "maximum": 65525}}),
+        ),
+        rule(
+            T::InstallCodeEnvWithPreset,
+            &["presetName"],
+            json!({"presetName": nonblank_json(MAX)}),
+        ),
+        rule(
+            T::InstallDssPluginsFromStore,
+            &[],
+            json!({"packages": strings()}),
+        ),
+        rule(
+            T::SetupInstanceName,
+            &["instanceName"],
+            json!({"instanceName": nonblank_json(MAX)}),
+        ),
+        json!({"properties": {"type": {"enum": free}, "params": {"type": ["object", "null"]}}, "required": ["type"]}),
+    ]
 }
 
 /// What a secret parameter reads as through the API.

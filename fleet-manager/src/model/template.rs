@@ -35,20 +35,28 @@ fn yes() -> bool {
 pub struct InstanceTemplate {
     /// Read-only; set by FM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
     pub id: Option<String>,
+    #[schema(schema_with = super::schema::label)]
     pub label: String,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(schema_with = super::schema::nullable_description)]
     pub description: String,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable, max_items = 200)]
     pub setup_actions: Vec<SetupAction>,
     /// A license (JSON document as a string) overriding the tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_license)]
     pub license: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub aws_key_pair_name: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_instance_profile_arn)]
     pub startup_instance_profile_arn: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = super::schema::nullable_instance_profile_arn)]
     pub runtime_instance_profile_arn: Option<String>,
     #[serde(default = "yes")]
     pub restrict_aws_metadata_server_access: bool,
@@ -57,22 +65,30 @@ pub struct InstanceTemplate {
         default,
         deserialize_with = "nullable"
     )]
+    #[schema(nullable)]
     pub dataiku_aws_api_access_mode: AwsApiAccessMode,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub dataiku_aws_keypair_storage_mode: KeypairStorageMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_access_key_id)]
     pub dataiku_aws_access_key_id: Option<String>,
     /// Write-only.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "super::write_only")]
+    #[schema(schema_with = super::schema::nullable_secret_access_key)]
     pub dataiku_aws_secret_access_key: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(read_only)]
     pub has_dataiku_aws_secret_access_key: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_text_512)]
     pub dataiku_aws_secret_access_key_aws_secret_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_region)]
     pub aws_secrets_manager_region: Option<String>,
     /// Read-only: how many instances use this template.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(read_only)]
     pub nb_instances: u64,
 }
 
@@ -90,7 +106,7 @@ impl InstanceTemplate {
             check_license_json("license", l)?;
         }
         if let Some(k) = &self.aws_key_pair_name
-            && (k.is_empty() || k.len() > 255)
+            && (k.is_empty() || k.chars().count() > 255)
         {
             return Err(Error::invalid("awsKeyPairName must be 1 to 255 characters"));
         }
@@ -107,6 +123,19 @@ impl InstanceTemplate {
             if let Some(arn) = arn {
                 check_iam_arn(field, arn, "instance-profile")?;
             }
+        }
+        // A field's shape is checked whenever it is given, whatever the mode.
+        if let Some(key) = &self.dataiku_aws_access_key_id {
+            super::account::check_access_key_id("dataikuAwsAccessKeyId", key)?;
+        }
+        if let Some(s) = &self.dataiku_aws_secret_access_key {
+            super::account::check_secret_access_key("dataikuAwsSecretAccessKey", s)?;
+        }
+        if let Some(r) = &self.aws_secrets_manager_region {
+            check_region("awsSecretsManagerRegion", r)?;
+        }
+        if let Some(n) = &self.dataiku_aws_secret_access_key_aws_secret_name {
+            check_len("dataikuAwsSecretAccessKeyAwsSecretName", n, 512)?;
         }
         match self.dataiku_aws_api_access_mode {
             AwsApiAccessMode::None => {

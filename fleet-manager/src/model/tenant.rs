@@ -34,31 +34,41 @@ pub enum LicenseMode {
 #[serde(rename_all = "camelCase")]
 pub struct CloudCredentials {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub aws_authentication_mode: TenantAuthMode,
     #[serde(
         rename = "awsIAMRoleARN",
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(schema_with = super::schema::nullable_role_arn)]
     pub aws_iam_role_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_access_key_id)]
     pub aws_access_key_id: Option<String>,
     /// Write-only.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "super::write_only")]
+    #[schema(schema_with = super::schema::nullable_secret_access_key)]
     pub aws_secret_access_key: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(read_only)]
     pub has_aws_secret_access_key: bool,
     #[serde(rename = "awsCMKId", default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_text_2048)]
     pub aws_cmk_id: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     pub license_mode: LicenseMode,
     /// A license as a JSON document in a string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = super::schema::nullable_license)]
     pub license: Option<String>,
     /// Write-only.
-    #[serde(default, skip_serializing)]
+    #[serde(default, skip_serializing_if = "super::write_only")]
+    #[schema(write_only, min_length = 1, pattern = r"\S")]
     pub license_token: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(read_only)]
     pub has_license_token: bool,
 }
 
@@ -72,6 +82,24 @@ pub struct CredentialSecrets {
 
 impl CloudCredentials {
     pub fn validate(&mut self) -> Result<()> {
+        // A field's shape is checked whenever it is given, whatever the mode.
+        if let Some(arn) = &self.aws_iam_role_arn {
+            check_iam_arn("awsIAMRoleARN", arn, "role")?;
+        }
+        if let Some(key) = &self.aws_access_key_id {
+            check_access_key_id("awsAccessKeyId", key)?;
+        }
+        if let Some(secret) = &self.aws_secret_access_key {
+            check_secret_access_key("awsSecretAccessKey", secret)?;
+        }
+        if let Some(license) = &self.license {
+            check_license_json("license", license)?;
+        }
+        if let Some(t) = &self.license_token
+            && t.trim().is_empty()
+        {
+            return Err(Error::invalid("licenseToken must not be empty"));
+        }
         match self.aws_authentication_mode {
             TenantAuthMode::SameAsFm => {
                 self.aws_iam_role_arn = None;
@@ -134,6 +162,17 @@ pub fn check_license_json(field: &str, license: &str) -> Result<()> {
         ))),
     }
 }
+
+/// The body of `PUT /cloud-tags` and its answer: tag names to values.
+pub struct CloudTags;
+
+impl utoipa::PartialSchema for CloudTags {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::schema::tags().into()
+    }
+}
+
+impl ToSchema for CloudTags {}
 
 /// `GET /cloud-tags` answers `{"msg": "<the tags as a JSON string>"}`, the
 /// shape the public client parses.

@@ -4,6 +4,7 @@
 
 use super::Store;
 use super::entities::{backup, enrollment_token, instance_runtime, snapshot};
+use super::page::{Cursor, Order, Page, Paged, finish, keyset};
 use crate::error::Result;
 use crate::model::now_ms;
 use crate::model::state::{NodeState, RuntimeState};
@@ -257,6 +258,28 @@ pub async fn snapshot_list<C: ConnectionTrait>(
         .await?)
 }
 
+/// A page of the instance's snapshots, oldest first (then by id).
+pub async fn snapshot_page<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    page: &Page,
+) -> Result<Paged<snapshot::Model>> {
+    let query = snapshot::Entity::find().filter(snapshot::Column::InstanceId.eq(instance_id));
+    let rows = keyset(
+        query,
+        snapshot::Column::CreatedAt,
+        snapshot::Column::Id,
+        Order::Asc,
+        page,
+    )
+    .all(c)
+    .await?;
+    Ok(finish(rows, page, |m| Cursor {
+        key: m.created_at,
+        id: m.id.clone(),
+    }))
+}
+
 pub async fn snapshot_get<C: ConnectionTrait>(
     c: &C,
     instance_id: &str,
@@ -295,6 +318,28 @@ pub async fn backup_list<C: ConnectionTrait>(
         .order_by_asc(backup::Column::CreatedAt)
         .all(c)
         .await?)
+}
+
+/// A page of the instance's backups, oldest first (then by id).
+pub async fn backup_page<C: ConnectionTrait>(
+    c: &C,
+    instance_id: &str,
+    page: &Page,
+) -> Result<Paged<backup::Model>> {
+    let query = backup::Entity::find().filter(backup::Column::InstanceId.eq(instance_id));
+    let rows = keyset(
+        query,
+        backup::Column::CreatedAt,
+        backup::Column::Id,
+        Order::Asc,
+        page,
+    )
+    .all(c)
+    .await?;
+    Ok(finish(rows, page, |m| Cursor {
+        key: m.created_at,
+        id: m.id.clone(),
+    }))
 }
 
 pub async fn backup_get<C: ConnectionTrait>(

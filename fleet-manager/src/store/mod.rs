@@ -10,6 +10,7 @@ pub mod entities;
 pub mod leases;
 pub mod lifecycle;
 pub mod operations;
+pub mod page;
 pub mod resources;
 pub mod sealed;
 

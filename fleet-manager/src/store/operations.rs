@@ -6,6 +6,7 @@
 //! took over) changes nothing.
 
 use super::entities::{operation, operation_log};
+use super::page::{Cursor, Order, Page, Paged, finish, keyset};
 use super::{Backend, Store};
 use crate::error::{Error, Result};
 use crate::model::now_ms;
@@ -89,17 +90,26 @@ pub async fn op_active_for_target<C: ConnectionTrait>(
         .await?)
 }
 
+/// A page of the tenant's operations, newest first (then by id, descending).
 pub async fn op_list<C: ConnectionTrait>(
     c: &C,
     tenant: &str,
-    limit: u64,
-) -> Result<Vec<operation::Model>> {
-    Ok(operation::Entity::find()
-        .filter(operation::Column::TenantId.eq(tenant))
-        .order_by_desc(operation::Column::CreatedAt)
-        .limit(limit)
-        .all(c)
-        .await?)
+    page: &Page,
+) -> Result<Paged<operation::Model>> {
+    let query = operation::Entity::find().filter(operation::Column::TenantId.eq(tenant));
+    let rows = keyset(
+        query,
+        operation::Column::CreatedAt,
+        operation::Column::Id,
+        Order::Desc,
+        page,
+    )
+    .all(c)
+    .await?;
+    Ok(finish(rows, page, |m| Cursor {
+        key: m.created_at,
+        id: m.id.clone(),
+    }))
 }
 
 fn claimable(now: i64) -> sea_orm::Condition {

@@ -6,6 +6,7 @@
 use super::entities::{
     api_key, cloud_account, event, image, instance, instance_template, tenant, virtual_network,
 };
+use super::page::{Cursor, Order, Page, Paged, finish, keyset};
 use crate::error::Result;
 use crate::model::now_ms;
 use sea_orm::sea_query::OnConflict;
@@ -30,26 +31,56 @@ macro_rules! tenant_scoped {
                 .await?)
         }
 
-        pub async fn $list<C: ConnectionTrait>(c: &C, tenant: &str) -> Result<Vec<$ent::Model>> {
-            Ok($ent::Entity::find()
-                .filter($ent::Column::TenantId.eq(tenant))
-                .order_by_asc($ent::Column::CreatedAt)
-                .order_by_asc($ent::Column::Id)
-                .all(c)
-                .await?)
+        /// A page of the rows, oldest first (then by id).
+        pub async fn $list<C: ConnectionTrait>(
+            c: &C,
+            tenant: &str,
+            page: &Page,
+        ) -> Result<Paged<$ent::Model>> {
+            let query = $ent::Entity::find().filter($ent::Column::TenantId.eq(tenant));
+            let rows = keyset(
+                query,
+                $ent::Column::CreatedAt,
+                $ent::Column::Id,
+                Order::Asc,
+                page,
+            )
+            .all(c)
+            .await?;
+            Ok(finish(rows, page, |m| Cursor {
+                key: m.created_at,
+                id: m.id.clone(),
+            }))
         }
 
-        /// The stored public documents, oldest first, without other columns.
-        pub async fn $list_docs<C: ConnectionTrait>(c: &C, tenant: &str) -> Result<Vec<String>> {
-            Ok($ent::Entity::find()
+        /// A page of the stored public documents, oldest first (then by
+        /// id), without the other columns.
+        pub async fn $list_docs<C: ConnectionTrait>(
+            c: &C,
+            tenant: &str,
+            page: &Page,
+        ) -> Result<Paged<String>> {
+            let query = $ent::Entity::find()
                 .select_only()
                 .column($ent::Column::Doc)
-                .filter($ent::Column::TenantId.eq(tenant))
-                .order_by_asc($ent::Column::CreatedAt)
-                .order_by_asc($ent::Column::Id)
-                .into_tuple::<String>()
-                .all(c)
-                .await?)
+                .column($ent::Column::CreatedAt)
+                .column($ent::Column::Id)
+                .filter($ent::Column::TenantId.eq(tenant));
+            let rows = keyset(
+                query,
+                $ent::Column::CreatedAt,
+                $ent::Column::Id,
+                Order::Asc,
+                page,
+            )
+            .into_tuple::<(String, i64, String)>()
+            .all(c)
+            .await?;
+            Ok(finish(rows, page, |(_, key, id)| Cursor {
+                key: *key,
+                id: id.clone(),
+            })
+            .map(|(doc, _, _)| doc))
         }
 
         /// Deletes the row; deleting a row that is already gone is not an error.
@@ -373,11 +404,21 @@ pub async fn api_key_delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<u64> 
 
 // ---- images
 
-pub async fn image_list<C: ConnectionTrait>(c: &C) -> Result<Vec<image::Model>> {
-    Ok(image::Entity::find()
-        .order_by_asc(image::Column::SortKey)
-        .all(c)
-        .await?)
+/// A page of the image catalog, in version order (then by id).
+pub async fn image_list<C: ConnectionTrait>(c: &C, page: &Page) -> Result<Paged<image::Model>> {
+    let rows = keyset(
+        image::Entity::find(),
+        image::Column::SortKey,
+        image::Column::Id,
+        Order::Asc,
+        page,
+    )
+    .all(c)
+    .await?;
+    Ok(finish(rows, page, |m| Cursor {
+        key: m.sort_key,
+        id: m.id.clone(),
+    }))
 }
 
 pub async fn image_get<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<image::Model>> {

@@ -1,7 +1,8 @@
 //! Cloud accounts.
 
 use crate::api::error::ApiErrorBody;
-use crate::api::extract::{JsonBody, PathParams};
+use crate::api::extract::{JsonBody, PathParams, QueryParams};
+use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{AccountPath, TenantPath};
 use crate::app::App;
 use crate::error::Result;
@@ -21,13 +22,14 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/cloud-accounts", tag = "cloud accounts",
-    params(TenantPath),
-    responses((status = 200, body = Vec<CloudAccount>)))]
+    params(TenantPath, PageQuery),
+    responses((status = 200, body = Vec<CloudAccount>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
 pub async fn account_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
-) -> Result<Json<Vec<CloudAccount>>> {
-    Ok(Json(app.account_list(&p.tenant_id).await?))
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Listed<CloudAccount>> {
+    Ok(Listed(app.account_list(&p.tenant_id, &q.page()?).await?))
 }
 
 #[utoipa::path(post, path = "/tenants/{tenantId}/cloud-accounts", tag = "cloud accounts",

@@ -2,6 +2,7 @@
 //! public API).
 
 use crate::api::extract::{JsonBody, PathParams, QueryParams};
+use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{BackupPath, InstancePath};
 use crate::app::App;
 use crate::app::backups::CloneRequest;
@@ -27,22 +28,30 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct BackupQuery {
     /// Why the backup is taken (kept with it).
+    #[param(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     reason: Option<String>,
 }
 
 /// The instance's agent backups (in object storage), oldest first.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
-    params(InstancePath),
-    responses((status = 200, body = Vec<Backup>)))]
+    params(InstancePath, PageQuery),
+    responses((status = 200, body = Vec<Backup>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
 pub async fn backup_list(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
-) -> Result<Json<Vec<Backup>>> {
-    Ok(Json(app.backup_list(&p.tenant_id, &p.instance_id).await?))
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Listed<Backup>> {
+    Ok(Listed(
+        app.backup_list(&p.tenant_id, &p.instance_id, &q.page()?)
+            .await?,
+    ))
 }
 
 /// Backs up the data dir to object storage (the node stopped meanwhile

@@ -2,6 +2,7 @@
 
 use crate::api::error::ApiErrorBody;
 use crate::api::extract::{PathParams, QueryParams, flag};
+use crate::api::page::{Listed, page};
 use crate::api::path::{FuturePath, TenantPath};
 use crate::app::App;
 use crate::error::Result;
@@ -22,32 +23,39 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FutureQuery {
     /// `true`: return the state whatever it is. `false` (default): a failed
     /// or aborted future answers with its error (409).
+    #[param(schema_with = crate::api::extract::flag_schema)]
     peek: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FutureListQuery {
     /// At most this many futures (1 to 500, default 50).
-    limit: Option<u64>,
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `Next-Page-Token` of the previous page: this page starts after it.
+    #[param(pattern = r"^[0-9]{1,18}\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
+    page_token: Option<String>,
 }
 
-/// The most recent futures, newest first.
+/// The futures, newest first: the most recent 50 unless `limit` says
+/// otherwise; the `Next-Page-Token` header names the next (older) page.
 #[utoipa::path(get, path = "/tenants/{tenantId}/futures", tag = "futures",
     params(TenantPath, FutureListQuery),
-    responses((status = 200, body = Vec<FutureState>)))]
+    responses((status = 200, body = Vec<FutureState>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
 pub async fn future_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
     QueryParams(q): QueryParams<FutureListQuery>,
-) -> Result<Json<Vec<FutureState>>> {
-    Ok(Json(
-        app.future_list(&p.tenant_id, q.limit.unwrap_or(50)).await?,
-    ))
+) -> Result<Listed<FutureState>> {
+    let page = page(q.limit, q.page_token.as_deref(), 50, 500)?;
+    Ok(Listed(app.future_list(&p.tenant_id, &page).await?))
 }
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/futures/{jobId}", tag = "futures",

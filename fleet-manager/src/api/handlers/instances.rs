@@ -4,6 +4,7 @@
 use super::RawJson;
 use crate::api::error::ApiErrorBody;
 use crate::api::extract::{JsonBody, PathParams, QueryParams, flag};
+use crate::api::page::{ListedRaw, PageQuery};
 use crate::api::path::{InstancePath, TenantPath};
 use crate::app::App;
 use crate::error::Result;
@@ -37,13 +38,16 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances", tag = "instances",
-    params(TenantPath),
-    responses((status = 200, body = Vec<Instance>)))]
+    params(TenantPath, PageQuery),
+    responses((status = 200, body = Vec<Instance>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
 pub async fn instance_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
-) -> Result<RawJson> {
-    Ok(RawJson(app.instance_list_json(&p.tenant_id).await?))
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<ListedRaw> {
+    Ok(ListedRaw(
+        app.instance_list_json(&p.tenant_id, &q.page()?).await?,
+    ))
 }
 
 /// Creates the instance record; no cloud resource is made until it is provisioned.
@@ -99,10 +103,11 @@ pub async fn instance_delete(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ReprovisionQuery {
     /// Allow moving the node to an older version than the one installed.
+    #[param(schema_with = crate::api::extract::flag_schema)]
     allow_downgrade: Option<String>,
 }
 
@@ -186,7 +191,11 @@ pub async fn instance_initial_password(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResetPasswordBody {
+    /// The node user: 1 to 128 letters, digits, `.`, `_`, `@` or `-`.
+    #[schema(pattern = r"^[A-Za-z0-9._@-]{1,128}$")]
     user_name: String,
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
 }
 

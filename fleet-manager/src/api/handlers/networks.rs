@@ -2,6 +2,7 @@
 
 use crate::api::error::ApiErrorBody;
 use crate::api::extract::{JsonBody, PathParams, QueryParams, flag};
+use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{NetworkPath, TenantPath};
 use crate::app::App;
 use crate::error::Result;
@@ -23,21 +24,23 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct NetworkCreateQuery {
     /// Use FM's own region, VPC and subnet for the fields left out.
+    #[param(schema_with = crate::api::extract::flag_schema)]
     use_default_values: Option<String>,
 }
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/virtual-networks", tag = "virtual networks",
-    params(TenantPath),
-    responses((status = 200, body = Vec<VirtualNetwork>)))]
+    params(TenantPath, PageQuery),
+    responses((status = 200, body = Vec<VirtualNetwork>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
 pub async fn network_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
-) -> Result<Json<Vec<VirtualNetwork>>> {
-    Ok(Json(app.network_list(&p.tenant_id).await?))
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Listed<VirtualNetwork>> {
+    Ok(Listed(app.network_list(&p.tenant_id, &q.page()?).await?))
 }
 
 #[utoipa::path(post, path = "/tenants/{tenantId}/virtual-networks", tag = "virtual networks",

@@ -1,6 +1,7 @@
 //! Snapshots of an instance's data volume.
 
 use crate::api::extract::{PathParams, QueryParams};
+use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{InstancePath, SnapshotPath};
 use crate::app::App;
 use crate::error::Result;
@@ -23,20 +24,29 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct SnapshotQuery {
+    /// Why the snapshot is taken (kept with it).
+    #[param(
+        max_length = 1024,
+        pattern = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+    )]
     reason_for_snapshot: Option<String>,
 }
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots", tag = "snapshots",
-    params(InstancePath),
-    responses((status = 200, body = Vec<Snapshot>)))]
+    params(InstancePath, PageQuery),
+    responses((status = 200, body = Vec<Snapshot>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
 pub async fn snapshot_list(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
-) -> Result<Json<Vec<Snapshot>>> {
-    Ok(Json(app.snapshot_list(&p.tenant_id, &p.instance_id).await?))
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Listed<Snapshot>> {
+    Ok(Listed(
+        app.snapshot_list(&p.tenant_id, &p.instance_id, &q.page()?)
+            .await?,
+    ))
 }
 
 /// Snapshots the data volume; answers with the snapshot.

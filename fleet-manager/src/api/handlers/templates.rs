@@ -1,7 +1,8 @@
 //! Instance settings templates.
 
 use crate::api::error::ApiErrorBody;
-use crate::api::extract::{JsonBody, PathParams};
+use crate::api::extract::{JsonBody, PathParams, QueryParams};
+use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{TemplatePath, TenantPath};
 use crate::app::App;
 use crate::error::Result;
@@ -21,13 +22,14 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 }
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instance-settings-templates", tag = "instance templates",
-    params(TenantPath),
-    responses((status = 200, body = Vec<InstanceTemplate>)))]
+    params(TenantPath, PageQuery),
+    responses((status = 200, body = Vec<InstanceTemplate>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
 pub async fn template_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
-) -> Result<Json<Vec<InstanceTemplate>>> {
-    Ok(Json(app.template_list(&p.tenant_id).await?))
+    QueryParams(q): QueryParams<PageQuery>,
+) -> Result<Listed<InstanceTemplate>> {
+    Ok(Listed(app.template_list(&p.tenant_id, &q.page()?).await?))
 }
 
 #[utoipa::path(post, path = "/tenants/{tenantId}/instance-settings-templates", tag = "instance templates",

@@ -4,7 +4,7 @@ use crate::api::extract::{JsonBody, PathParams};
 use crate::api::path::TenantPath;
 use crate::app::App;
 use crate::error::Result;
-use crate::model::tenant::{CloudCredentials, CloudTagsEnvelope};
+use crate::model::tenant::{CloudCredentials, CloudTags, CloudTagsEnvelope};
 use axum::Json;
 use axum::extract::State;
 use std::collections::BTreeMap;
@@ -57,8 +57,8 @@ pub async fn cloud_tags_get(
 
 /// Replaces the tenant's cloud tags with the JSON object given.
 #[utoipa::path(put, path = "/tenants/{tenantId}/cloud-tags", tag = "tenant",
-    params(TenantPath), request_body = BTreeMap<String, String>,
-    responses((status = 200, body = BTreeMap<String, String>)))]
+    params(TenantPath), request_body = CloudTags,
+    responses((status = 200, body = CloudTags)))]
 pub async fn cloud_tags_put(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
