@@ -28,6 +28,13 @@ mkdir -p "$MOUNT"
 grep -q " $MOUNT " /etc/fstab || echo "LABEL=fm-data $MOUNT ext4 defaults,nofail 0 2" >>/etc/fstab
 mountpoint -q "$MOUNT" || mount "$dev" "$MOUNT"
 
+# The node runs as its own user, never as root; the agent (root) drops to
+# it for every command of the node's kit.
+if ! id -u {{node_user}} >/dev/null 2>&1; then
+    useradd --system --user-group --home-dir "$MOUNT" --no-create-home --shell /bin/bash {{node_user}}
+fi
+chown {{node_user}}: "$MOUNT"
+
 install -d -m 0700 /var/lib/fm-agent
 umask 077
 cat >/var/lib/fm-agent/user-data.toml <<'FM_AGENT_TOML'

@@ -549,19 +549,27 @@ pub async fn restore_into(
     let previous_name = format!(".fm-previous-{}", m.backup_id);
     let data = safe::open_trusted(data_dir)?;
     let mut stats = RestoreStats::default();
+    // A staging or previous dir counts only if the agent made it (its own,
+    // 0700) and marked it for this very backup: one the node's user planted
+    // is removed and redone, never trusted.
+    let mark = format!("{} {}\n", m.backup_id, m.archive_sha256);
     let mut prev = safe::sub_dir(&data, &previous_name, &previous)?;
-    let swapping = prev.as_ref().is_some_and(|p| safe::exists_at(p, OLD_NAMES));
+    let swapping = prev
+        .as_ref()
+        .is_some_and(|p| safe::is_private(p) && safe::exists_at(p, OLD_NAMES));
     if !swapping {
         drop(prev);
         let _ = std::fs::remove_dir_all(&previous);
-        let complete = safe::sub_dir(&data, &stage_name, &stage)?
-            .is_some_and(|s| safe::exists_at(&s, COMPLETE));
+        let complete = safe::sub_dir(&data, &stage_name, &stage)?.is_some_and(|s| {
+            safe::is_private(&s)
+                && safe::read_at(&s, COMPLETE, &stage).is_ok_and(|b| b == mark.as_bytes())
+        });
         if !complete {
             let _ = std::fs::remove_dir_all(&stage);
             stats = extract(store, m, key, &stage, progress).await?;
             let s = safe::sub_dir(&data, &stage_name, &stage)?
                 .ok_or_else(|| err(format!("{} went away", stage.display())))?;
-            safe::write_at(&s, COMPLETE, b"", &stage)?;
+            safe::write_at(&s, COMPLETE, mark.as_bytes(), &stage)?;
         }
         // Record what is there now, then move it aside.
         let p = safe::make_dir_at(&data, &previous_name, &previous)?;

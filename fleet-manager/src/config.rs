@@ -323,6 +323,8 @@ pub struct LifecycleSettings {
     pub kits_dir: PathBuf,
     pub agent_bin: PathBuf,
     pub standin_bin: PathBuf,
+    /// `FM_LOCAL_NODE_USER`: what the local cloud's nodes run as.
+    pub local_node_user: Option<String>,
     pub heartbeat_secs: u32,
     pub agent_timeout: Duration,
     pub agent_connect_timeout: Duration,
@@ -524,6 +526,7 @@ impl Config {
                 standin_bin: std::env::var_os("FM_STANDIN_BIN")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| sibling_binary("standin-node")),
+                local_node_user: std::env::var("FM_LOCAL_NODE_USER").ok(),
                 heartbeat_secs: env_parse("FM_HEARTBEAT_SECS")?.unwrap_or(10),
                 agent_timeout: Duration::from_secs(
                     env_parse("FM_AGENT_TIMEOUT_SECS")?.unwrap_or(35),

@@ -46,10 +46,11 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
     let hub = AgentHub::new(store.clone());
     let cloud: Arc<dyn CloudProvider> = match cfg.cloud.kind {
         CloudKind::Sim => Arc::new(crate::cloud::sim::SimCloud::new(hub.clone())),
-        CloudKind::Local => Arc::new(LocalCloud::new(
-            cfg.data_dir.join("local-cloud"),
-            l.agent_bin.clone(),
-        )?),
+        CloudKind::Local => {
+            let root = cfg.data_dir.join("local-cloud");
+            let user = LocalCloud::node_user_for(&root, l.local_node_user.as_deref())?;
+            Arc::new(LocalCloud::with_node_user(root, l.agent_bin.clone(), user)?)
+        }
         CloudKind::Aws => {
             let mut aws = cfg.cloud.aws.clone();
             if aws.owner.is_empty() {

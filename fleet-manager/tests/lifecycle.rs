@@ -67,6 +67,17 @@ async fn an_instance_is_provisioned_controlled_and_deleted_on_the_local_cloud() 
         .await;
     assert_eq!(status["agentState"], "connected", "{status}");
     assert_eq!(status["nodeState"], "running", "{status}");
+    // FM runs as root here: the node runs as the local cloud's node user,
+    // the agent as root.
+    if rustix::process::geteuid().is_root() {
+        let node = common::uids_of(t.db.dir.path(), "standin-node serve");
+        assert_eq!(node, [64100], "the node's processes run as");
+        let agents = common::uids_of(t.db.dir.path(), "fm-agent --user-data");
+        assert!(
+            agents.iter().all(|u| *u == 0) && !agents.is_empty(),
+            "{agents:?}"
+        );
+    }
 
     // The initial password answers once; the admin key answers.
     let (s, pw) = t

@@ -47,6 +47,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The home dir of the node's user.
     pub home_dir: PathBuf,
+    /// The user the node runs as (see [`crate::nodeuser`]); `None`: the
+    /// data dir's owner.
+    pub node_user: Option<crate::nodeuser::UserSpec>,
     /// Interval between heartbeats.
     pub heartbeat: Duration,
     /// Bounds on every download (kits, setup actions' files).
@@ -109,6 +112,7 @@ struct Raw {
     state_dir: PathBuf,
     data_dir: PathBuf,
     home_dir: PathBuf,
+    node_user: Option<String>,
     heartbeat_secs: Option<u64>,
     download_timeout_secs: Option<u64>,
     download_idle_timeout_secs: Option<u64>,
@@ -168,6 +172,10 @@ impl Config {
                 )));
             }
         }
+        let node_user = match raw.node_user.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => Some(crate::nodeuser::UserSpec::parse(s).map_err(ConfigError)?),
+        };
         let secs = raw.heartbeat_secs.unwrap_or(DEFAULT_HEARTBEAT_SECS);
         if !(1..=3600).contains(&secs) {
             return Err(ConfigError(format!(
@@ -210,6 +218,7 @@ impl Config {
             state_dir: raw.state_dir,
             data_dir: raw.data_dir,
             home_dir: raw.home_dir,
+            node_user,
             heartbeat: Duration::from_secs(secs),
             downloads,
             command_timeout,
@@ -292,6 +301,18 @@ home_dir = "/home/dataiku"
         let text = FULL.replace("data_dir = \"/data/dataiku\"\n", "");
         let e = Config::parse(&text).unwrap_err();
         assert!(e.0.contains("missing field `data_dir`"), "{e}");
+    }
+
+    #[test]
+    fn the_node_user_is_a_name_or_ids_and_checked() {
+        assert_eq!(Config::parse(FULL).unwrap().node_user, None);
+        let c = Config::parse(&format!("{FULL}node_user = \"dataiku\"\n")).unwrap();
+        assert_eq!(
+            c.node_user,
+            Some(crate::nodeuser::UserSpec::Name("dataiku".into()))
+        );
+        let e = Config::parse(&format!("{FULL}node_user = \"-o x\"\n")).unwrap_err();
+        assert!(e.0.contains("node_user"), "{e}");
     }
 
     #[test]

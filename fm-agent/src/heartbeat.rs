@@ -13,7 +13,7 @@ pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 /// A heartbeat as of now. `starting` tells that a start command is under
 /// way, which turns STOPPED/UNHEALTHY into STARTING.
 pub async fn collect(cfg: &Config, starting: bool) -> Heartbeat {
-    let (state, version) = node_state(&cfg.data_dir).await;
+    let (state, version) = node_state(cfg).await;
     let state = match state {
         NodeState::Stopped | NodeState::Unhealthy if starting => NodeState::Starting,
         s => s,
@@ -43,11 +43,12 @@ pub async fn collect(cfg: &Config, starting: bool) -> Heartbeat {
 }
 
 /// The node's state and installed version ("" if not installed).
-pub async fn node_state(data_dir: &Path) -> (NodeState, String) {
+pub async fn node_state(cfg: &Config) -> (NodeState, String) {
+    let data_dir = &cfg.data_dir;
     let Some(version) = node::installed_version(data_dir) else {
         return (NodeState::NotInstalled, String::new());
     };
-    let state = match node::is_running(data_dir).await {
+    let state = match node::is_running(cfg).await {
         Ok(false) => NodeState::Stopped,
         Err(e) => {
             tracing::debug!("dss status: {e}");
@@ -121,8 +122,10 @@ mod tests {
     #[tokio::test]
     async fn an_empty_data_dir_is_not_installed() {
         let d = tempfile::tempdir().unwrap();
+        let ctx = crate::commands::tests_support::ctx(d.path());
+        std::fs::create_dir_all(&ctx.cfg.data_dir).unwrap();
         assert_eq!(
-            node_state(d.path()).await,
+            node_state(&ctx.cfg).await,
             (NodeState::NotInstalled, String::new())
         );
     }

@@ -14,12 +14,14 @@
 //! `info`) sets their level. The enrollment token, keys, passwords and setup
 //! action parameters are never logged.
 
+pub mod beneath;
 pub mod commands;
 pub mod config;
 pub mod enroll;
 pub mod fsutil;
 pub mod heartbeat;
 pub mod journal;
+pub mod nodeuser;
 pub mod proc;
 pub mod session;
 pub mod tool;

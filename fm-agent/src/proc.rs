@@ -1,5 +1,7 @@
-//! Child processes: run with a timeout (killed when it expires), their
-//! stdout and stderr lines streamed as command progress.
+//! Child processes: run with a timeout, their stdout and stderr lines
+//! streamed as command progress. Each runs in a process group of its own,
+//! killed as a group when the timeout expires, so what it started in the
+//! background (an installer's helpers, ansible's workers) goes with it.
 
 use crate::commands::Progress;
 use std::collections::VecDeque;
@@ -55,18 +57,41 @@ impl Finished {
 /// kills it after `timeout`. Output still written by background processes
 /// the child left behind (a daemon keeping the pipes open) is not awaited.
 pub async fn run_streaming(
+    cmd: Command,
+    timeout: Duration,
+    progress: &mut Progress,
+) -> Result<Finished, String> {
+    run_streaming_input(cmd, None, timeout, progress).await
+}
+
+/// [`run_streaming`] with `input` written to the child's standard input
+/// (then closed): the way to hand it a secret no command line shows.
+pub async fn run_streaming_input(
     mut cmd: Command,
+    input: Option<Vec<u8>>,
     timeout: Duration,
     progress: &mut Progress,
 ) -> Result<Finished, String> {
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .kill_on_drop(true);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("can't run {program}: {e}"))?;
+    let group = child.id();
+    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(&bytes).await;
+        });
+    }
     let (tx, mut rx) = mpsc::channel::<String>(64);
     // Readers outliving the child belong to processes it left behind with
     // our pipes; they drain quietly until those close them.
@@ -88,6 +113,7 @@ pub async fn run_streaming(
             }
             s = child.wait() => break Some(s.map_err(|e| format!("waiting for {program}: {e}"))?),
             () = &mut deadline => {
+                kill_group(group);
                 let _ = child.kill().await;
                 break None;
             }
@@ -113,18 +139,31 @@ pub async fn run_quiet(mut cmd: Command, timeout: Duration) -> Result<Option<Exi
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("can't run {program}: {e}"))?;
+    let group = child.id();
     match tokio::time::timeout(timeout, child.wait()).await {
         Ok(s) => s
             .map(Some)
             .map_err(|e| format!("waiting for {program}: {e}")),
         Err(_) => {
+            kill_group(group);
             let _ = child.kill().await;
             Ok(None)
         }
+    }
+}
+
+/// Kills the process group the child leads (its id), with all it started.
+fn kill_group(leader: Option<u32>) {
+    let pid = leader
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }
 
@@ -207,6 +246,37 @@ mod tests {
             done.failure("sleep")
                 .contains("did not finish within 0.5 s and was killed")
         );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_what_the_child_started_too() {
+        let d = tempfile::tempdir().unwrap();
+        let pid_file = d.path().join("pid");
+        let mut p = Progress::new("c", Link::default());
+        let script = format!(
+            "sleep 1000 & echo $! > {}; exec sleep 30",
+            pid_file.display()
+        );
+        let done = run_streaming(sh(&script), Duration::from_millis(500), &mut p)
+            .await
+            .unwrap();
+        assert!(done.status.is_none());
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The background sleep is gone (a zombie at most, until reaped by init).
+        let mut gone = false;
+        for _ in 0..50 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z") {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gone, "the grandchild {pid} outlived the timeout");
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
-//! `DATA_DIR/bin/dsscli` of a stand-in node: only `user-edit LOGIN --password
-//! PW` is implemented (sets or creates the user in `config/users.json`);
-//! anything else exits 2 with a usage message.
+//! `DATA_DIR/bin/dsscli` of a stand-in node: only `user-edit LOGIN
+//! --password PW` (or `--password-stdin`, the password read from the first
+//! line of standard input, so it never shows on a command line) is
+//! implemented (sets or creates the user in `config/users.json`); anything
+//! else exits 2 with a usage message. `--` ends the options.
 
 use std::path::Path;
 
@@ -9,7 +11,7 @@ use crate::error::{Fail, Outcome};
 use crate::users::{User, UsersFile, is_valid_login};
 
 /// Usage text of the stand-in `dsscli`.
-pub const USAGE: &str = "usage: dsscli user-edit LOGIN --password PASSWORD\n\
+pub const USAGE: &str = "usage: dsscli user-edit [--password PASSWORD | --password-stdin] [--] LOGIN\n\
 (stand-in node dsscli, not Dataiku DSS: only user-edit is implemented)";
 
 /// Exit code for a usage error.
@@ -20,6 +22,19 @@ pub fn run(data_dir: &Path, args: &[String]) -> Outcome<Vec<String>> {
     match args.split_first() {
         Some((cmd, rest)) if cmd == "user-edit" => {
             let (login, password) = parse_user_edit(rest)?;
+            let password = match password {
+                Password::Given(p) => p,
+                Password::Stdin => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| Fail::new(format!("can't read the password: {e}")))?;
+                    line.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            if password.is_empty() {
+                return Err(usage("the password must not be empty"));
+            }
             user_edit(&DataDir::new(data_dir)?, &login, &password)
         }
         Some((cmd, _)) => Err(usage(&format!("unknown dsscli command {cmd:?}"))),
@@ -31,17 +46,29 @@ fn usage(what: &str) -> Fail {
     Fail::with_code(USAGE_EXIT, format!("{what}\n{USAGE}"))
 }
 
-fn parse_user_edit(args: &[String]) -> Outcome<(String, String)> {
+/// Where the new password comes from.
+#[derive(Debug, PartialEq, Eq)]
+enum Password {
+    Given(String),
+    Stdin,
+}
+
+fn parse_user_edit(args: &[String]) -> Outcome<(String, Password)> {
     let mut login = None;
     let mut password = None;
     let mut it = args.iter();
+    let mut options = true;
     while let Some(arg) = it.next() {
-        if arg == "--password" {
+        if options && arg == "--" {
+            options = false;
+        } else if options && arg == "--password" {
             let value = it.next().ok_or_else(|| usage("--password needs a value"))?;
-            password = Some(value.clone());
-        } else if let Some(value) = arg.strip_prefix("--password=") {
-            password = Some(value.to_string());
-        } else if arg.starts_with("--") {
+            password = Some(Password::Given(value.clone()));
+        } else if options && arg == "--password-stdin" {
+            password = Some(Password::Stdin);
+        } else if let Some(value) = arg.strip_prefix("--password=").filter(|_| options) {
+            password = Some(Password::Given(value.to_string()));
+        } else if options && arg.starts_with('-') {
             return Err(usage(&format!("unknown option {arg:?} for user-edit")));
         } else if login.is_none() {
             login = Some(arg.clone());
@@ -50,12 +77,10 @@ fn parse_user_edit(args: &[String]) -> Outcome<(String, String)> {
         }
     }
     let login = login.ok_or_else(|| usage("user-edit needs a LOGIN"))?;
-    let password = password.ok_or_else(|| usage("user-edit needs --password PASSWORD"))?;
+    let password =
+        password.ok_or_else(|| usage("user-edit needs --password PASSWORD or --password-stdin"))?;
     if !is_valid_login(&login) {
         return Err(usage(&format!("invalid login {login:?}")));
-    }
-    if password.is_empty() {
-        return Err(usage("the password must not be empty"));
     }
     Ok((login, password))
 }
@@ -96,11 +121,26 @@ mod tests {
     fn user_edit_accepts_both_password_spellings() {
         assert_eq!(
             parse_user_edit(&args(&["admin", "--password", "x"])).unwrap(),
-            ("admin".into(), "x".into())
+            ("admin".into(), Password::Given("x".into()))
         );
         assert_eq!(
             parse_user_edit(&args(&["--password=y", "bob"])).unwrap(),
-            ("bob".into(), "y".into())
+            ("bob".into(), Password::Given("y".into()))
+        );
+        assert_eq!(
+            parse_user_edit(&args(&["--password-stdin", "--", "bob"])).unwrap(),
+            ("bob".into(), Password::Stdin)
+        );
+    }
+
+    #[test]
+    fn options_end_at_a_double_dash_and_unknown_ones_are_refused() {
+        let err = parse_user_edit(&args(&["--password", "x", "-x"])).unwrap_err();
+        assert_eq!(err.code, 2);
+        // After `--`, "-x" is a login.
+        assert_eq!(
+            parse_user_edit(&args(&["--password", "x", "--", "-x"])).unwrap(),
+            ("-x".into(), Password::Given("x".into()))
         );
     }
 

@@ -71,6 +71,19 @@ def ec2_error(code, message):
     ).encode()
 
 
+
+def copy_tree(src, dst):
+    """A copy that keeps owners, as an EBS snapshot does (the node's files
+    stay its user's)."""
+    shutil.copytree(src, dst, symlinks=True)
+    if os.geteuid() != 0:
+        return
+    for top, dirs, files in os.walk(src):
+        for name in [None, *dirs, *files]:
+            s = top if name is None else os.path.join(top, name)
+            st = os.lstat(s)
+            os.lchown(os.path.join(dst, os.path.relpath(s, src)), st.st_uid, st.st_gid)
+
 class Rig:
     def __init__(self, root, agent_bin, moto_port, regions):
         self.root = root
@@ -141,7 +154,7 @@ class Rig:
             snap = params.get("SnapshotId")
             if vol:
                 if snap and os.path.isdir(self.snap_dir(snap)):
-                    shutil.copytree(self.snap_dir(snap), self.vol_dir(vol), symlinks=True)
+                    copy_tree(self.snap_dir(snap), self.vol_dir(vol))
                 else:
                     os.makedirs(self.vol_dir(vol), exist_ok=True)
         elif action == "CreateSnapshot":
@@ -149,7 +162,7 @@ class Rig:
             if snap and vol:
                 src = self.vol_dir(vol)
                 if os.path.isdir(src):
-                    shutil.copytree(src, self.snap_dir(snap), symlinks=True)
+                    copy_tree(src, self.snap_dir(snap))
                 else:
                     os.makedirs(self.snap_dir(snap), exist_ok=True)
         elif action == "DeleteVolume":
@@ -235,6 +248,7 @@ class Rig:
         settings["data_dir"] = os.path.join(
             self.vol_dir(vol), os.path.basename(settings.get("data_dir", "data").rstrip("/"))
         )
+        self.place_node_user(settings, vm_dir, self.vol_dir(vol))
         path = os.path.join(vm_dir, "user-data.toml")
         # It holds the enrollment token: readable by its owner only.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -258,6 +272,28 @@ class Rig:
             rec["pid"] = proc.pid
             rec["proc"] = proc
             rec["groups"].append(proc.pid)
+
+    def place_node_user(self, settings, vm_dir, vol_dir):
+        """What the boot script does for the node's user: the image has a
+        `dataiku` user, this host doesn't, so as root the rig runs nodes as
+        uid/gid 64100 (as the local cloud does) and gives it the volume; not
+        as root, or when the user can't pass through to the VM's dirs, the
+        agent's own user."""
+        if os.geteuid() != 0:
+            settings.pop("node_user", None)
+            return
+        for d in (self.root, os.path.join(self.root, "vms"), os.path.join(self.root, "volumes"), vm_dir):
+            os.chmod(d, 0o711)
+        parent = os.path.dirname(os.path.abspath(self.root))
+        while True:
+            if not os.stat(parent).st_mode & 0o001:
+                settings.pop("node_user", None)
+                return
+            if parent == "/":
+                break
+            parent = os.path.dirname(parent)
+        settings["node_user"] = "64100:64100"
+        os.chown(vol_dir, 64100, 64100)
 
     def play(self):
         clients = {r: self.client(r) for r in self.regions}

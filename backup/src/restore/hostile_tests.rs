@@ -605,3 +605,32 @@ async fn symlinks_planted_at_the_staging_dirs_are_not_followed() {
     assert_eq!(listing(&bait, None), before, "nothing moved into the bait");
     assert_eq!(listing(&rig.data(), None).len(), 1, "just f");
 }
+
+/// A staging dir the node made itself, holding its own files and a
+/// completion mark that names this very backup: not the agent's own, so
+/// it is removed and the backup extracted afresh.
+#[tokio::test]
+async fn a_staging_dir_the_node_made_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let rig = Rig::new();
+    let sdir = rig.root().join("store");
+    let m = put(&sdir, &[it("f", T::File(b"restored".to_vec()))]);
+    let s = store(&sdir);
+    let stage = rig.data().join(".fm-restore-bk");
+    std::fs::create_dir(&stage).unwrap();
+    std::fs::write(stage.join("evil"), b"planted").unwrap();
+    std::fs::write(
+        stage.join(".fm-complete"),
+        format!("{} {}\n", m.backup_id, m.archive_sha256),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o755)).unwrap();
+    restore_into(&s, &m, None, &rig.data(), Default::default())
+        .await
+        .unwrap();
+    assert!(
+        !rig.data().join("evil").exists(),
+        "the planted file came in"
+    );
+    assert_eq!(std::fs::read(rig.data().join("f")).unwrap(), b"restored");
+}

@@ -229,6 +229,12 @@ impl Tree {
             }
         }
         let walker = Walker::open(dest)?;
+        // One the node's user made (or could write into) is not used.
+        if !is_private(&walker.root) {
+            return Err(err(format!(
+                "{shown} is not the agent's own private directory; refused"
+            )));
+        }
         let d = rustix::fs::Dir::read_from(walker.root())
             .map_err(|e| err(format!("can't list {shown}: {}", std::io::Error::from(e))))?;
         for e in d {
@@ -486,6 +492,14 @@ pub(super) fn sub_dir(at: &OwnedFd, name: &str, shown: &Path) -> Result<Option<O
 pub(super) fn make_dir_at(at: &OwnedFd, name: &str, shown: &Path) -> Result<OwnedFd> {
     rustix::fs::mkdirat(at, name, Mode::from_raw_mode(0o700)).map_err(|e| at_err(shown, e))?;
     rustix::fs::openat(at, name, DIR_FLAGS, Mode::empty()).map_err(|e| at_err(shown, e))
+}
+
+/// Whether the directory `fd` is the agent's own and open to nobody else
+/// (owner the effective user, no group or other bits): nothing the node's
+/// user made or can write into.
+pub(super) fn is_private(fd: &OwnedFd) -> bool {
+    rustix::fs::fstat(fd)
+        .is_ok_and(|st| st.st_uid == rustix::process::geteuid().as_raw() && st.st_mode & 0o077 == 0)
 }
 
 /// Whether `name` is in `at` (a symlink counts as itself).

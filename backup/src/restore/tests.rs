@@ -238,8 +238,10 @@ async fn a_swap_cut_off_midway_is_finished_by_the_next_run() {
     extract(&s, &taken.manifest, None, &stage, Default::default())
         .await
         .unwrap();
-    std::fs::write(stage.join(COMPLETE), b"").unwrap();
+    let mark = format!("bk-1 {}\n", taken.manifest.archive_sha256);
+    std::fs::write(stage.join(COMPLETE), mark).unwrap();
     std::fs::create_dir_all(&previous).unwrap();
+    std::fs::set_permissions(&previous, std::fs::Permissions::from_mode(0o700)).unwrap();
     let old = top_names(&d).unwrap();
     std::fs::write(previous.join(OLD_NAMES), serde_json::to_vec(&old).unwrap()).unwrap();
     std::fs::rename(d.join("blob.bin"), previous.join("blob.bin")).unwrap();

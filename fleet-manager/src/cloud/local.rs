@@ -13,10 +13,16 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The node user of a local cloud FM runs as root: a uid and gid no
+/// account of the host needs to exist for.
+pub const DEFAULT_NODE_USER: &str = "64100:64100";
+
 #[derive(Debug)]
 pub struct LocalCloud {
     root: PathBuf,
     agent_bin: PathBuf,
+    /// What the agents run their nodes as (`UID:GID`); `None`: themselves.
+    node_user: Option<String>,
     /// Serializes changes to VMs, so housekeeping never restarts an agent
     /// that a stop or a termination is taking down.
     vm_lock: tokio::sync::Mutex<()>,
@@ -68,16 +74,80 @@ async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<()> {
 }
 
 impl LocalCloud {
+    /// A local cloud under `root`. Its nodes run as `node_user` (`UID:GID`)
+    /// when FM runs as root: [`LocalCloud::node_user_for`] picks it.
     pub fn new(root: PathBuf, agent_bin: PathBuf) -> Result<LocalCloud> {
+        Self::with_node_user(root, agent_bin, None)
+    }
+
+    /// [`LocalCloud::new`] with the node's user given (`None`: the agent's).
+    pub fn with_node_user(
+        root: PathBuf,
+        agent_bin: PathBuf,
+        node_user: Option<String>,
+    ) -> Result<LocalCloud> {
         for d in ["vms", "volumes", "snapshots"] {
             std::fs::create_dir_all(root.join(d))
                 .map_err(|e| io("can't create", &root.join(d), e))?;
         }
+        if node_user.is_some() {
+            // The node's user passes through to its VM's dirs, lists nothing.
+            use std::os::unix::fs::PermissionsExt;
+            for d in [root.clone(), root.join("vms"), root.join("volumes")] {
+                std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711))
+                    .map_err(|e| io("can't set the mode of", &d, e))?;
+            }
+        }
         Ok(LocalCloud {
             root,
             agent_bin,
+            node_user,
             vm_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The user nodes run as under `root`: `setting` (`FM_LOCAL_NODE_USER`:
+    /// `UID:GID`, or `agent` for the agent's own) or, when FM is root,
+    /// [`DEFAULT_NODE_USER`], if it can reach `root` (every directory above
+    /// it lets others pass); else the agent's own, with a warning.
+    pub fn node_user_for(root: &std::path::Path, setting: Option<&str>) -> Result<Option<String>> {
+        let user = match setting.map(str::trim) {
+            Some("agent") => return Ok(None),
+            Some(s) if !s.is_empty() => {
+                let ok = s
+                    .split_once(':')
+                    .is_some_and(|(u, g)| u.parse::<u32>().is_ok() && g.parse::<u32>().is_ok());
+                if !ok {
+                    return Err(Error::invalid(format!(
+                        "FM_LOCAL_NODE_USER {s:?} must be UID:GID or \"agent\""
+                    )));
+                }
+                s.to_owned()
+            }
+            _ if rustix::process::geteuid().is_root() => DEFAULT_NODE_USER.to_owned(),
+            _ => return Ok(None),
+        };
+        let mut blocked = None;
+        let mut cur = root.parent();
+        while let Some(d) = cur {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = std::fs::metadata(d)
+                && m.permissions().mode() & 0o001 == 0
+            {
+                blocked = Some(d.to_path_buf());
+            }
+            cur = d.parent();
+        }
+        if let Some(d) = blocked {
+            tracing::warn!(
+                dir = %d.display(),
+                "local cloud: the node's user {user} can't pass through this directory; \
+                 nodes run as the agent's user (root). Put FM's data dir where others may \
+                 pass, or set FM_LOCAL_NODE_USER=agent to silence this"
+            );
+            return Ok(None);
+        }
+        Ok(Some(user))
     }
 
     fn vm_dir(&self, vm_id: &str) -> PathBuf {
@@ -108,7 +178,8 @@ impl LocalCloud {
         std::fs::rename(&tmp, &p).map_err(|e| io("can't write", &p, e))
     }
 
-    /// Starts the VM's agent in a new process group.
+    /// Starts the VM's agent in a session of its own (`setsid`): the VM is
+    /// that session, whatever process groups the agent's commands make.
     fn boot(&self, rec: &mut VmRecord) -> Result<()> {
         let dir = self.vm_dir(&rec.vm_id);
         let log_path = dir.join("agent.log");
@@ -120,16 +191,21 @@ impl LocalCloud {
         let log2 = log
             .try_clone()
             .map_err(|e| io("can't open", &log_path, e))?;
-        let mut cmd = tokio::process::Command::new(&self.agent_bin);
-        cmd.arg("--user-data")
+        let mut cmd = tokio::process::Command::new("setsid");
+        cmd.arg(&self.agent_bin)
+            .arg("--user-data")
             .arg(dir.join("user-data.toml"))
             .current_dir(&dir)
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2)
-            .process_group(0)
-            .env_remove("FM_DATABASE_URL")
-            .env_remove("FM_SECRETS_KEY");
+            // Only what an agent needs of FM's environment: never its
+            // database, keys or cloud credentials.
+            .env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| {
+                k.to_str()
+                    .is_some_and(|k| AGENT_ENV.contains(&k) || k.starts_with("FM_AGENT_"))
+            }));
         let mut child = cmd.spawn().map_err(|e| {
             Error::internal(format!(
                 "local cloud: can't start {}: {e}",
@@ -148,53 +224,76 @@ impl LocalCloud {
 
     /// Stops every process of the VM (its process group): TERM, then KILL.
     async fn halt(&self, rec: &mut VmRecord) -> Result<()> {
-        let groups: Vec<String> = rec.groups.iter().map(|g| format!("-{g}")).collect();
-        for g in &groups {
-            let _ = run(
-                tokio::process::Command::new("kill").args(["-TERM", "--", g]),
-                "kill -TERM",
-            )
-            .await;
-        }
+        use rustix::process::Signal;
+        signal_sessions(&rec.groups, Signal::TERM);
         for _ in 0..100 {
-            if !rec.groups.iter().any(|g| group_alive(*g)) {
+            if !rec.groups.iter().any(|g| !session_members(*g).is_empty()) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Whatever is left (a node, a hung child) goes now.
-        for g in &groups {
-            let _ = run(
-                tokio::process::Command::new("kill").args(["-KILL", "--", g]),
-                "kill -KILL",
-            )
-            .await;
-        }
+        signal_sessions(&rec.groups, Signal::KILL);
         rec.groups.clear();
         rec.pid = None;
         Ok(())
     }
 }
 
-/// Whether any process of a process group is alive (and not a zombie).
-fn group_alive(pgid: u32) -> bool {
+/// What a local agent keeps of FM's environment (besides `FM_AGENT_*`).
+const AGENT_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "RUST_BACKTRACE",
+];
+
+/// Sends `sig` to every process of the sessions `sids` (a VM's agents,
+/// their commands and the node they started, whatever their groups).
+fn signal_sessions(sids: &[u32], sig: rustix::process::Signal) {
+    for sid in sids {
+        // A VM booted by an earlier version is its agent's process group.
+        if let Some(g) = i32::try_from(*sid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process_group(g, sig);
+        }
+        for pid in session_members(*sid) {
+            if let Some(p) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process(p, sig);
+            }
+        }
+    }
+}
+
+/// The live (not zombie) processes of session `sid`.
+fn session_members(sid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
+        return Vec::new();
     };
-    entries.flatten().any(|e| {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            return false;
-        };
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|(_, r)| r.split_whitespace().collect())
-                .unwrap_or_default();
-            // state is field 0 after the name, pgrp field 2
-            fields.first().is_some_and(|st| *st != "Z" && *st != "X")
-                && fields.get(2) == Some(&pgid.to_string().as_str())
+    let want = sid.to_string();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, r)| r.split_whitespace().collect())
+                    .unwrap_or_default();
+                // After the name: state, ppid, pgrp, session.
+                fields.first().is_some_and(|st| *st != "Z" && *st != "X")
+                    && fields.get(3) == Some(&want.as_str())
+            })
         })
-    })
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -217,6 +316,7 @@ impl CloudProvider for LocalCloud {
                 .display()
                 .to_string(),
             home_dir: vm.join("home").display().to_string(),
+            node_user: self.node_user.clone(),
         }
     }
 

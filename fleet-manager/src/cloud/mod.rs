@@ -18,6 +18,9 @@ pub struct VmLayout {
     pub state_dir: String,
     pub data_dir: String,
     pub home_dir: String,
+    /// The user the node runs as (a name or `UID:GID`), for the agent to
+    /// drop to; `None`: the data dir's owner.
+    pub node_user: Option<String>,
 }
 
 /// A VM to create.

@@ -92,6 +92,7 @@ impl CloudProvider for SimCloud {
             state_dir: format!("/sim/{vm_id}/state"),
             data_dir: format!("/sim/{volume_id}/data"),
             home_dir: format!("/sim/{vm_id}/home"),
+            node_user: None,
         }
     }
 

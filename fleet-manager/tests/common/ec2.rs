@@ -38,6 +38,12 @@ impl Ec2Rig {
     /// With extra arguments (`--no-vms`).
     pub async fn start_with(args: &[&str]) -> Ec2Rig {
         let dir = tempfile::tempdir().expect("tempdir");
+        // The rig's nodes run as their own user when it runs as root.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+                .expect("chmod tempdir");
+        }
         let out = dir.path().join("rig.log");
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/aws/ec2_rig.py");
         let child = std::process::Command::new(venv_python())

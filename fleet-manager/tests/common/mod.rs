@@ -38,6 +38,13 @@ fn pg_admin_url() -> String {
 impl TestDb {
     pub async fn new() -> TestDb {
         let dir = tempfile::tempdir().expect("tempdir");
+        // The local cloud's nodes run as their own user when the tests run
+        // as root: it must pass through to their dirs.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+                .expect("chmod tempdir");
+        }
         if backend() == "postgres" {
             use sqlx::Connection;
             let admin = pg_admin_url();

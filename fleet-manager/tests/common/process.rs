@@ -50,6 +50,32 @@ pub fn procs_under(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
+/// The real user id of each live process of the test's local cloud whose
+/// command line holds `what`.
+pub fn uids_of(dir: &std::path::Path, what: &str) -> Vec<u32> {
+    let needle = dir.join("local-cloud").display().to_string();
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if !(cmd.contains(&needle) && cmd.contains(what)) {
+            continue;
+        }
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        if let Some(uid) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|u| u.parse().ok())
+        {
+            out.push(uid);
+        }
+    }
+    out
+}
+
 /// The real `fleet-manager` binary as a child process.
 pub struct FmProcess {
     pub child: std::process::Child,

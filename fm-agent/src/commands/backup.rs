@@ -74,7 +74,7 @@ pub async fn take(ctx: &Ctx, p: &mut Progress, req: &TakeBackup) -> Outcome {
         .ok_or("the node is not installed: nothing to back up")?;
     let store = open(&req.location, p)?;
     let key = key(&req.key_hex, p)?;
-    if is_running(data_dir).await == Ok(true) {
+    if is_running(&ctx.cfg).await == Ok(true) {
         p.line("the node is running: files it writes meanwhile may be inconsistent")
             .await;
     }
@@ -176,7 +176,7 @@ pub async fn restore(ctx: &Ctx, p: &mut Progress, req: &RestoreBackup) -> Outcom
             m.backup_id, m.node_version, req.max_node_version
         ));
     }
-    if is_running(data_dir).await == Ok(true) {
+    if is_running(&ctx.cfg).await == Ok(true) {
         p.line("stopping the node before the restore").await;
         super::node::stop(ctx, p).await?;
     }
@@ -189,6 +189,16 @@ pub async fn restore(ctx: &Ctx, p: &mut Progress, req: &RestoreBackup) -> Outcom
         data_dir.display()
     ))
     .await;
+    // A new instance's data dir (a clone) is made for the node's user: the
+    // restored files take the owner of the dir they land in.
+    if !data_dir.exists() {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| format!("can't create {}: {e}", data_dir.display()))?;
+        crate::nodeuser::give_to_node(&ctx.cfg, data_dir)?;
+        if std::fs::create_dir_all(&ctx.cfg.home_dir).is_ok() {
+            crate::nodeuser::give_to_node(&ctx.cfg, &ctx.cfg.home_dir)?;
+        }
+    }
     let counter: Arc<AtomicU64> = Default::default();
     let stats = with_progress(
         p,

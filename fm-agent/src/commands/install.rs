@@ -3,9 +3,9 @@
 //! depending on the version already in the data dir.
 
 use super::{Ctx, FetchError, HashingFile, HttpAuth, Outcome, Progress, http_download, redact_url};
-use crate::fsutil;
 use crate::proc;
 use crate::session::{Backoff, status_text};
+use crate::{fsutil, nodeuser};
 use fm_proto::agent::agent_service_client::AgentServiceClient;
 use fm_proto::agent::{FetchKitRequest, InstallNode};
 use serde_json::{Value, json};
@@ -113,6 +113,14 @@ pub async fn install(ctx: &Ctx, p: &mut Progress, req: &InstallNode) -> Outcome 
     let kits = ctx.cfg.state_dir.join("kits");
     fsutil::create_private_dir(&kits)
         .map_err(|e| format!("can't create {}: {e}", kits.display()))?;
+    if nodeuser::node_ids(&ctx.cfg)?.is_some() {
+        // The installer runs as the node's user: it must reach the kit
+        // (the state dir only to pass through; its files stay 0600).
+        for (d, mode) in [(&ctx.cfg.state_dir, 0o711), (&kits, 0o755)] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("can't open {} to the node's user: {e}", d.display()))?;
+        }
+    }
     remove_leftovers(&kits);
     let kit = kits.join(&name);
     let fetched = ensure_kit(ctx, p, &source, &name, &kit, &expected).await?;
@@ -168,6 +176,10 @@ pub async fn install(ctx: &Ctx, p: &mut Progress, req: &InstallNode) -> Outcome 
             }
             std::fs::create_dir_all(&data_dir)
                 .map_err(|e| format!("can't create {}: {e}", data_dir.display()))?;
+            nodeuser::give_to_node(&ctx.cfg, &data_dir)?;
+            if std::fs::create_dir_all(&ctx.cfg.home_dir).is_ok() {
+                nodeuser::give_to_node(&ctx.cfg, &ctx.cfg.home_dir)?;
+            }
             p.step(
                 format!(
                     "installing a new {} node {} on port {}",
@@ -187,7 +199,7 @@ pub async fn install(ctx: &Ctx, p: &mut Progress, req: &InstallNode) -> Outcome 
         }
     };
     make_executable(&installer)?;
-    let mut cmd = Command::new(&installer);
+    let mut cmd = nodeuser::command(&ctx.cfg, &installer)?;
     cmd.args(&args);
     if let Some(top) = installer.parent() {
         cmd.current_dir(top);

@@ -3,12 +3,12 @@
 //! heartbeat shares (installed version, port, running, healthy).
 
 use super::{Ctx, Outcome, Progress};
-use crate::proc;
+use crate::config::Config;
+use crate::{nodeuser, proc};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
 use tokio::time::Instant;
 
 /// Health wait when the command gives 0.
@@ -64,10 +64,11 @@ fn parse_port(ini: &str) -> Option<u16> {
     None
 }
 
-/// Whether `dss status` says the node runs (exit 0).
-pub async fn is_running(data_dir: &Path) -> Result<bool, String> {
-    let mut cmd = Command::new(dss_path(data_dir));
-    cmd.arg("status").current_dir(data_dir);
+/// Whether `dss status` says the node runs (exit 0). Like every kit
+/// command, it runs as the node's user ([`crate::nodeuser`]).
+pub async fn is_running(cfg: &Config) -> Result<bool, String> {
+    let mut cmd = nodeuser::command(cfg, dss_path(&cfg.data_dir))?;
+    cmd.arg("status");
     match proc::run_quiet(cmd, STATUS_TIMEOUT).await? {
         Some(s) => Ok(s.success()),
         None => Err(format!(
@@ -124,15 +125,10 @@ fn require_installed(data_dir: &Path) -> Result<String, String> {
     })
 }
 
-async fn dss(
-    data_dir: &Path,
-    verb: &str,
-    timeout: Duration,
-    p: &mut Progress,
-) -> Result<(), String> {
+async fn dss(cfg: &Config, verb: &str, timeout: Duration, p: &mut Progress) -> Result<(), String> {
     p.line(format!("dss {verb}")).await;
-    let mut cmd = Command::new(dss_path(data_dir));
-    cmd.arg(verb).current_dir(data_dir);
+    let mut cmd = nodeuser::command(cfg, dss_path(&cfg.data_dir))?;
+    cmd.arg(verb);
     let done = proc::run_streaming(cmd, timeout, p).await?;
     if done.success() {
         Ok(())
@@ -146,10 +142,10 @@ pub async fn start(ctx: &Ctx, p: &mut Progress, health_timeout_secs: u32) -> Out
     let data_dir = &ctx.cfg.data_dir;
     let version = require_installed(data_dir)?;
     let _starting = ctx.starting_guard();
-    if is_running(data_dir).await == Ok(true) {
+    if is_running(&ctx.cfg).await == Ok(true) {
         p.line("node already running").await;
     } else {
-        dss(data_dir, "start", START_TIMEOUT, p).await?;
+        dss(&ctx.cfg, "start", START_TIMEOUT, p).await?;
     }
     let port = wait_healthy(data_dir, health_timeout_secs, p).await?;
     Ok(json!({ "nodeVersion": version, "port": port }))
@@ -162,12 +158,12 @@ pub async fn stop(ctx: &Ctx, p: &mut Progress) -> Outcome {
         p.line("node not installed; nothing to stop").await;
         return Ok(json!({"wasRunning": false}));
     }
-    if is_running(data_dir).await == Ok(false) {
+    if is_running(&ctx.cfg).await == Ok(false) {
         p.line("node already stopped").await;
         return Ok(json!({"wasRunning": false}));
     }
-    dss(data_dir, "stop", STOP_TIMEOUT, p).await?;
-    if is_running(data_dir).await == Ok(true) {
+    dss(&ctx.cfg, "stop", STOP_TIMEOUT, p).await?;
+    if is_running(&ctx.cfg).await == Ok(true) {
         return Err("dss stop returned but the node still runs".into());
     }
     p.line("node stopped").await;
@@ -180,10 +176,10 @@ pub async fn restart(ctx: &Ctx, p: &mut Progress, health_timeout_secs: u32) -> O
     let data_dir = &ctx.cfg.data_dir;
     require_installed(data_dir)?;
     let _starting = ctx.starting_guard();
-    if is_running(data_dir).await == Ok(false) {
+    if is_running(&ctx.cfg).await == Ok(false) {
         p.line("node not running; starting it").await;
     } else {
-        dss(data_dir, "stop", STOP_TIMEOUT, p).await?;
+        dss(&ctx.cfg, "stop", STOP_TIMEOUT, p).await?;
     }
     start(ctx, p, health_timeout_secs).await
 }
@@ -259,6 +255,44 @@ mod tests {
         assert_eq!(installed_version(d.path()).as_deref(), Some("14.2.0"));
         std::fs::write(d.path().join("dss-version.json"), "garbage").unwrap();
         assert_eq!(installed_version(d.path()).as_deref(), Some(""));
+    }
+
+    /// What the node's own `bin/dss` does, it does as the node's user: run
+    /// as root over a data dir uid 64100 owns, it runs as 64100, with none
+    /// of the agent's environment.
+    #[tokio::test]
+    async fn kit_commands_run_as_the_data_dirs_owner_with_a_clean_environment() {
+        use std::os::unix::fs::PermissionsExt;
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: switching users needs root");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let ctx = crate::commands::tests_support::ctx(d.path());
+        let data = &ctx.cfg.data_dir;
+        std::fs::create_dir_all(data.join("bin")).unwrap();
+        std::fs::write(
+            dss_path(data),
+            "#!/bin/sh\nid -u > ran-as\nenv > env-seen\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(dss_path(data), std::fs::Permissions::from_mode(0o755)).unwrap();
+        for p in [data.clone(), data.join("bin"), data.join("bin/dss")] {
+            std::os::unix::fs::lchown(&p, Some(64100), Some(64100)).unwrap();
+        }
+        assert_eq!(is_running(&ctx.cfg).await, Ok(false));
+        let ran_as = std::fs::read_to_string(data.join("ran-as")).unwrap();
+        assert_eq!(ran_as.trim(), "64100");
+        let env = std::fs::read_to_string(data.join("env-seen")).unwrap();
+        assert!(
+            env.contains(&format!("PATH={}", crate::nodeuser::NODE_PATH)),
+            "{env}"
+        );
+        assert!(
+            !env.contains("CARGO"),
+            "the agent's environment leaked: {env}"
+        );
     }
 
     #[tokio::test]

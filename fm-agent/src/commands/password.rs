@@ -1,13 +1,13 @@
-//! ResetUserPassword: `DATA_DIR/bin/dsscli user-edit USER --password PW`.
-//! The password is masked in every progress line and error, and never
-//! logged or journaled.
+//! ResetUserPassword: `DATA_DIR/bin/dsscli user-edit --password-stdin --
+//! USER`, as the node's user. The password goes on standard input (a
+//! command line is readable by every local user), is masked in every
+//! progress line and error, and is never logged or journaled.
 
 use super::{Ctx, Outcome, Progress};
-use crate::proc;
+use crate::{nodeuser, proc};
 use fm_proto::agent::ResetUserPassword;
 use serde_json::json;
 use std::time::Duration;
-use tokio::process::Command;
 
 /// Longest `dsscli user-edit` may run.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
@@ -28,15 +28,22 @@ pub async fn reset(ctx: &Ctx, p: &mut Progress, req: &ResetUserPassword) -> Outc
             data_dir.join("dss-version.json").display()
         ));
     }
-    p.line(format!("dsscli user-edit {} --password ***", req.user_name))
-        .await;
-    let mut cmd = Command::new(data_dir.join("bin").join("dsscli"));
-    cmd.arg("user-edit")
-        .arg(&req.user_name)
-        .arg("--password")
-        .arg(&req.password)
-        .current_dir(data_dir);
-    let done = proc::run_streaming(cmd, TIMEOUT, p).await?;
+    if req.user_name.starts_with('-') {
+        return Err(format!(
+            "user_name {:?} may not start with '-'",
+            req.user_name
+        ));
+    }
+    p.line(format!(
+        "dsscli user-edit --password-stdin -- {}",
+        req.user_name
+    ))
+    .await;
+    let mut cmd = nodeuser::command(&ctx.cfg, data_dir.join("bin").join("dsscli"))?;
+    cmd.args(["user-edit", "--password-stdin", "--"])
+        .arg(&req.user_name);
+    let input = format!("{}\n", req.password).into_bytes();
+    let done = proc::run_streaming_input(cmd, Some(input), TIMEOUT, p).await?;
     if !done.success() {
         return Err(done.failure("dsscli user-edit"));
     }
@@ -79,7 +86,11 @@ mod tests {
             r#"{"product_version":"1"}"#,
         )
         .unwrap();
-        std::fs::write(bin.join("dsscli"), "#!/bin/sh\necho \"args: $*\"\nexit 3\n").unwrap();
+        std::fs::write(
+            bin.join("dsscli"),
+            "#!/bin/sh\nread pw\necho \"args: $*\"\necho \"stdin: $pw\"\nexit 3\n",
+        )
+        .unwrap();
         std::fs::set_permissions(bin.join("dsscli"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
         let mut p = Progress::new("c", ctx.link.clone());
@@ -94,7 +105,12 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.contains("exited with status 3"), "{e}");
-        assert!(e.contains("args: user-edit admin --password ***"), "{e}");
+        // The password is not on the command line; it came on stdin.
+        assert!(
+            e.contains("args: user-edit --password-stdin -- admin\n"),
+            "{e}"
+        );
+        assert!(e.contains("stdin: ***"), "{e}");
         assert!(!e.contains("pw-123") && !p.lines().concat().contains("pw-123"));
     }
 }

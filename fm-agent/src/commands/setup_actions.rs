@@ -3,9 +3,11 @@
 //! added once, files replaced atomically).
 
 use super::{Ctx, HashingFile, HttpAuth, Outcome, Progress, find_on_path, http_download};
+use crate::beneath::Beneath;
 use crate::config::Config;
 use crate::config::DownloadLimits;
 use crate::fsutil;
+use crate::nodeuser;
 use crate::proc;
 use fm_proto::agent::RunSetupActions;
 use serde_json::{Value, json};
@@ -180,22 +182,30 @@ pub fn with_managed_block(content: &str, tag: &str, body: &[String]) -> String {
     s
 }
 
-/// Rewrites the managed block `tag` of `path` (created if missing, owned
-/// like `owner_ref`); true when the file changed.
-fn update_block(path: &Path, tag: &str, body: &[String], owner_ref: &Path) -> Result<bool, String> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    fsutil::create_dir_owned_like(dir, owner_ref)
-        .map_err(|e| format!("can't create {}: {e}", dir.display()))?;
-    let current = match std::fs::read_to_string(path) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("can't read {}: {e}", path.display())),
-    };
+/// Rewrites the managed block `tag` of `rel` under `at` (created if
+/// missing), never following a symlink; true when the file changed.
+fn update_block(at: &Beneath, rel: &Path, tag: &str, body: &[String]) -> Result<bool, String> {
+    let shown = at.shown(rel);
+    if let Some(dir) = rel.parent().filter(|d| !d.as_os_str().is_empty()) {
+        at.dir(dir, Some(0o755))
+            .map_err(|e| format!("can't create {}: {e}", at.shown(dir).display()))?;
+    }
+    let current = at
+        .read(rel)
+        .map_err(|e| format!("can't read {}: {e}", shown.display()))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let next = with_managed_block(&current, tag, body);
-    let changed = fsutil::write_if_changed(path, next.as_bytes(), 0o644)
-        .map_err(|e| format!("can't write {}: {e}", path.display()))?;
-    fsutil::match_owner(path, owner_ref);
-    Ok(changed)
+    at.write_if_changed(rel, next.as_bytes(), 0o644)
+        .map_err(|e| format!("can't write {}: {e}", shown.display()))
+}
+
+fn data(cfg: &Config) -> Result<Beneath, String> {
+    Beneath::open(&cfg.data_dir).map_err(|e| format!("can't open the data dir: {e}"))
+}
+
+fn home(cfg: &Config) -> Result<Beneath, String> {
+    Beneath::open(&cfg.home_dir).map_err(|e| format!("can't open the home dir: {e}"))
 }
 
 async fn note_change(p: &mut Progress, path: &Path, changed: bool) {
@@ -207,9 +217,8 @@ async fn note_change(p: &mut Progress, path: &Path, changed: bool) {
     p.line(format!("{} {what}", path.display())).await;
 }
 
-fn env_site(cfg: &Config) -> PathBuf {
-    cfg.data_dir.join("bin").join("env-site.sh")
-}
+/// `bin/env-site.sh`, relative to the data dir.
+const ENV_SITE: &str = "bin/env-site.sh";
 
 fn check_single_line(what: &str, s: &str) -> Result<(), String> {
     if s.contains(['\n', '\r']) {
@@ -222,19 +231,19 @@ fn check_single_line(what: &str, s: &str) -> Result<(), String> {
 async fn add_authorized_key(cfg: &Config, p: &mut Progress, params: &Value) -> Result<(), String> {
     let key = req_str(params, "sshKey")?.trim();
     check_single_line("sshKey", key)?;
-    let home = &cfg.home_dir;
-    let ssh = home.join(".ssh");
-    fsutil::create_dir_owned_like(&ssh, home)
-        .map_err(|e| format!("can't create {}: {e}", ssh.display()))?;
-    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("{}: {e}", ssh.display()))?;
-    fsutil::match_owner(&ssh, home);
-    let file = ssh.join("authorized_keys");
-    let current = match std::fs::read_to_string(&file) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("can't read {}: {e}", file.display())),
-    };
+    let home = home(cfg)?;
+    let ssh = Path::new(".ssh");
+    home.dir(ssh, Some(0o700))
+        .map_err(|e| format!("can't create {}: {e}", home.shown(ssh).display()))?;
+    home.chmod(ssh, 0o700)
+        .map_err(|e| format!("{}: {e}", home.shown(ssh).display()))?;
+    let file = Path::new(".ssh/authorized_keys");
+    let shown = home.shown(file);
+    let current = home
+        .read(file)
+        .map_err(|e| format!("can't read {}: {e}", shown.display()))?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     if current.lines().any(|l| l.trim() == key) {
         p.line("ssh key already authorized").await;
     } else {
@@ -244,13 +253,12 @@ async fn add_authorized_key(cfg: &Config, p: &mut Progress, params: &Value) -> R
         }
         next.push_str(key);
         next.push('\n');
-        fsutil::write_atomic(&file, next.as_bytes(), 0o600)
-            .map_err(|e| format!("can't write {}: {e}", file.display()))?;
+        home.write(file, next.as_bytes(), 0o600)
+            .map_err(|e| format!("can't write {}: {e}", shown.display()))?;
         p.line("ssh key added").await;
     }
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    fsutil::match_owner(&file, home);
+    home.chmod(file, 0o600)
+        .map_err(|e| format!("{}: {e}", shown.display()))?;
     Ok(())
 }
 
@@ -271,26 +279,32 @@ async fn add_env_variables(cfg: &Config, p: &mut Progress, params: &Value) -> Re
         check_single_line(&format!("the value of {k}"), v)?;
         lines.push(format!("export {k}={}", shell_quote(v)));
     }
-    let path = env_site(cfg);
-    let changed = update_block(&path, "ADD_ENV_VARIABLES", &lines, &cfg.data_dir)?;
-    note_change(p, &path, changed).await;
+    let data = data(cfg)?;
+    let rel = Path::new(ENV_SITE);
+    let changed = update_block(&data, rel, "ADD_ENV_VARIABLES", &lines)?;
+    note_change(p, &data.shown(rel), changed).await;
     Ok(())
 }
 
 async fn add_properties(cfg: &Config, p: &mut Progress, params: &Value) -> Result<(), String> {
     let props = key_values(params, "properties")?;
     let rel = opt_str(params, "file")?.unwrap_or("config/dip.properties");
-    let path = cfg.data_dir.join(fsutil::safe_relative(rel)?);
+    let rel = fsutil::safe_relative(rel)?;
     let mut lines = Vec::with_capacity(props.len());
     for (k, v) in &props {
-        if k.trim().is_empty() || k.contains(['=', ':']) || k.trim_start().starts_with(['#', '!']) {
+        if k.is_empty()
+            || k.contains(['=', ':', '\\'])
+            || k.chars().any(char::is_whitespace)
+            || k.starts_with(['#', '!'])
+        {
             return Err(format!("{k:?} is not a usable property name"));
         }
         check_single_line(&format!("property {k}"), &format!("{k}{v}"))?;
-        lines.push(format!("{k}={v}"));
+        lines.push(format!("{k}={}", property_value(v)));
     }
-    let changed = update_block(&path, "ADD_PROPERTIES", &lines, &cfg.data_dir)?;
-    note_change(p, &path, changed).await;
+    let data = data(cfg)?;
+    let changed = update_block(&data, rel, "ADD_PROPERTIES", &lines)?;
+    note_change(p, &data.shown(rel), changed).await;
     Ok(())
 }
 
@@ -307,9 +321,10 @@ async fn setup_proxy(cfg: &Config, p: &mut Progress, params: &Value) -> Result<(
             lines.push(format!("export {upper}={}", shell_quote(v)));
         }
     }
-    let path = env_site(cfg);
-    let changed = update_block(&path, "SETUP_PROXY", &lines, &cfg.data_dir)?;
-    note_change(p, &path, changed).await;
+    let data = data(cfg)?;
+    let rel = Path::new(ENV_SITE);
+    let changed = update_block(&data, rel, "SETUP_PROXY", &lines)?;
+    note_change(p, &data.shown(rel), changed).await;
     Ok(())
 }
 
@@ -321,39 +336,35 @@ async fn add_ca(cfg: &Config, p: &mut Progress, params: &Value) -> Result<(), St
         return Err("cert must be one PEM certificate".into());
     }
     let pem = format!("{cert}\n");
-    let home = &cfg.home_dir;
-    let fm = home.join(".fm");
-    let dir = fm.join("ca-certificates");
-    fsutil::create_dir_owned_like(&dir, home)
-        .map_err(|e| format!("can't create {}: {e}", dir.display()))?;
+    let home = home(cfg)?;
+    let dir = Path::new(".fm/ca-certificates");
+    home.dir(dir, Some(0o755))
+        .map_err(|e| format!("can't create {}: {e}", home.shown(dir).display()))?;
     let name = format!("{}.pem", &hex::encode(Sha256::digest(pem.as_bytes()))[..16]);
     let file = dir.join(&name);
-    let added = fsutil::write_if_changed(&file, pem.as_bytes(), 0o644)
-        .map_err(|e| format!("can't write {}: {e}", file.display()))?;
-    fsutil::match_owner(&file, home);
-    let mut certs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("can't list {}: {e}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "pem")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
+    let added = home
+        .write_if_changed(&file, pem.as_bytes(), 0o644)
+        .map_err(|e| format!("can't write {}: {e}", home.shown(&file).display()))?;
+    let certs: Vec<String> = home
+        .names(dir)
+        .map_err(|e| format!("can't list {}: {e}", home.shown(dir).display()))?
+        .into_iter()
+        .filter(|n| n.ends_with(".pem") && !n.starts_with('.'))
         .collect();
-    certs.sort();
     let mut bundle = String::new();
     for c in &certs {
-        let s =
-            std::fs::read_to_string(c).map_err(|e| format!("can't read {}: {e}", c.display()))?;
-        bundle.push_str(s.trim_end());
+        let rel = dir.join(c);
+        let s = home
+            .read(&rel)
+            .map_err(|e| format!("can't read {}: {e}", home.shown(&rel).display()))?
+            .unwrap_or_default();
+        bundle.push_str(String::from_utf8_lossy(&s).trim_end());
         bundle.push('\n');
     }
-    let bundle_path = fm.join("ca-bundle.pem");
-    let changed = fsutil::write_if_changed(&bundle_path, bundle.as_bytes(), 0o644)
-        .map_err(|e| format!("can't write {}: {e}", bundle_path.display()))?;
-    fsutil::match_owner(&bundle_path, home);
+    let bundle_path = Path::new(".fm/ca-bundle.pem");
+    let changed = home
+        .write_if_changed(bundle_path, bundle.as_bytes(), 0o644)
+        .map_err(|e| format!("can't write {}: {e}", home.shown(bundle_path).display()))?;
     p.line(format!(
         "CA certificate {name} {}; bundle of {} certificates {}",
         if added { "added" } else { "already present" },
@@ -362,6 +373,17 @@ async fn add_ca(cfg: &Config, p: &mut Progress, params: &Value) -> Result<(), St
     ))
     .await;
     Ok(())
+}
+
+/// A property value as written: an odd run of backslashes at its end
+/// would join the next line (Java properties), so one more is added.
+fn property_value(v: &str) -> String {
+    let trailing = v.len() - v.trim_end_matches('\\').len();
+    if trailing % 2 == 1 {
+        format!("{v}\\")
+    } else {
+        v.to_owned()
+    }
 }
 
 fn paths_in_archive(params: &Value) -> Result<Vec<String>, String> {
@@ -396,14 +418,17 @@ async fn install_jdbc_driver(cfg: &Config, p: &mut Progress, params: &Value) -> 
         return Err(format!("dbType {db_type:?} is not a plain name"));
     }
     let default_sub = format!("lib/jdbc/{db_type}");
-    let sub = opt_str(params, "subpathInDatadir")?.unwrap_or(&default_sub);
-    let target_dir = cfg.data_dir.join(fsutil::safe_relative(sub)?);
-    fsutil::create_dir_owned_like(&target_dir, &cfg.data_dir)
-        .map_err(|e| format!("can't create {}: {e}", target_dir.display()))?;
+    let sub = fsutil::safe_relative(opt_str(params, "subpathInDatadir")?.unwrap_or(&default_sub))?;
+    let data = data(cfg)?;
+    data.dir(sub, Some(0o755))
+        .map_err(|e| format!("can't create {}: {e}", data.shown(sub).display()))?;
     let file_name = super::url_file_name(url)
         .ok_or_else(|| format!("url {} does not end in a file name", super::redact_url(url)))?;
-    let target = target_dir.join(&file_name);
-    let tmp = fsutil::temp_sibling(&target, "download");
+    // Fetched into the agent's own dir: nothing the node does redirects it.
+    let downloads = cfg.state_dir.join("downloads");
+    fsutil::create_private_dir(&downloads)
+        .map_err(|e| format!("can't create {}: {e}", downloads.display()))?;
+    let tmp = fsutil::temp_sibling(&downloads.join(&file_name), "download");
     let fetched = fetch_driver(params, url, &cfg.downloads, &tmp, p).await;
     if let Err(e) = fetched {
         let _ = std::fs::remove_file(&tmp);
@@ -413,14 +438,35 @@ async fn install_jdbc_driver(cfg: &Config, p: &mut Progress, params: &Value) -> 
     let lower = file_name.to_ascii_lowercase();
     let is_zip = lower.ends_with(".zip");
     let is_tar = lower.ends_with(".tar.gz") || lower.ends_with(".tgz");
-    if paths.is_empty() || !(is_zip || is_tar) {
-        std::fs::rename(&tmp, &target).map_err(|e| format!("can't place {file_name}: {e}"))?;
-        fsutil::match_owner(&target, &cfg.data_dir);
-        p.line(format!("installed {}", target.display())).await;
+    let archive = !paths.is_empty() && (is_zip || is_tar);
+    // The file goes in under its name, or, for an archive to unpack, under
+    // a temporary one.
+    let placed = if archive {
+        sub.join(format!(
+            ".{file_name}.unpack-{:016x}",
+            rand::random::<u64>()
+        ))
+    } else {
+        sub.join(&file_name)
+    };
+    let copied = data.copy_in(&tmp, &placed);
+    let _ = std::fs::remove_file(&tmp);
+    copied.map_err(|e| format!("can't place {file_name}: {e}"))?;
+    if !archive {
+        p.line(format!("installed {}", data.shown(&placed).display()))
+            .await;
         return Ok(());
     }
-    let result = unpack(&tmp, is_zip, &paths, &target_dir, &cfg.data_dir, p).await;
-    let _ = std::fs::remove_file(&tmp);
+    let result = unpack(
+        cfg,
+        &data.shown(&placed),
+        is_zip,
+        &paths,
+        &data.shown(sub),
+        p,
+    )
+    .await;
+    let _ = data.remove_file(&placed);
     result
 }
 
@@ -466,71 +512,62 @@ async fn fetch_driver(
     out.finish().await.map(|_| ())
 }
 
-/// Extracts `paths` of `archive` and moves each (by its base name) into
-/// `target_dir`, replacing what is there.
+/// What unpacking runs, as the node's user: a scratch dir beside the
+/// target, the archive's `paths` extracted there and each moved (by its
+/// base name) into the target, replacing what is there.
+const UNPACK_SCRIPT: &str = r#"set -eu
+archive=$1; scratch=$2; target=$3; kind=$4; shift 4
+trap 'rm -rf -- "$scratch"' EXIT
+mkdir -m 0700 -- "$scratch"
+if [ "$kind" = zip ]; then
+    unzip -o -q "$archive" "$@" -d "$scratch"
+else
+    tar --no-same-owner -xzf "$archive" -C "$scratch" -- "$@"
+fi
+for p in "$@"; do
+    p=${p%/}; base=${p##*/}
+    if [ ! -e "$scratch/$p" ]; then echo "$p is not in the archive" >&2; exit 3; fi
+    if [ -d "$scratch/$p" ] && [ -d "$target/$base" ]; then rm -rf -- "$target/$base"; fi
+    mv -f -T -- "$scratch/$p" "$target/$base"
+    echo "installed $target/$base"
+done
+"#;
+
+/// Extracts `paths` of `archive` into `target_dir`, as the node's user:
+/// the tree belongs to the node, so whatever it planted there, the
+/// unpacking can only do what the node could.
 async fn unpack(
+    cfg: &Config,
     archive: &Path,
     is_zip: bool,
     paths: &[String],
     target_dir: &Path,
-    owner_ref: &Path,
     p: &mut Progress,
 ) -> Result<(), String> {
     for path in paths {
         fsutil::safe_relative(path)?;
+        if path.starts_with('-') {
+            return Err(format!("pathsInArchive {path:?} may not start with '-'"));
+        }
     }
     let scratch = fsutil::temp_sibling(&target_dir.join("archive"), "extract");
-    std::fs::create_dir(&scratch)
-        .map_err(|e| format!("can't create {}: {e}", scratch.display()))?;
-    let result = async {
-        let mut cmd = if is_zip {
-            let mut c = Command::new("unzip");
-            c.arg("-o")
-                .arg("-q")
-                .arg(archive)
-                .args(paths)
-                .arg("-d")
-                .arg(&scratch);
-            c
-        } else {
-            let mut c = Command::new("tar");
-            c.arg("--no-same-owner")
-                .arg("-xzf")
-                .arg(archive)
-                .arg("-C")
-                .arg(&scratch)
-                .arg("--")
-                .args(paths);
-            c
-        };
-        cmd.current_dir(&scratch);
-        let tool = if is_zip { "unzip" } else { "tar" };
-        let done = proc::run_streaming(cmd, UNPACK_TIMEOUT, p).await?;
-        if !done.success() {
-            return Err(done.failure(tool));
-        }
-        for path in paths {
-            let src = scratch.join(path.trim_end_matches('/'));
-            let base = src
-                .file_name()
-                .ok_or_else(|| format!("{path:?} has no file name"))?
-                .to_owned();
-            if !src.exists() {
-                return Err(format!("{path} is not in the archive"));
-            }
-            let dst = target_dir.join(&base);
-            if src.is_dir() && dst.is_dir() {
-                std::fs::remove_dir_all(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
-            }
-            std::fs::rename(&src, &dst).map_err(|e| format!("can't place {path}: {e}"))?;
-            fsutil::match_owner(&dst, owner_ref);
-            p.line(format!("installed {}", dst.display())).await;
-        }
+    let mut cmd = nodeuser::command(cfg, "sh")?;
+    cmd.arg("-c")
+        .arg(UNPACK_SCRIPT)
+        .arg("unpack")
+        .arg(archive)
+        .arg(&scratch)
+        .arg(target_dir)
+        .arg(if is_zip { "zip" } else { "tar" })
+        .args(paths)
+        .current_dir(target_dir);
+    let tool = if is_zip { "unzip" } else { "tar" };
+    let done = proc::run_streaming(cmd, UNPACK_TIMEOUT, p).await?;
+    if done.success() {
         Ok(())
+    } else {
+        Err(done.failure(&format!("unpacking with {tool}")))
     }
-    .await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
 }
 
 async fn run_ansible(cfg: &Config, p: &mut Progress, params: &Value) -> Result<(), String> {
@@ -628,6 +665,70 @@ mod tests {
         assert_eq!(
             pb,
             "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n    - name: hi\n      debug:\n        msg: hello\n"
+        );
+    }
+
+    #[test]
+    fn a_trailing_backslash_does_not_swallow_the_next_property() {
+        assert_eq!(property_value("x\\"), "x\\\\");
+        assert_eq!(property_value("x\\\\"), "x\\\\");
+        assert_eq!(property_value("plain"), "plain");
+    }
+
+    #[tokio::test]
+    async fn property_names_with_spaces_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = ctx(d.path());
+        let req = RunSetupActions {
+            stage: "after_install".into(),
+            actions: vec![action(
+                "ADD_PROPERTIES",
+                json!({"properties": [{"key": "a b", "value": "c"}]}),
+            )],
+        };
+        let mut p = Progress::new("c", Link::default());
+        let e = run(&ctx, &mut p, &req).await.unwrap_err();
+        assert!(e.contains("not a usable property name"), "{e}");
+    }
+
+    /// The review's attacks by the node's user: `bin` made a symlink to a
+    /// dir elsewhere, and `env-site.sh` a symlink to a secret file. The
+    /// agent neither writes through the first nor reads the second.
+    #[tokio::test]
+    async fn env_actions_never_follow_a_symlink_the_node_planted() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = ctx(d.path());
+        let req = RunSetupActions {
+            stage: "after_install".into(),
+            actions: vec![action(
+                "ADD_ENV_VARIABLES",
+                json!({"variables": [{"key": "FOO", "value": "1"}]}),
+            )],
+        };
+        let victim = d.path().join("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::create_dir_all(&ctx.cfg.data_dir).unwrap();
+        std::os::unix::fs::symlink(&victim, ctx.cfg.data_dir.join("bin")).unwrap();
+        let mut p = Progress::new("c", Link::default());
+        let e = run(&ctx, &mut p, &req).await.unwrap_err();
+        assert!(e.contains("symlink"), "{e}");
+        assert!(!victim.join("env-site.sh").exists());
+
+        std::fs::remove_file(ctx.cfg.data_dir.join("bin")).unwrap();
+        std::fs::create_dir(ctx.cfg.data_dir.join("bin")).unwrap();
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, "S3CRET").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let site = ctx.cfg.data_dir.join("bin/env-site.sh");
+        std::os::unix::fs::symlink(&secret, &site).unwrap();
+        let e = run(&ctx, &mut p, &req).await.unwrap_err();
+        assert!(e.contains("can't read"), "{e}");
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "S3CRET");
+        assert!(
+            std::fs::symlink_metadata(&site)
+                .unwrap()
+                .file_type()
+                .is_symlink()
         );
     }
 

@@ -20,6 +20,8 @@ const AGENT_TOML_END: &str = "\nFM_AGENT_TOML\n";
 /// Where the data volume is mounted when the layout's data dir has no
 /// parent.
 const DEFAULT_MOUNT: &str = "/data";
+/// The user the boot script makes for the node (it owns the data volume).
+pub const NODE_USER: &str = "dataiku";
 
 /// FM's own region, VPC and subnet from the instance metadata service, when
 /// FM runs on EC2 (`None` elsewhere, within about two seconds).
@@ -56,6 +58,7 @@ pub fn render_boot_script(agent_toml: &str, volume_cloud_id: &str, mount: &str) 
     include_str!("../../../../templates/aws-user-data.sh")
         .replace("{{volume_id}}", volume_cloud_id)
         .replace("{{mount}}", mount)
+        .replace("{{node_user}}", NODE_USER)
         .replace("{{agent_toml}}", agent_toml.trim_end())
 }
 
@@ -91,5 +94,7 @@ mod tests {
         assert!(script.starts_with("#!/bin/bash"));
         assert!(script.contains("vol0abc") || script.contains("vol-0abc"));
         assert_eq!(agent_toml_of(&script), Some(toml.trim_end()));
+        assert!(script.contains("useradd --system --user-group"));
+        assert!(!script.contains("{{"), "a placeholder is left: {script}");
     }
 }

@@ -119,6 +119,8 @@ impl CloudProvider for AwsCloud {
             state_dir: "/var/lib/fm-agent".into(),
             data_dir: "/data/dss_data".into(),
             home_dir: "/data".into(),
+            // Made by the boot script (`templates/aws-user-data.sh`).
+            node_user: Some(boot::NODE_USER.into()),
         }
     }
 

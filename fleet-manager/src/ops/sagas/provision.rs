@@ -293,6 +293,13 @@ pub fn render_user_data(
         .replace("{{state_dir}}", &toml_str(&layout.state_dir))
         .replace("{{data_dir}}", &toml_str(&layout.data_dir))
         .replace("{{home_dir}}", &toml_str(&layout.home_dir))
+        .replace(
+            "{{node_user}}",
+            &layout.node_user.as_deref().map_or_else(
+                || "# node_user: the data dir's owner".to_owned(),
+                |u| format!("node_user = {}", toml_str(u)),
+            ),
+        )
         .replace("{{heartbeat_secs}}", &heartbeat_secs.to_string())
         .replace("{{ca_pem}}", &toml_str(ca_pem))
 }
