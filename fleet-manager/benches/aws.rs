@@ -30,6 +30,7 @@ async fn run(rig: &common::Ec2Rig, n: usize, fault_rate: f64, round: usize) {
         node_ports: (20000, 39999),
         max_attempts: 12,
         base_backoff: Duration::from_millis(50),
+        ..Default::default()
     }));
     let at = Placement {
         tenant_id: "main".into(),

@@ -230,6 +230,10 @@ pub struct AwsFileConfig {
     pub owner: Option<String>,
     pub node_host: Option<String>,
     pub max_attempts: Option<u32>,
+    /// A PEM file of the certificates identity documents are checked against.
+    pub identity_certs: Option<PathBuf>,
+    /// `required` (the default) or `off`.
+    pub attestation: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -448,8 +452,49 @@ impl Config {
                     .or(fa.max_attempts)
                     .unwrap_or(10),
                 base_backoff: Duration::from_millis(env_parse("FM_AWS_BACKOFF_MS")?.unwrap_or(100)),
+                identity_certs: Default::default(),
+                attestation: true,
             },
         };
+        let mut cloud = cloud;
+        if kind == CloudKind::Aws {
+            let mode = std::env::var("FM_AWS_ATTESTATION")
+                .ok()
+                .or(fa.attestation)
+                .unwrap_or_else(|| "required".into());
+            cloud.aws.attestation = match mode.as_str() {
+                "required" => true,
+                "off" => false,
+                other => {
+                    return Err(Error::invalid(format!(
+                        "FM_AWS_ATTESTATION '{other}' is not one of: required, off"
+                    )));
+                }
+            };
+            let certs = std::env::var_os("FM_AWS_IDENTITY_CERTS")
+                .map(PathBuf::from)
+                .or(fa.identity_certs);
+            match certs {
+                Some(p) => {
+                    let pem = std::fs::read_to_string(&p).map_err(|e| {
+                        Error::invalid(format!(
+                            "FM_AWS_IDENTITY_CERTS: can't read {}: {e}",
+                            p.display()
+                        ))
+                    })?;
+                    cloud.aws.identity_certs =
+                        crate::cloud::aws::identity::IdentityCerts::from_pem(&pem)?;
+                }
+                None if cloud.aws.attestation => {
+                    return Err(Error::invalid(
+                        "the aws cloud checks each agent's instance identity document: set FM_AWS_IDENTITY_CERTS to a PEM file of the RSA certificates AWS publishes for your regions (\"AWS public certificates for instance identity document signatures\"), or FM_AWS_ATTESTATION=off to enroll agents on their token alone",
+                    ));
+                }
+                None => {
+                    tracing::warn!("FM_AWS_ATTESTATION=off: agents enroll on their token alone");
+                }
+            }
+        }
         let fb = file.backups;
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let backup_url = env("FM_BACKUP_URL").or(fb.url).or_else(|| {

@@ -202,7 +202,8 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
         svc.ca.clone(),
         cfg.lifecycle.kits_dir.clone(),
         cfg.limits.clone(),
-    );
+    )
+    .with_attestor(Arc::new(crate::ops::placement::CloudAttestor(svc.clone())));
     let agent_task = {
         let stop = signal(&rx);
         tokio::spawn(async move {

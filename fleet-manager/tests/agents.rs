@@ -46,6 +46,7 @@ fn request(instance: &str, token: &str, csr_pem: &str) -> EnrollRequest {
         instance_id: instance.into(),
         token: token.into(),
         csr_pem: csr_pem.into(),
+        ..Default::default()
     }
 }
 

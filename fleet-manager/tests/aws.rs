@@ -13,6 +13,7 @@ use common::{
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// FM (the real binary) on the `aws` cloud against a fresh EC2 rig, with a
 /// network on the emulator's default VPC (FM makes its security group)
@@ -29,7 +30,10 @@ struct OnEc2 {
 
 impl OnEc2 {
     async fn start(port_base: u32, extra: &[(&str, &str)]) -> OnEc2 {
-        let rig = Ec2Rig::start().await;
+        Self::start_on(Ec2Rig::start().await, port_base, extra).await
+    }
+
+    async fn start_on(rig: Ec2Rig, port_base: u32, extra: &[(&str, &str)]) -> OnEc2 {
         let db = TestDb::new().await;
         let key = cli_create_key(&db);
         let mut env = lifecycle_env(port_base, &[("FM_FUTURE_WAIT_MS", "0")]);
@@ -391,4 +395,124 @@ async fn resources_tagged_as_fms_that_nothing_owns_are_reported_and_cleaned_only
         1
     );
     delete_instance(&fm.api, &id).await;
+}
+
+/// A CSR for a fresh key, CN = `instance`.
+fn csr(instance: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, instance);
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+/// The review's attack on EC2: one who reads a VM's user-data (as
+/// `DescribeInstanceAttribute` lets many) holds its enrollment token. With
+/// no identity document, another instance's (genuinely signed) document or
+/// a forged one, FM refuses to enroll them, and the token still enrolls the
+/// real agent, which provisions the instance.
+#[tokio::test]
+async fn a_token_without_the_vms_signed_identity_document_enrolls_nobody() {
+    use fm_proto::agent::EnrollRequest;
+    use fm_proto::agent::enrollment_client::EnrollmentClient;
+    // The VM's agent starts late, leaving its token unused meanwhile.
+    let wrapper_dir = tempfile::tempdir().unwrap();
+    let wrapper = wrapper_dir.path().join("slow-agent");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nsleep 15\nexec {} \"$@\"\n",
+            fleet_manager::config::sibling_binary("fm-agent").display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(wrapper_dir.path(), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let rig = Ec2Rig::start_with(&["--agent-bin", wrapper.to_str().unwrap()]).await;
+    let t = OnEc2::start_on(rig, 25500, &[]).await;
+    let id = t.instance().await;
+    let (s, f) =
+        t.fm.api
+            .get(&format!("/tenants/main/instances/{id}/actions/reprovision"))
+            .await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    // The user-data, as the rig read it back through the EC2 API.
+    let mut settings = None;
+    for _ in 0..300 {
+        if let Some(vm) = t.rig.owned_by("instances", &id).await.first() {
+            let p = t
+                .rig
+                .dir
+                .path()
+                .join("vms")
+                .join(vm["id"].as_str().unwrap())
+                .join("user-data.toml");
+            if let Ok(text) = std::fs::read_to_string(&p) {
+                settings = Some((vm["id"].as_str().unwrap().to_string(), text));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (vm, text) = settings.expect("the rig booted the VM");
+    let ud: toml::Table = toml::from_str(&text).unwrap();
+    let token = ud["enrollment_token"].as_str().unwrap().to_string();
+    assert!(
+        ud["imds_url"].as_str().unwrap().contains("/imds/"),
+        "{text}"
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            ud["ca_pem"].as_str().unwrap(),
+        ))
+        .domain_name("localhost");
+    let url = ud["fm_url"]
+        .as_str()
+        .unwrap()
+        .replace("localhost", "127.0.0.1");
+    let channel = tonic::transport::Channel::from_shared(url)
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut enroll = EnrollmentClient::new(channel);
+    let (other_doc, other_sig) = t.rig.identity("i-0123456789abcdef0", false).await;
+    let (forged_doc, forged_sig) = t.rig.identity(&vm, true).await;
+    for (what, document, signature) in [
+        ("no document", String::new(), String::new()),
+        ("another instance's document", other_doc, other_sig),
+        ("a forged document", forged_doc, forged_sig),
+    ] {
+        let e = enroll
+            .enroll(EnrollRequest {
+                instance_id: id.clone(),
+                token: token.clone(),
+                csr_pem: csr(&id),
+                identity_document: document,
+                identity_signature: signature,
+            })
+            .await
+            .expect_err(what);
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{what}: {e}");
+        assert!(e.message().contains("identity"), "{what}: {e}");
+    }
+    // The real agent, with the VM's own document, still enrolls on the
+    // same token and the provisioning ends.
+    let f = t.fm.api.wait_future(f["jobId"].as_str().unwrap()).await;
+    assert_done(&f);
+    let log = std::fs::read_to_string(t.db.dir.path().join("serve.log")).unwrap();
+    assert_eq!(
+        log.matches("enrollment refused: the VM's identity was not proven")
+            .count(),
+        3,
+        "FM logs each refusal"
+    );
 }

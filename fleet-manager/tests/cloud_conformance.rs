@@ -119,6 +119,7 @@ async fn the_aws_cloud_conforms_against_the_emulator() {
         node_ports: (20000, 39999),
         max_attempts: 10,
         base_backoff: Duration::from_millis(20),
+        ..Default::default()
     });
     let at = Placement {
         tenant_id: "main".into(),

@@ -50,6 +50,9 @@ pub struct Config {
     /// The user the node runs as (see [`crate::nodeuser`]); `None`: the
     /// data dir's owner.
     pub node_user: Option<crate::nodeuser::UserSpec>,
+    /// The instance metadata service (`http://169.254.169.254` on EC2):
+    /// when set, enrollment carries the VM's signed identity document.
+    pub imds_url: Option<String>,
     /// Interval between heartbeats.
     pub heartbeat: Duration,
     /// Bounds on every download (kits, setup actions' files).
@@ -113,6 +116,7 @@ struct Raw {
     data_dir: PathBuf,
     home_dir: PathBuf,
     node_user: Option<String>,
+    imds_url: Option<String>,
     heartbeat_secs: Option<u64>,
     download_timeout_secs: Option<u64>,
     download_idle_timeout_secs: Option<u64>,
@@ -176,6 +180,17 @@ impl Config {
             None | Some("") => None,
             Some(s) => Some(crate::nodeuser::UserSpec::parse(s).map_err(ConfigError)?),
         };
+        let imds_url = match raw.imds_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            Some(u) => {
+                return Err(ConfigError(format!(
+                    "imds_url {u:?} must be an http:// or https:// URL"
+                )));
+            }
+        };
         let secs = raw.heartbeat_secs.unwrap_or(DEFAULT_HEARTBEAT_SECS);
         if !(1..=3600).contains(&secs) {
             return Err(ConfigError(format!(
@@ -219,6 +234,7 @@ impl Config {
             data_dir: raw.data_dir,
             home_dir: raw.home_dir,
             node_user,
+            imds_url,
             heartbeat: Duration::from_secs(secs),
             downloads,
             command_timeout,

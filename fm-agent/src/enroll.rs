@@ -185,11 +185,19 @@ pub async fn enroll_once(cfg: &Config, key: Option<&Secret>) -> Result<AgentIden
         .map_err(|e| {
             EnrollError::Failed(format!("can't reach FM at {}: {}", cfg.fm_url, chain(&e)))
         })?;
+    let (identity_document, identity_signature) = match &cfg.imds_url {
+        Some(url) => identity(url)
+            .await
+            .map_err(|e| EnrollError::Failed(format!("instance identity from {url}: {e}")))?,
+        None => (String::new(), String::new()),
+    };
     let resp = EnrollmentClient::new(channel)
         .enroll(EnrollRequest {
             instance_id: cfg.instance_id.clone(),
             token: cfg.enrollment_token.expose().to_owned(),
             csr_pem,
+            identity_document,
+            identity_signature,
         })
         .await
         .map_err(|s| match s.code() {
@@ -209,6 +217,48 @@ pub async fn enroll_once(cfg: &Config, key: Option<&Secret>) -> Result<AgentIden
         key_pem,
         not_after_ms: (resp.not_after_ms > 0).then_some(resp.not_after_ms),
     })
+}
+
+/// The VM's instance identity document and its signature, through IMDSv2
+/// (a session token first, then both with it).
+pub async fn identity(imds_url: &str) -> Result<(String, String), String> {
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let token = http
+        .put(format!("{imds_url}/latest/api/token"))
+        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("session token: {e}"))?
+        .text()
+        .await
+        .map_err(|e| format!("session token: {e}"))?;
+    let get = |what: &'static str| {
+        let req = http
+            .get(format!(
+                "{imds_url}/latest/dynamic/instance-identity/{what}"
+            ))
+            .header("X-aws-ec2-metadata-token", token.trim());
+        async move {
+            let text = req
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| format!("{what}: {e}"))?
+                .text()
+                .await
+                .map_err(|e| format!("{what}: {e}"))?;
+            if text.len() > 16 * 1024 {
+                return Err(format!("{what}: over 16 KiB"));
+            }
+            Ok(text)
+        }
+    };
+    Ok((get("document").await?, get("signature").await?))
 }
 
 /// Renews the certificate over the mutual-TLS channel of the current one:

@@ -30,6 +30,7 @@ that dies on a running instance is restarted, as an init system would.
 
 import argparse
 import base64
+import datetime
 import http.client
 import http.server
 import json
@@ -47,6 +48,10 @@ import tomllib
 import urllib.parse
 
 import boto3
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from moto.server import ThreadedMotoServer
 
 OWNER_TAG = "fleet-manager:owner"
@@ -97,11 +102,33 @@ class Rig:
         # action -> (HTTP status, code, message): the next such call fails.
         self.fail_next = {}
         self.rng = random.Random(int(os.environ.get("RIG_SEED", "7")))
-        # instance id -> {"pid": int, "groups": [int]}
+        # instance id -> {"pid": int, "groups": [session ids]}
         self.agents = {}
         self.poke = threading.Event()
         for d in ("vms", "volumes", "snapshots"):
             os.makedirs(os.path.join(root, d), exist_ok=True)
+        # The rig's own stand-in for AWS's identity-document certificate (FM
+        # is given it as FM_AWS_IDENTITY_CERTS), and an untrusted key for
+        # forged documents.
+        self.identity_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.forger_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec2-rig identity documents")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.identity_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .sign(self.identity_key, hashes.SHA256())
+        )
+        with open(os.path.join(root, "identity-cert.pem"), "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        self.proxy_port = 0
+        # instance id -> region, for the identity documents
+        self.regions_of = {}
 
     BACKUP_BUCKET = "fm-backups"
 
@@ -181,14 +208,10 @@ class Rig:
     # -------------------------------------------------------------- VMs
 
     @staticmethod
-    def group_alive(pgid):
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        # Zombies of the group count as gone.
+    def session_members(sid):
+        """Live processes of session `sid`: a VM's agent, its commands and
+        the node it started, whatever process groups they made."""
+        out = []
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -197,28 +220,28 @@ class Rig:
                     rest = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
-                return True
-        return False
+            if rest[3] == str(sid) and rest[0] not in ("Z", "X"):
+                out.append(int(pid))
+        return out
+
+    def signal_sessions(self, sids, sig):
+        for sid in sids:
+            for pid in self.session_members(sid):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
 
     def halt(self, iid):
         with self.lock:
             rec = self.agents.pop(iid, None)
         if not rec:
             return
-        for g in rec["groups"]:
-            try:
-                os.killpg(g, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        self.signal_sessions(rec["groups"], signal.SIGTERM)
         deadline = time.time() + 10
-        while time.time() < deadline and any(self.group_alive(g) for g in rec["groups"]):
+        while time.time() < deadline and any(self.session_members(g) for g in rec["groups"]):
             time.sleep(0.05)
-        for g in rec["groups"]:
-            try:
-                os.killpg(g, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        self.signal_sessions(rec["groups"], signal.SIGKILL)
         if rec.get("proc"):
             try:
                 rec["proc"].wait(timeout=5)
@@ -249,6 +272,10 @@ class Rig:
             self.vol_dir(vol), os.path.basename(settings.get("data_dir", "data").rstrip("/"))
         )
         self.place_node_user(settings, vm_dir, self.vol_dir(vol))
+        with self.lock:
+            self.regions_of[iid] = ec2.meta.region_name
+        if settings.get("imds_url"):
+            settings["imds_url"] = f"http://127.0.0.1:{self.proxy_port}/imds/{iid}"
         path = os.path.join(vm_dir, "user-data.toml")
         # It holds the enrollment token: readable by its owner only.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -264,7 +291,7 @@ class Rig:
             stdout=log,
             stderr=log,
             env=env,
-            process_group=0,
+            start_new_session=True,
         )
         log.close()
         with self.lock:
@@ -272,6 +299,28 @@ class Rig:
             rec["pid"] = proc.pid
             rec["proc"] = proc
             rec["groups"].append(proc.pid)
+
+    IMDS_TOKEN = "rig-imds-session"
+
+    def identity(self, iid, forged=False):
+        """The instance identity document of `iid` as IMDS serves it, and its
+        base64 RSA SHA-256 signature (by the rig's key, or an untrusted one)."""
+        with self.lock:
+            region = self.regions_of.get(iid, self.regions[0])
+        doc = json.dumps({
+            "accountId": "123456789012",
+            "architecture": "x86_64",
+            "availabilityZone": region + "a",
+            "imageId": "ami-0fa1ca7e5e1f00d00",
+            "instanceId": iid,
+            "instanceType": "t3.medium",
+            "pendingTime": "2026-01-01T00:00:00Z",
+            "region": region,
+            "version": "2017-09-30",
+        }, indent=2)
+        key = self.forger_key if forged else self.identity_key
+        sig = base64.encodebytes(key.sign(doc.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+        return doc, sig
 
     def place_node_user(self, settings, vm_dir, vol_dir):
         """What the boot script does for the node's user: the image has a
@@ -399,7 +448,36 @@ def make_handler(rig):
             self.end_headers()
             self.wfile.write(body)
 
+        def imds(self):
+            """IMDSv2 of one emulated instance: /imds/<iid>/latest/..."""
+            parts = self.path.split("/", 3)
+            iid, rest = parts[2], "/" + (parts[3] if len(parts) > 3 else "")
+            if self.command == "PUT" and rest == "/latest/api/token":
+                return self.reply(200, rig.IMDS_TOKEN.encode(), "text/plain")
+            if self.headers.get("X-aws-ec2-metadata-token") != rig.IMDS_TOKEN:
+                return self.reply(401, b"", "text/plain")
+            doc, sig = rig.identity(iid)
+            if rest == "/latest/dynamic/instance-identity/document":
+                return self.reply(200, doc.encode(), "text/plain")
+            if rest == "/latest/dynamic/instance-identity/signature":
+                return self.reply(200, sig.encode(), "text/plain")
+            return self.reply(404, b"", "text/plain")
+
+        def do_PUT(self):
+            if self.path.startswith("/imds/"):
+                return self.imds()
+            n = int(self.headers.get("Content-Length") or 0)
+            self.forward(self.rfile.read(n) if n else b"")
+
         def do_GET(self):
+            if self.path.startswith("/imds/"):
+                return self.imds()
+            if self.path.startswith("/rig/identity/"):
+                # A signed document as IMDS serves it; ?forged=1: signed by an
+                # untrusted key.
+                path, _, query = self.path.partition("?")
+                doc, sig = rig.identity(path.rsplit("/", 1)[1], forged="forged=1" in query)
+                return self.reply(200, json.dumps({"document": doc, "signature": sig}).encode())
             if self.path == "/rig/stats":
                 with rig.lock:
                     body = {
@@ -509,6 +587,7 @@ def main():
     rig.make_backup_bucket()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", a.port), make_handler(rig))
     server.daemon_threads = True
+    rig.proxy_port = server.server_address[1]
 
     def bye(*_):
         rig.stop_all()

@@ -346,6 +346,7 @@ class Ec2Rig:
             "FM_AWS_AMIS": "ami-0fa1ca7e5e1f00d00",
             "FM_AWS_NODE_HOST": "127.0.0.1",
             "FM_AWS_BACKOFF_MS": "20",
+            "FM_AWS_IDENTITY_CERTS": str(self.root / "identity-cert.pem"),
             "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
             "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
             "FM_DEFAULT_REGION": d["region"],

@@ -43,6 +43,20 @@ pub struct AgentEndpoint {
     pub kits_dir: PathBuf,
     limits: Limits,
     enroll_failures: Arc<Mutex<HashMap<IpAddr, (Instant, u32)>>>,
+    attestor: Option<Arc<dyn Attestor>>,
+}
+
+/// Checks what an enrolling agent presents of its VM (the cloud's
+/// identity proof) before FM spends the token and signs a certificate.
+#[tonic::async_trait]
+pub trait Attestor: Send + Sync {
+    async fn attest(
+        &self,
+        tenant: &str,
+        instance_id: &str,
+        vm_id: &str,
+        evidence: &crate::cloud::Evidence,
+    ) -> crate::error::Result<()>;
 }
 
 /// The largest CSR an enrollment may carry.
@@ -63,7 +77,14 @@ impl AgentEndpoint {
             kits_dir,
             limits,
             enroll_failures: Arc::default(),
+            attestor: None,
         }
+    }
+
+    /// Enrollments must also pass `a` (the cloud's attestation).
+    pub fn with_attestor(mut self, a: Arc<dyn Attestor>) -> AgentEndpoint {
+        self.attestor = Some(a);
+        self
     }
 
     /// Whether `source` has used up its failed enrollments for this minute.
@@ -176,6 +197,30 @@ impl Enrollment for AgentEndpoint {
             }
         };
         let hash = token_hash(&r.token);
+        // The VM's proof first: a token read off the VM's user-data by
+        // someone else is worth nothing without it, and a refusal leaves
+        // the token to the real agent.
+        if let Some(a) = &self.attestor
+            && let Some((vm, tenant)) = self
+                .store
+                .token_target(&hash, &r.instance_id, &key)
+                .await
+                .map_err(status)?
+        {
+            let evidence = crate::cloud::Evidence {
+                document: r.identity_document.clone(),
+                signature: r.identity_signature.clone(),
+            };
+            if let Err(e) = a.attest(&tenant, &r.instance_id, &vm, &evidence).await {
+                self.enroll_failed(source);
+                tracing::warn!(instance = %r.instance_id, vm = %vm, source = ?source, error = %e, "enrollment refused: the VM's identity was not proven");
+                // The reason goes to FM's log only: it would tell a token
+                // thief which EC2 instance to pose as.
+                return Err(Status::permission_denied(
+                    "the VM's instance identity was not proven; see FM's log",
+                ));
+            }
+        }
         let Some(vm) = self
             .store
             .token_consume(&hash, &r.instance_id, &key)
@@ -194,6 +239,7 @@ impl Enrollment for AgentEndpoint {
                 .await
                 .unwrap_or(false)
             {
+                tracing::warn!(instance = %r.instance_id, source = ?source, "a second enrollment on a token already used (or expired) was refused: if the instance's agent did not make it, someone else holds its token");
                 self.hub.enrollment_refused(
                     &r.instance_id,
                     "the enrollment token is already used or expired",

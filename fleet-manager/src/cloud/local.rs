@@ -317,6 +317,7 @@ impl CloudProvider for LocalCloud {
                 .to_string(),
             home_dir: vm.join("home").display().to_string(),
             node_user: self.node_user.clone(),
+            imds_url: None,
         }
     }
 

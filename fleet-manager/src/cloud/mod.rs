@@ -21,6 +21,18 @@ pub struct VmLayout {
     /// The user the node runs as (a name or `UID:GID`), for the agent to
     /// drop to; `None`: the data dir's owner.
     pub node_user: Option<String>,
+    /// Where the agent reads the VM's signed identity document for its
+    /// enrollment (EC2's instance metadata service); `None`: no attestation.
+    pub imds_url: Option<String>,
+}
+
+/// What an agent presents at enrollment to prove the VM it runs on.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// EC2: the instance identity document (JSON).
+    pub document: String,
+    /// EC2: its base64-encoded RSA SHA-256 signature.
+    pub signature: String,
 }
 
 /// A VM to create.
@@ -176,6 +188,13 @@ pub trait CloudProvider: Send + Sync + std::fmt::Debug + 'static {
     /// exists but is down without having been stopped), with the data
     /// volume attached.
     async fn ensure_vm(&self, at: &Placement, spec: &VmSpec) -> Result<()>;
+    /// Checks an agent's proof that it runs on the VM `vm_id` before FM
+    /// certifies it. Clouds whose VMs can't be impersonated by one who read
+    /// the token (the local cloud's user-data is readable by FM's user
+    /// only) accept any.
+    async fn attest(&self, _at: &Placement, _vm_id: &str, _evidence: &Evidence) -> Result<()> {
+        Ok(())
+    }
     async fn vm_state(&self, at: &Placement, vm_id: &str) -> Result<VmState>;
     async fn start_vm(&self, at: &Placement, vm_id: &str) -> Result<()>;
     async fn stop_vm(&self, at: &Placement, vm_id: &str) -> Result<()>;

@@ -93,6 +93,7 @@ impl CloudProvider for SimCloud {
             data_dir: format!("/sim/{volume_id}/data"),
             home_dir: format!("/sim/{vm_id}/home"),
             node_user: None,
+            imds_url: None,
         }
     }
 

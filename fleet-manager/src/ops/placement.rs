@@ -144,3 +144,21 @@ pub async fn for_instance(svc: &Services, tenant: &str, instance_id: &str) -> Re
     p.tags = tags;
     Ok(p)
 }
+
+/// Enrollment's check of the VM an agent claims, through the cloud of the
+/// instance's placement.
+pub struct CloudAttestor(pub std::sync::Arc<Services>);
+
+#[tonic::async_trait]
+impl crate::agents::grpc::Attestor for CloudAttestor {
+    async fn attest(
+        &self,
+        tenant: &str,
+        instance_id: &str,
+        vm_id: &str,
+        evidence: &crate::cloud::Evidence,
+    ) -> Result<()> {
+        let at = for_instance(&self.0, tenant, instance_id).await?;
+        self.0.cloud.attest(&at, vm_id, evidence).await
+    }
+}

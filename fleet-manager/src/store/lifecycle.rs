@@ -194,6 +194,32 @@ impl Store {
             .is_some())
     }
 
+    /// The VM and tenant of `token_hash` while it can still enroll an agent
+    /// for `instance_id`: unexpired, and unused or used by the key
+    /// `public_key_sha256` (an agent retrying).
+    pub async fn token_target(
+        &self,
+        token_hash: &str,
+        instance_id: &str,
+        public_key_sha256: &str,
+    ) -> Result<Option<(String, String)>> {
+        let Some(t) = enrollment_token::Entity::find_by_id(token_hash.to_string())
+            .filter(enrollment_token::Column::InstanceId.eq(instance_id))
+            .filter(enrollment_token::Column::ExpiresAt.gt(now_ms()))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if t.used_at.is_some() && t.public_key_sha256.as_deref() != Some(public_key_sha256) {
+            return Ok(None);
+        }
+        let tenant = runtime_get(&self.db, instance_id)
+            .await?
+            .map(|r| r.tenant_id);
+        Ok(tenant.map(|tenant| (t.vm_id, tenant)))
+    }
+
     pub async fn token_consume(
         &self,
         token_hash: &str,

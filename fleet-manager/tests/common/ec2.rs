@@ -134,16 +134,38 @@ impl Ec2Rig {
             .expect("rig");
     }
 
+    /// The certificate the rig signs instance identity documents with.
+    pub fn identity_certs(&self) -> PathBuf {
+        self.dir.path().join("identity-cert.pem")
+    }
+
+    /// A signed identity document of `instance` as its IMDS serves it
+    /// (`forged`: signed by a key FM does not trust): (document, signature).
+    pub async fn identity(&self, instance: &str, forged: bool) -> (String, String) {
+        let v = self
+            .get(&format!(
+                "/rig/identity/{instance}{}",
+                if forged { "?forged=1" } else { "" }
+            ))
+            .await;
+        (
+            v["document"].as_str().expect("document").to_string(),
+            v["signature"].as_str().expect("signature").to_string(),
+        )
+    }
+
     /// The environment of an FM on the `aws` cloud against this rig, its
     /// default network being the emulator's default VPC.
     pub async fn fm_env(&self) -> Vec<(String, String)> {
         let d = self.get(&format!("/rig/defaults/{RIG_REGION}")).await;
+        let certs = self.identity_certs().display().to_string();
         [
             ("FM_CLOUD", "aws"),
             ("FM_AWS_ENDPOINT_URL", &self.url),
             ("FM_AWS_AMIS", "ami-0fa1ca7e5e1f00d00"),
             ("FM_AWS_NODE_HOST", "127.0.0.1"),
             ("FM_AWS_BACKOFF_MS", "20"),
+            ("FM_AWS_IDENTITY_CERTS", &certs),
             ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
             (
                 "AWS_SECRET_ACCESS_KEY",

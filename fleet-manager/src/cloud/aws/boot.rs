@@ -22,6 +22,8 @@ const AGENT_TOML_END: &str = "\nFM_AGENT_TOML\n";
 const DEFAULT_MOUNT: &str = "/data";
 /// The user the boot script makes for the node (it owns the data volume).
 pub const NODE_USER: &str = "dataiku";
+/// EC2's instance metadata service, as the agent on the VM reaches it.
+pub const IMDS_URL: &str = "http://169.254.169.254";
 
 /// FM's own region, VPC and subnet from the instance metadata service, when
 /// FM runs on EC2 (`None` elsewhere, within about two seconds).

@@ -30,6 +30,7 @@
 mod boot;
 mod drift;
 mod gate;
+pub mod identity;
 mod network;
 mod retry;
 mod tags;
@@ -67,6 +68,11 @@ pub struct AwsSettings {
     pub max_attempts: u32,
     /// The first retry's backoff ceiling; doubles each attempt up to 20 s.
     pub base_backoff: Duration,
+    /// The certificates instance identity documents are checked against.
+    pub identity_certs: identity::IdentityCerts,
+    /// Whether an agent must present its VM's signed identity document to
+    /// enroll (off only when explicitly configured so).
+    pub attestation: bool,
 }
 
 #[derive(Debug)]
@@ -121,6 +127,7 @@ impl CloudProvider for AwsCloud {
             home_dir: "/data".into(),
             // Made by the boot script (`templates/aws-user-data.sh`).
             node_user: Some(boot::NODE_USER.into()),
+            imds_url: self.settings.attestation.then(|| boot::IMDS_URL.to_owned()),
         }
     }
 
@@ -175,6 +182,15 @@ impl CloudProvider for AwsCloud {
 
     async fn terminate_vm(&self, at: &Placement, vm_id: &str) -> Result<()> {
         self.terminate_instance(at, vm_id).await
+    }
+
+    async fn attest(
+        &self,
+        at: &Placement,
+        vm_id: &str,
+        evidence: &crate::cloud::Evidence,
+    ) -> Result<()> {
+        self.attest_instance(at, vm_id, evidence).await
     }
 
     async fn snapshot_volume(

@@ -312,6 +312,46 @@ impl AwsCloud {
         })
     }
 
+    /// Checks the identity document an enrolling agent presents: signed by
+    /// a trusted certificate, naming the EC2 instance FM launched as
+    /// `vm_id` (pending or running), in the placement's region.
+    pub(super) async fn attest_instance(
+        &self,
+        at: &Placement,
+        vm_id: &str,
+        ev: &crate::cloud::Evidence,
+    ) -> Result<()> {
+        if !self.settings.attestation {
+            return Ok(());
+        }
+        let doc = self
+            .settings
+            .identity_certs
+            .verify(&ev.document, &ev.signature)?;
+        let g = self.gate(at).await?;
+        let launched = match self.find_vm(&g, vm_id).await? {
+            Some((id, InstanceStateName::Pending | InstanceStateName::Running)) => id,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "VM {vm_id} is not running in EC2: nothing to enroll"
+                )));
+            }
+        };
+        if doc.instance_id != launched {
+            return Err(Error::invalid(format!(
+                "the identity document is EC2 instance {}'s, not {launched} (VM {vm_id})",
+                doc.instance_id
+            )));
+        }
+        if doc.region != at.region {
+            return Err(Error::invalid(format!(
+                "the identity document is from region {}, not {}",
+                doc.region, at.region
+            )));
+        }
+        Ok(())
+    }
+
     /// Starts the VM unless it runs, waiting while it is still stopping.
     pub(super) async fn start_instance(&self, at: &Placement, vm_id: &str) -> Result<()> {
         let g = self.gate(at).await?;

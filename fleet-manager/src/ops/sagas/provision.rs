@@ -300,6 +300,13 @@ pub fn render_user_data(
                 |u| format!("node_user = {}", toml_str(u)),
             ),
         )
+        .replace(
+            "{{imds_url}}",
+            &layout.imds_url.as_deref().map_or_else(
+                || "# imds_url: no attestation".to_owned(),
+                |u| format!("imds_url = {}", toml_str(u)),
+            ),
+        )
         .replace("{{heartbeat_secs}}", &heartbeat_secs.to_string())
         .replace("{{ca_pem}}", &toml_str(ca_pem))
 }
