@@ -27,6 +27,9 @@ pub struct Location {
     pub access_key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<String>,
+    /// The session token of temporary credentials (STS), with the two above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
 }
 
 impl std::fmt::Debug for Location {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for Location {
                 "secret_access_key",
                 &self.secret_access_key.as_ref().map(|_| "***"),
             )
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -111,6 +115,9 @@ impl Location {
                 }
                 if let (Some(k), Some(s)) = (&self.access_key_id, &self.secret_access_key) {
                     b = b.with_access_key_id(k).with_secret_access_key(s);
+                    if let Some(t) = &self.session_token {
+                        b = b.with_token(t);
+                    }
                 }
                 Arc::new(b.build()?)
             }

@@ -244,6 +244,10 @@ pub struct BackupsFileConfig {
     pub s3_region: Option<String>,
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// The role FM assumes for each backup command's own credentials.
+    pub role_arn: Option<String>,
+    pub sts_endpoint: Option<String>,
+    pub credentials_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -282,6 +286,8 @@ pub struct Config {
     /// Where agents put instance backups: `FM_BACKUP_URL` or `[backups]`;
     /// on the local cloud `file://<data dir>/backups` by default.
     pub backups: Option<fm_backup::Location>,
+    /// `FM_BACKUP_S3_ROLE_ARN` and friends: per-command credentials.
+    pub backup_scoping: Option<crate::ops::backup_access::Scoping>,
     /// The listeners' timeouts and caps (`[limits]`).
     pub limits: Limits,
 }
@@ -512,16 +518,48 @@ impl Config {
                     access_key_id: env("FM_BACKUP_S3_ACCESS_KEY_ID").or(fb.access_key_id),
                     secret_access_key: env("FM_BACKUP_S3_SECRET_ACCESS_KEY")
                         .or(fb.secret_access_key),
+                    session_token: None,
                 };
                 l.validate().map_err(|e| Error::invalid(e.0))?;
                 Some(l)
             }
             None => None,
         };
+        let backup_scoping = match env("FM_BACKUP_S3_ROLE_ARN").or(fb.role_arn) {
+            Some(role_arn) => {
+                if !role_arn.starts_with("arn:") {
+                    return Err(Error::invalid(format!(
+                        "FM_BACKUP_S3_ROLE_ARN '{role_arn}' is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+                    )));
+                }
+                let secs = env_parse("FM_BACKUP_CREDENTIALS_SECS")?
+                    .or(fb.credentials_secs)
+                    .unwrap_or(3600);
+                if !(900..=43_200).contains(&secs) {
+                    return Err(Error::invalid(format!(
+                        "FM_BACKUP_CREDENTIALS_SECS must be between 900 and 43200, not {secs}"
+                    )));
+                }
+                Some(crate::ops::backup_access::Scoping {
+                    role_arn,
+                    sts_endpoint: env("FM_BACKUP_STS_ENDPOINT").or(fb.sts_endpoint),
+                    lifetime: Duration::from_secs(secs),
+                })
+            }
+            None => {
+                if backups.as_ref().is_some_and(|b| b.url.starts_with("s3://")) {
+                    tracing::warn!(
+                        "agents get the backup location's own credentials, which reach every instance's backups: set FM_BACKUP_S3_ROLE_ARN so each command gets credentials for its one backup"
+                    );
+                }
+                None
+            }
+        };
         let limits = Limits::resolve(file.limits)?;
         Ok(Config {
             limits,
             backups,
+            backup_scoping,
             cloud,
             data_dir,
             database_url,

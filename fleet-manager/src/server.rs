@@ -85,6 +85,7 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
             port_step: 20,
             token_ttl: l.token_ttl,
             backups: cfg.backups.clone(),
+            backup_scoping: cfg.backup_scoping.clone(),
         },
         agent_url: std::sync::OnceLock::new(),
         ca: Arc::new(ca),

@@ -295,6 +295,7 @@ async fn unreachable_object_storage_fails_the_backup_and_leaves_the_node_running
             s3_region: Some("us-east-1".into()),
             access_key_id: Some("test".into()),
             secret_access_key: Some("test".into()),
+            session_token: None,
         });
     })
     .await;
@@ -549,6 +550,82 @@ async fn a_freeze_fs_snapshot_thaws_or_fails_clearly_and_the_node_keeps_running(
     healthy(&url).await;
     put_value(&url, "after", "writable").await;
     assert_eq!(get_value(&url, "after").await.as_deref(), Some("writable"));
+    assert_done(&act(api, &id, "delete").await);
+    t.stop().await;
+}
+
+/// Each backup command's agent gets credentials of its own, not FM's: FM
+/// assumes its backup role with a session policy that allows the one
+/// backup's objects and only the actions the command needs. (The emulator
+/// does not enforce session policies, so the test reads the policies FM
+/// asked STS for.)
+#[tokio::test]
+async fn each_backup_command_gets_credentials_for_its_one_backup_only() {
+    let rig = common::Ec2Rig::start_with(&["--no-vms"]).await;
+    let (s3, bucket) = rig.s3().await;
+    let rig_url = rig.url.clone();
+    let t = lifecycle_app(23200, move |cfg| {
+        cfg.backups = Some(fm_backup::Location {
+            url: format!("s3://{bucket}/fleet"),
+            s3_endpoint: Some(s3.clone()),
+            s3_region: Some("us-east-1".into()),
+            access_key_id: Some("AKIAIOSFODNN7EXAMPLE".into()),
+            secret_access_key: Some("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
+            session_token: None,
+        });
+        cfg.backup_scoping = Some(fleet_manager::ops::backup_access::Scoping {
+            role_arn: "arn:aws:iam::123456789012:role/fm-backups".into(),
+            sts_endpoint: Some(rig_url.clone()),
+            lifetime: Duration::from_secs(900),
+        });
+    })
+    .await;
+    let api = &t.api;
+    let id = provisioned(api).await;
+    let url = url_of(api, &id).await;
+    put_value(&url, "project", "churn-model-v1").await;
+    let b = take(api, &id).await;
+    let bid = b["id"].as_str().unwrap().to_string();
+    put_value(&url, "project", "broken").await;
+    assert_done(&backup_action(api, &id, &format!("/{bid}/verify"), json!(null)).await);
+    assert_done(&backup_action(api, &id, &format!("/{bid}/restore"), json!(null)).await);
+    healthy(&url).await;
+    assert_eq!(
+        get_value(&url, "project").await.as_deref(),
+        Some("churn-model-v1"),
+        "the scoped credentials worked"
+    );
+    let assumed = rig.assumed().await;
+    assert_eq!(assumed.len(), 3, "one per command: {assumed:?}");
+    let resource = format!("arn:aws:s3:::fm-backups/fleet/{id}/{bid}/*");
+    for (call, wants_write) in assumed.iter().zip([true, false, false]) {
+        assert_eq!(call["RoleArn"], "arn:aws:iam::123456789012:role/fm-backups");
+        assert_eq!(call["DurationSeconds"], "900");
+        let policy: Value = serde_json::from_str(call["Policy"].as_str().unwrap()).unwrap();
+        let statements = policy["Statement"].as_array().unwrap();
+        assert_eq!(statements.len(), 1, "{policy}");
+        assert_eq!(statements[0]["Effect"], "Allow");
+        assert_eq!(statements[0]["Resource"], resource.as_str(), "{policy}");
+        let actions: Vec<&str> = statements[0]["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            actions
+                .iter()
+                .all(|a| !a.contains("Delete") && !a.contains("List")
+                    || *a == "s3:ListMultipartUploadParts"),
+            "{actions:?}"
+        );
+        assert_eq!(
+            actions.contains(&"s3:PutObject"),
+            wants_write,
+            "{actions:?}"
+        );
+        assert!(actions.contains(&"s3:GetObject"), "{actions:?}");
+    }
     assert_done(&act(api, &id, "delete").await);
     t.stop().await;
 }

@@ -78,6 +78,7 @@ fn open(w: &Where) -> Result<(Store, Option<BackupKey>), String> {
         s3_region: w.s3_region.clone(),
         access_key_id: None,
         secret_access_key: None,
+        session_token: None,
     }
     .open()
     .map_err(|e| e.0)?;

@@ -129,6 +129,8 @@ class Rig:
         self.proxy_port = 0
         # instance id -> region, for the identity documents
         self.regions_of = {}
+        # What FM asked STS for: AssumeRole's parameters, in order.
+        self.assumed = []
 
     BACKUP_BUCKET = "fm-backups"
 
@@ -486,6 +488,9 @@ def make_handler(rig):
                         "agents": {k: v["pid"] for k, v in rig.agents.items()},
                     }
                 return self.reply(200, json.dumps(body).encode())
+            if self.path == "/rig/assumed":
+                with rig.lock:
+                    return self.reply(200, json.dumps(rig.assumed).encode())
             if self.path == "/rig/owned":
                 return self.reply(200, json.dumps(rig.owned()).encode())
             if self.path.startswith("/rig/defaults/"):
@@ -542,6 +547,9 @@ def make_handler(rig):
             is_ec2 = action is not None and params.get("Version") == "2016-11-15"
             if action:
                 rig.count(action)
+            if action == "AssumeRole":
+                with rig.lock:
+                    rig.assumed.append({k: params.get(k) for k in ("RoleArn", "RoleSessionName", "Policy", "DurationSeconds")})
             fault = rig.pick_fault(action) if is_ec2 else None
             if isinstance(fault, tuple):
                 status, code, message = fault

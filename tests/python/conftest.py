@@ -357,6 +357,9 @@ class Ec2Rig:
             "FM_BACKUP_S3_REGION": "us-east-1",
             "FM_BACKUP_S3_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
             "FM_BACKUP_S3_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            # Each backup command's agent gets credentials for its one backup.
+            "FM_BACKUP_S3_ROLE_ARN": "arn:aws:iam::123456789012:role/fm-backups",
+            "FM_BACKUP_STS_ENDPOINT": self.url,
         }
 
     def s3(self):

@@ -268,6 +268,7 @@ async fn unreachable_storage_fails_the_backup_with_a_clear_message() {
         s3_region: Some("us-east-1".into()),
         access_key_id: Some("k".into()),
         secret_access_key: Some("s".into()),
+        session_token: None,
     }
     .open()
     .unwrap();

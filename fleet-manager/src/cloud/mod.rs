@@ -188,10 +188,15 @@ pub trait CloudProvider: Send + Sync + std::fmt::Debug + 'static {
     /// exists but is down without having been stopped), with the data
     /// volume attached.
     async fn ensure_vm(&self, at: &Placement, spec: &VmSpec) -> Result<()>;
-    /// Checks an agent's proof that it runs on the VM `vm_id` before FM
-    /// certifies it. Clouds whose VMs can't be impersonated by one who read
-    /// the token (the local cloud's user-data is readable by FM's user
-    /// only) accept any.
+    /// Whether an enrolling agent must prove the VM it runs on (checked by
+    /// [`CloudProvider::attest`] before FM certifies it). Clouds whose VMs
+    /// can't be impersonated by one who read the token (the local cloud's
+    /// user-data is readable by FM's user only) don't ask.
+    fn attests(&self) -> bool {
+        false
+    }
+
+    /// The check itself (only called when [`CloudProvider::attests`]).
     async fn attest(&self, _at: &Placement, _vm_id: &str, _evidence: &Evidence) -> Result<()> {
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! exactly once. A failing step unwinds the finished ones through their undo
 //! actions, in reverse; an abort does the same between steps.
 
+pub mod backup_access;
 pub mod placement;
 pub mod sagas;
 
@@ -58,6 +59,9 @@ pub struct LifecycleConfig {
     pub token_ttl: Duration,
     /// Where instance backups go (none: backups are refused).
     pub backups: Option<fm_backup::Location>,
+    /// How agents' object-storage credentials are scoped (none: agents get
+    /// the location's own).
+    pub backup_scoping: Option<backup_access::Scoping>,
 }
 
 /// The first pause before a failed bookkeeping write is tried again, and

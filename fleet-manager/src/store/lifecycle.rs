@@ -214,10 +214,12 @@ impl Store {
         if t.used_at.is_some() && t.public_key_sha256.as_deref() != Some(public_key_sha256) {
             return Ok(None);
         }
+        // No runtime row: an empty tenant, which no placement matches.
         let tenant = runtime_get(&self.db, instance_id)
             .await?
-            .map(|r| r.tenant_id);
-        Ok(tenant.map(|tenant| (t.vm_id, tenant)))
+            .map(|r| r.tenant_id)
+            .unwrap_or_default();
+        Ok(Some((t.vm_id, tenant)))
     }
 
     pub async fn token_consume(

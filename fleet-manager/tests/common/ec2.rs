@@ -134,6 +134,25 @@ impl Ec2Rig {
             .expect("rig");
     }
 
+    /// The parameters of every STS AssumeRole call made through the rig,
+    /// in order (`RoleArn`, `RoleSessionName`, `Policy`, `DurationSeconds`).
+    pub async fn assumed(&self) -> Vec<Value> {
+        self.get("/rig/assumed")
+            .await
+            .as_array()
+            .expect("list")
+            .clone()
+    }
+
+    /// The emulator's S3 endpoint and its backup bucket.
+    pub async fn s3(&self) -> (String, String) {
+        let d = self.get(&format!("/rig/defaults/{RIG_REGION}")).await;
+        (
+            d["s3Endpoint"].as_str().expect("s3").to_string(),
+            d["s3Bucket"].as_str().expect("bucket").to_string(),
+        )
+    }
+
     /// The certificate the rig signs instance identity documents with.
     pub fn identity_certs(&self) -> PathBuf {
         self.dir.path().join("identity-cert.pem")

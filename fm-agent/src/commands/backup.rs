@@ -18,6 +18,7 @@ use std::time::Duration;
 fn open(loc: &Option<BackupLocation>, p: &mut Progress) -> Result<Store, String> {
     let loc = loc.as_ref().ok_or("no backup location in the command")?;
     p.add_secret(&loc.secret_access_key);
+    p.add_secret(&loc.session_token);
     let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     Location {
         url: loc.url.clone(),
@@ -25,6 +26,7 @@ fn open(loc: &Option<BackupLocation>, p: &mut Progress) -> Result<Store, String>
         s3_region: some(&loc.s3_region),
         access_key_id: some(&loc.access_key_id),
         secret_access_key: some(&loc.secret_access_key),
+        session_token: some(&loc.session_token),
     }
     .open()
     .map_err(|e| e.0)

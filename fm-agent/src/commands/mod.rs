@@ -773,6 +773,7 @@ mod tests {
                     url: "s3://bucket/p".into(),
                     access_key_id: "AKIDEXAMPLE".into(),
                     secret_access_key: "wJalrXUtnFEMI".into(),
+                    session_token: "FwoGZXIvYXdzEXAMPLE".into(),
                     ..Default::default()
                 }),
                 backup_id: "bk-1".into(),
@@ -783,7 +784,10 @@ mod tests {
         let s = describe(&cmd).to_string();
         assert!(s.contains("bk-1") && s.contains("s3://bucket/p"), "{s}");
         assert!(
-            !s.contains("AKIDEXAMPLE") && !s.contains("wJalr") && !s.contains("abab"),
+            !s.contains("AKIDEXAMPLE")
+                && !s.contains("wJalr")
+                && !s.contains("FwoGZ")
+                && !s.contains("abab"),
             "{s}"
         );
     }

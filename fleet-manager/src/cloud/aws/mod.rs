@@ -184,6 +184,10 @@ impl CloudProvider for AwsCloud {
         self.terminate_instance(at, vm_id).await
     }
 
+    fn attests(&self) -> bool {
+        self.settings.attestation
+    }
+
     async fn attest(
         &self,
         at: &Placement,

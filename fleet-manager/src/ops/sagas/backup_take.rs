@@ -179,11 +179,19 @@ async fn take_backup(c: StepCtx) -> Result<Backup> {
         node_version: installed.as_deref(),
         now_ms: 0,
     };
+    let scoped = crate::ops::backup_access::for_agent(
+        loc.clone(),
+        c.svc.lc.backup_scoping.as_ref(),
+        &c.target,
+        &p.backup_id,
+        crate::ops::backup_access::Access::Write,
+    )
+    .await?;
     let answer = run_command(
         &c,
         "take-backup",
         command::Kind::TakeBackup(fm_proto::agent::TakeBackup {
-            location: Some(proto_location(&loc)),
+            location: Some(proto_location(&scoped)),
             backup_id: p.backup_id.clone(),
             exclusions: policy.exclusions.clone(),
             key_hex: backup_key_hex(&c, want.encrypted, &p.backup_id),
@@ -200,6 +208,15 @@ async fn take_backup(c: StepCtx) -> Result<Backup> {
         })?;
         check_report(&t, want).map_err(|e| failed(OpFailure::AgentCommandFailed, e))
     });
+    // What the agent says it wrote is read back from storage with FM's own
+    // credentials: the manifest must have the reported hash, open with
+    // FM's key when the policy encrypts, and name this backup.
+    let checked = match checked {
+        Ok(t) => reread_manifest(&c, &loc, &p.backup_id, &t)
+            .await
+            .map(|()| t),
+        Err(e) => Err(e),
+    };
     let t = match checked {
         Ok(t) => t,
         Err(e) => {
@@ -233,6 +250,46 @@ async fn take_backup(c: StepCtx) -> Result<Backup> {
     };
     lq::backup_insert(c.store.conn(), row.clone()).await?;
     Ok(Backup::from_row(&row))
+}
+
+async fn reread_manifest(
+    c: &StepCtx,
+    loc: &fm_backup::Location,
+    backup_id: &str,
+    t: &Checked,
+) -> Result<()> {
+    let bad = |m: String| failed(OpFailure::AgentCommandFailed, m);
+    let store = loc.open().map_err(|e| bad(e.0))?;
+    let key_hex = backup_key_hex(c, t.encrypted, backup_id);
+    let key = if key_hex.is_empty() {
+        None
+    } else {
+        Some(
+            fm_backup::crypt::BackupKey::from_hex(&key_hex)
+                .map_err(|e| crate::error::Error::internal(e.0))?,
+        )
+    };
+    let m = fm_backup::restore::read_manifest(
+        &store,
+        &c.target,
+        backup_id,
+        key.as_ref(),
+        Some(&t.manifest_sha256),
+    )
+    .await
+    .map_err(|e| {
+        bad(format!(
+            "the backup the agent reported does not check out: {}",
+            e.0
+        ))
+    })?;
+    if m.backup_id != backup_id {
+        return Err(bad(format!(
+            "the stored manifest is backup {}'s, not {backup_id}'s",
+            m.backup_id
+        )));
+    }
+    Ok(())
 }
 
 /// Undo of `take-backup`: the backup goes, in storage and in the catalogue.

@@ -36,7 +36,14 @@ async fn verify_backup(c: StepCtx) -> Result<Backup> {
     let b = lq::backup_get(c.store.conn(), &c.target, &p.backup_id)
         .await?
         .ok_or_else(|| Error::not_found("backup", &p.backup_id))?;
-    let loc = backup_location(&c.svc.lc, Some(&b.location_url))?;
+    let loc = crate::ops::backup_access::for_agent(
+        backup_location(&c.svc.lc, Some(&b.location_url))?,
+        c.svc.lc.backup_scoping.as_ref(),
+        &b.instance_id,
+        &b.id,
+        crate::ops::backup_access::Access::Read,
+    )
+    .await?;
     let r = run_command(
         &c,
         "verify-backup",

@@ -390,7 +390,14 @@ pub async fn restore_data(c: StepCtx) -> Result<Restored> {
     let b = lq::backup_get(c.store.conn(), &r.instance_id, &r.backup_id)
         .await?
         .ok_or_else(|| Error::not_found("backup", &r.backup_id))?;
-    let loc = backup_location(&c.svc.lc, Some(&b.location_url))?;
+    let loc = crate::ops::backup_access::for_agent(
+        backup_location(&c.svc.lc, Some(&b.location_url))?,
+        c.svc.lc.backup_scoping.as_ref(),
+        &b.instance_id,
+        &b.id,
+        crate::ops::backup_access::Access::Read,
+    )
+    .await?;
     let out = run_command(
         &c,
         "restore-backup",
@@ -450,6 +457,7 @@ pub fn proto_location(l: &fm_backup::Location) -> BackupLocation {
         s3_region: l.s3_region.clone().unwrap_or_default(),
         access_key_id: l.access_key_id.clone().unwrap_or_default(),
         secret_access_key: l.secret_access_key.clone().unwrap_or_default(),
+        session_token: l.session_token.clone().unwrap_or_default(),
     }
 }
 
