@@ -31,7 +31,32 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
             cfg.data_dir.display()
         ))
     })?;
+    // FM's own files are nobody else's: the data dir lets others pass
+    // through only (the local cloud's node users reach their VMs' dirs),
+    // the SQLite database is FM's user's alone.
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // Only a dir of FM's own (never a shared one such as /tmp).
+        if let Ok(m) = std::fs::metadata(&cfg.data_dir)
+            && m.uid() == rustix::process::geteuid().as_raw()
+            && m.mode() & 0o1000 == 0
+        {
+            let _ = std::fs::set_permissions(&cfg.data_dir, std::fs::Permissions::from_mode(0o711));
+        }
+    }
     let store = Store::open(&cfg.database_url).await?;
+    if let Some(path) = crate::store::Store::sqlite_path(&cfg.database_url) {
+        use std::os::unix::fs::PermissionsExt;
+        for p in [
+            path.clone(),
+            path.with_extension("db-wal"),
+            path.with_extension("db-shm"),
+        ] {
+            if p.exists() {
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
     let secrets = SecretBox::load(cfg.secrets_key.as_deref(), &cfg.data_dir)?;
     let resealed =
         crate::store::sealed::reseal_legacy(&store, &|at, v| secrets.reseal_legacy(at, v)).await?;
@@ -216,11 +241,21 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
     };
     let housekeeping = {
         let cloud = svc.cloud.clone();
+        let hub = svc.hub.clone();
         let mut stop = rx.clone();
         tokio::spawn(async move {
+            let mut ticks = 0u64;
             loop {
                 if let Err(e) = cloud.tick().await {
                     tracing::warn!(error = %e, "cloud housekeeping failed");
+                }
+                // Every replica ends its own agents' sessions from VMs
+                // their instances no longer have, once a minute.
+                ticks += 1;
+                if ticks.is_multiple_of(60)
+                    && let Err(e) = hub.close_stale_sessions().await
+                {
+                    tracing::warn!(error = %e, "ending stale agent sessions failed");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -402,3 +402,39 @@ async fn failed_enrollments_are_limited_per_source_and_leave_no_note_on_an_insta
     assert!(!err.message().contains("refused"), "{}", err.message());
     t.stop().await;
 }
+
+/// The periodic sweep ends the session of an agent whose VM the instance
+/// no longer has, and leaves the current VM's alone.
+#[tokio::test]
+async fn a_session_from_a_replaced_vm_is_ended_by_the_sweep() {
+    use std::time::Duration;
+    let t = TestApp::new().await;
+    let hub = t.app.engine.services().hub.clone();
+    set_vm(&t, "inst-sw", "vm-1").await;
+    let (_old_tx, mut old_rx) = open_session(&t, "inst-sw", "vm-1").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while hub.connected_vm("inst-sw").as_deref() != Some("vm-1") {
+        assert!(std::time::Instant::now() < deadline, "never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        hub.close_stale_sessions().await.unwrap(),
+        0,
+        "current VM kept"
+    );
+    set_vm(&t, "inst-sw", "vm-2").await;
+    assert_eq!(hub.close_stale_sessions().await.unwrap(), 1);
+    assert_eq!(hub.connected_vm("inst-sw"), None);
+    // The old agent's stream ends.
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match old_rx.message().await {
+                Ok(Some(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    })
+    .await
+    .expect("the old stream ends");
+    let _ = end;
+}

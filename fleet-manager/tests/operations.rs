@@ -530,3 +530,55 @@ async fn history_past_its_retention_goes_and_unfinished_operations_stay() {
     assert_eq!(f["state"], "pending");
     t.stop().await;
 }
+
+/// A page of futures gets every operation's last log lines in one query:
+/// each its own, newest `n`, oldest first; an operation without lines gets
+/// none.
+#[tokio::test]
+async fn log_tails_of_many_operations_come_in_one_query_each_its_own() {
+    let db = TestDb::new().await;
+    let store = Store::open(&db.url).await.unwrap();
+    fleet_manager::store::resources::tenant_ensure(
+        store.conn(),
+        fleet_manager::store::entities::tenant::Model {
+            id: "main".into(),
+            cloud_credentials: "{}".into(),
+            cloud_tags: "{}".into(),
+            created_at: 0,
+        },
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for (i, lines) in [5usize, 1, 0].into_iter().enumerate() {
+        let id = format!("op-tails0000000{i}");
+        op_insert(
+            store.conn(),
+            NewOperation {
+                id: id.clone(),
+                tenant_id: "main".into(),
+                kind: TEST_SAGA.into(),
+                target_id: format!("t{i}"),
+                params: json!({}),
+                total_steps: 1,
+            },
+        )
+        .await
+        .unwrap();
+        for n in 0..lines {
+            store.op_log(&id, &format!("{id} line {n}")).await.unwrap();
+        }
+        ids.push(id);
+    }
+    let tails = store.op_log_tails(&ids, 3).await.unwrap();
+    assert_eq!(
+        tails[&ids[0]],
+        [2, 3, 4].map(|n| format!("{} line {n}", ids[0]))
+    );
+    assert_eq!(tails[&ids[1]], [format!("{} line 0", ids[1])]);
+    assert!(tails[&ids[2]].is_empty());
+    for id in &ids {
+        assert_eq!(tails[id], store.op_log_tail(id, 3).await.unwrap(), "{id}");
+    }
+    store.close().await;
+}

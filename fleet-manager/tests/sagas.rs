@@ -484,3 +484,66 @@ async fn a_provisioning_stored_by_the_previous_version_resumes_and_finishes() {
 }
 
 use s::provision;
+
+/// One instance whose document can't be read stops the schedules of none
+/// of the others: it is skipped and counted, the others' due snapshots
+/// and backups start.
+#[tokio::test]
+async fn a_corrupt_instance_document_skips_that_instance_only_in_the_schedules() {
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+    let t = sim_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = new_instance(&t).await;
+        let (_, mut doc) = t.api.get(&format!("/tenants/main/instances/{id}")).await;
+        doc["enableAutomatedSnapshot"] = json!(true);
+        doc["automatedSnapshotPeriod"] = json!(1);
+        doc["snapshotConsistency"] = json!("NONE");
+        doc["backupPolicy"] = json!({"enabled": true, "periodHours": 1});
+        let (s, b) = t
+            .api
+            .put(&format!("/tenants/main/instances/{id}"), doc)
+            .await;
+        assert_eq!(s, reqwest::StatusCode::OK, "{b}");
+        let (state, err) = run(
+            &t,
+            &id,
+            &s::provision::Params::default(),
+            Injection::default(),
+        )
+        .await;
+        assert_eq!(state, "done", "{err:?}");
+        ids.push(id);
+    }
+    use fleet_manager::store::entities::instance;
+    let row = instance::Entity::find_by_id(ids[0].clone())
+        .one(t.app.store.conn())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut broken = row.into_active_model();
+    broken.doc = Set("{not json".into());
+    broken.update(t.app.store.conn()).await.unwrap();
+
+    let hour = Duration::from_secs(3600);
+    let snaps = t.app.reconcile_automated_snapshots(hour).await.unwrap();
+    assert_eq!((snaps.snapshots_started, snaps.failed), (1, 1), "{snaps:?}");
+    let e = &t.app.engine;
+    for _ in 0..300 {
+        if fleet_manager::store::operations::op_active_for_target(t.app.store.conn(), &ids[1])
+            .await
+            .unwrap()
+            .is_none()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    e.kick();
+    let backups = t.app.reconcile_automated_backups(hour).await.unwrap();
+    assert_eq!(
+        (backups.backups_started, backups.failed),
+        (1, 1),
+        "{backups:?}"
+    );
+}

@@ -149,8 +149,8 @@ async fn agent(cfg: Arc<config::Config>) -> anyhow::Result<()> {
             Err(e) => tracing::warn!("renewing the agent certificate failed ({e:?}); will retry"),
         }
     }
-    spawn_renewal_check(cfg.clone(), identity.clone(), channel.clone());
-    let ctx = Arc::new(commands::Ctx::new(cfg, channel, journal));
+    let ctx = Arc::new(commands::Ctx::new(cfg.clone(), channel.clone(), journal));
+    spawn_renewal_check(cfg, identity.clone(), channel, ctx.clone());
     let queue = commands::spawn_worker(ctx.clone());
     session::run_sessions(ctx, Arc::new(generation), queue).await;
     Ok(())
@@ -170,6 +170,7 @@ fn spawn_renewal_check(
     cfg: Arc<config::Config>,
     identity: enroll::AgentIdentity,
     channel: tonic::transport::Channel,
+    ctx: Arc<commands::Ctx>,
 ) {
     tokio::spawn(async move {
         loop {
@@ -180,6 +181,11 @@ fn spawn_renewal_check(
             match enroll::renew(&cfg, channel.clone()).await {
                 Ok(renewed) => {
                     enroll::store_identity(&cfg.state_dir, &renewed);
+                    // Not in the middle of a command: its children would
+                    // outlive the agent and race the re-run.
+                    while !ctx.idle() {
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
                     tracing::info!("agent certificate renewed; restarting to use it");
                     std::process::exit(0);
                 }

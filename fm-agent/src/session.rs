@@ -87,6 +87,8 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Messages waiting to go out on a session; progress lines beyond it are
 /// dropped (they are in the journal).
 pub const SESSION_QUEUE: usize = 1024;
+/// After a stable session ends, the first reconnection comes within this.
+pub const RECONNECT_SPREAD: Duration = Duration::from_secs(3);
 /// A session that lasted longer than this resets the backoff.
 pub const STABLE_SESSION: Duration = Duration::from_secs(10);
 
@@ -170,10 +172,15 @@ pub async fn run_sessions(ctx: Arc<Ctx>, generation: Arc<Generation>, queue: com
         let began = Instant::now();
         let outcome = session(&ctx, &generation, &queue).await;
         ctx.link.set(None);
-        if began.elapsed() > STABLE_SESSION {
+        let delay = if began.elapsed() > STABLE_SESSION {
+            // A session that ended after a while most likely ended for every
+            // agent at once (FM restarted): the first try comes at a random
+            // moment of the spread, so a fleet doesn't reconnect in one burst.
             backoff.reset();
-        }
-        let delay = backoff.next_delay();
+            RECONNECT_SPREAD.mul_f64(rand::thread_rng().gen_range(0.05..=1.0))
+        } else {
+            backoff.next_delay()
+        };
         match outcome {
             Ok(()) => tracing::warn!(
                 "FM closed the session; reconnecting in {:.1} s",

@@ -201,6 +201,42 @@ impl AgentHub {
         self.bump();
     }
 
+    /// Ends the sessions of agents whose VM is no longer their instance's
+    /// (one FM replaced or deleted, still up): they could not act, and now
+    /// they hold nothing either. Run periodically; returns how many ended.
+    pub async fn close_stale_sessions(&self) -> Result<usize> {
+        let open: Vec<(String, String, u64)> = lock(&self.state)
+            .sessions
+            .iter()
+            .map(|(i, s)| (i.clone(), s.vm.clone(), s.id))
+            .collect();
+        if open.is_empty() {
+            return Ok(0);
+        }
+        let current: HashMap<String, String> =
+            crate::store::lifecycle::runtime_list_with_vm(self.store.conn())
+                .await?
+                .into_iter()
+                .filter_map(|rt| Some((rt.instance_id, rt.vm_id?)))
+                .collect();
+        let mut st = lock(&self.state);
+        let mut ended = 0;
+        for (instance, vm, id) in open {
+            if current.get(&instance) != Some(&vm)
+                && st.sessions.get(&instance).is_some_and(|s| s.id == id)
+            {
+                tracing::info!(instance = %instance, vm = %vm, "ended the session of an agent on a VM the instance no longer has");
+                st.sessions.remove(&instance);
+                ended += 1;
+            }
+        }
+        drop(st);
+        if ended > 0 {
+            self.bump();
+        }
+        Ok(ended)
+    }
+
     /// The session of the instance's agent on `vm`, if it is connected.
     pub(crate) fn session_of(&self, instance_id: &str, vm: &str) -> Option<u64> {
         lock(&self.state)
@@ -387,14 +423,19 @@ impl AgentHub {
             );
             session
         };
+        // One deadline for sending and answering: an agent that stops
+        // reading (its stream full) can't hold the step past it.
+        let deadline = tokio::time::Instant::now() + timeout;
         if let Some(out) = session {
-            let _ = out
-                .send(Ok(FmMessage {
+            let _ = tokio::time::timeout_at(
+                deadline,
+                out.send(Ok(FmMessage {
                     body: Some(fm_message::Body::Command(command)),
-                }))
-                .await;
+                })),
+            )
+            .await;
         }
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(r)) => Ok(r),
             _ => {
                 lock(&self.state).pending.remove(&id);

@@ -226,7 +226,7 @@ impl SimAgents {
             }
             Some(k) => {
                 let node = st.nodes.entry(instance_id.to_string()).or_default();
-                Ok(apply(node, k))
+                Ok(apply(node, instance_id, k))
             }
             None => Err("a command without a kind".to_string()),
         };
@@ -252,7 +252,7 @@ impl SimAgents {
 }
 
 /// What command `k` does to the node, and its output.
-fn apply(node: &mut SimNode, k: &command::Kind) -> serde_json::Value {
+fn apply(node: &mut SimNode, instance_id: &str, k: &command::Kind) -> serde_json::Value {
     use command::Kind as K;
     match k {
         K::Install(i) => {
@@ -276,19 +276,59 @@ fn apply(node: &mut SimNode, k: &command::Kind) -> serde_json::Value {
             node.frozen = false;
             json!({})
         }
-        K::TakeBackup(t) => json!({
-            "manifestSha256": format!("{:0>64}", t.backup_id.len()),
-            "archiveSize": 1024,
-            "archiveSha256": "",
-            "dataBytes": 4096,
-            "files": 3,
-            "nodeVersion": node.version.clone().unwrap_or_default(),
-            "createdAtMs": crate::model::now_ms(),
-            "encrypted": !t.key_hex.is_empty(),
-        }),
+        K::TakeBackup(t) => {
+            let version = node.version.clone().unwrap_or_default();
+            json!({
+                "manifestSha256": sim_manifest(instance_id, t, &version),
+                "archiveSize": 1024,
+                "archiveSha256": "",
+                "dataBytes": 4096,
+                "files": 3,
+                "nodeVersion": version,
+                "createdAtMs": crate::model::now_ms(),
+                "encrypted": !t.key_hex.is_empty(),
+            })
+        }
         K::RestoreBackup(_) => json!({"nodeVersion": node.version.clone().unwrap_or_default()}),
         K::RunSetupActions(_) | K::ResetUserPassword(_) | K::Ping(_) | K::VerifyBackup(_) => {
             json!({})
         }
     }
+}
+
+/// A simulated backup's manifest (no archive), written where a real agent
+/// would (a `file://` location), so FM's read-back finds it; its SHA-256.
+fn sim_manifest(instance_id: &str, t: &fm_proto::agent::TakeBackup, version: &str) -> String {
+    use sha2::Digest;
+    let m = fm_backup::Manifest {
+        format: fm_backup::manifest::FORMAT,
+        backup_id: t.backup_id.clone(),
+        instance_id: instance_id.to_string(),
+        node_version: version.to_string(),
+        created_at_ms: crate::model::now_ms(),
+        encrypted: !t.key_hex.is_empty(),
+        exclusions: t.exclusions.clone(),
+        archive_size: 1024,
+        archive_sha256: String::new(),
+        data_bytes: 4096,
+        entries: Vec::new(),
+    };
+    let json = serde_json::to_vec(&m).unwrap_or_default();
+    let bytes = match fm_backup::crypt::BackupKey::from_hex(&t.key_hex) {
+        Ok(k) if !t.key_hex.is_empty() => fm_backup::crypt::seal(&json, &k),
+        _ => json,
+    };
+    let url = t
+        .location
+        .as_ref()
+        .map(|l| l.url.as_str())
+        .unwrap_or_default();
+    if let Some(dir) = url.strip_prefix("file://") {
+        let d = std::path::Path::new(dir)
+            .join(instance_id)
+            .join(&t.backup_id);
+        let _ = std::fs::create_dir_all(&d)
+            .and_then(|()| std::fs::write(d.join(fm_backup::MANIFEST), &bytes));
+    }
+    hex::encode(sha2::Sha256::digest(&bytes))
 }

@@ -27,6 +27,9 @@ pub struct ApiKeyInfo {
     pub created_at: i64,
 }
 
+/// What a secret presented with an unknown key id is compared with.
+const UNKNOWN_ID_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// API keys are few: FM keeps their ids in memory, so a flood of unknown
 /// ids costs no database round trip; a known id is checked against its
 /// stored row, so a key revoked (by any process, or by a restore of FM's
@@ -114,6 +117,9 @@ impl App {
         }
         let table = self.keys.for_id(&self.store, id).await?;
         if !table.ids.contains(id) {
+            // The same hashing as for a known id, so the answer's timing
+            // doesn't tell which ids exist.
+            let _ = verify_api_secret(secret, UNKNOWN_ID_HASH);
             return Err(Error::Unauthorized);
         }
         match q::api_key_get(&self.store.db, id).await? {

@@ -41,6 +41,8 @@ pub struct CloneRequest {
 pub struct BackupScheduleReport {
     pub backups_started: u32,
     pub deletions_started: u32,
+    /// Instances skipped for an error (logged).
+    pub failed: u32,
 }
 
 impl App {
@@ -223,65 +225,76 @@ impl App {
         }
         let runtimes = lq::runtime_list_with_vm(self.store.conn()).await?;
         for rt in runtimes {
-            let Some(row) =
-                q::instance_get(self.store.conn(), &rt.tenant_id, &rt.instance_id).await?
-            else {
-                continue;
-            };
-            let inst: Instance = from_doc(&row.doc)?;
-            let policy = &inst.backup_policy;
-            if !policy.enabled
-                || op_active_for_target(self.store.conn(), &rt.instance_id)
+            let instance = rt.instance_id.clone();
+            let pass: Result<()> = async {
+                let Some(row) =
+                    q::instance_get(self.store.conn(), &rt.tenant_id, &rt.instance_id).await?
+                else {
+                    return Ok(());
+                };
+                let inst: Instance = from_doc(&row.doc)?;
+                let policy = &inst.backup_policy;
+                if !policy.enabled
+                    || op_active_for_target(self.store.conn(), &rt.instance_id)
+                        .await?
+                        .is_some()
+                {
+                    return Ok(());
+                }
+                let hour_ms = hour.as_millis() as i64;
+                let autos: Vec<_> = lq::backup_list(self.store.conn(), &rt.instance_id)
                     .await?
-                    .is_some()
-            {
-                continue;
+                    .into_iter()
+                    .filter(|b| b.automated)
+                    .collect();
+                let now = now_ms();
+                let due = autos
+                    .iter()
+                    .map(|b| b.created_at)
+                    .max()
+                    .is_none_or(|last| now - last >= hour_ms * i64::from(policy.period_hours));
+                let stamps: Vec<(String, i64)> =
+                    autos.iter().map(|b| (b.id.clone(), b.created_at)).collect();
+                let keep = retained(
+                    &stamps,
+                    policy.keep_last,
+                    policy.keep_daily,
+                    policy.keep_weekly,
+                    hour_ms * 24,
+                );
+                // Pruning first, so the retention holds even when backups take
+                // longer than the period.
+                let prune = stamps.iter().find(|(id, _)| !keep.contains(id));
+                let (tenant, target) = (&rt.tenant_id, &rt.instance_id);
+                let started = if let Some((oldest, _)) = prune {
+                    let params = backup_delete::Params {
+                        backup_id: oldest.clone(),
+                    };
+                    self.engine.submit(tenant, target, &params).await
+                } else if due {
+                    let params = backup_take::Params {
+                        backup_id: new_id("bk"),
+                        reason: Some("automated".into()),
+                        automated: true,
+                    };
+                    self.engine.submit(tenant, target, &params).await
+                } else {
+                    return Ok(());
+                };
+                match started {
+                    Ok(_) if prune.is_some() => report.deletions_started += 1,
+                    Ok(_) => report.backups_started += 1,
+                    Err(Error::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                Ok(())
             }
-            let hour_ms = hour.as_millis() as i64;
-            let autos: Vec<_> = lq::backup_list(self.store.conn(), &rt.instance_id)
-                .await?
-                .into_iter()
-                .filter(|b| b.automated)
-                .collect();
-            let now = now_ms();
-            let due = autos
-                .iter()
-                .map(|b| b.created_at)
-                .max()
-                .is_none_or(|last| now - last >= hour_ms * i64::from(policy.period_hours));
-            let stamps: Vec<(String, i64)> =
-                autos.iter().map(|b| (b.id.clone(), b.created_at)).collect();
-            let keep = retained(
-                &stamps,
-                policy.keep_last,
-                policy.keep_daily,
-                policy.keep_weekly,
-                hour_ms * 24,
-            );
-            // Pruning first, so the retention holds even when backups take
-            // longer than the period.
-            let prune = stamps.iter().find(|(id, _)| !keep.contains(id));
-            let (tenant, target) = (&rt.tenant_id, &rt.instance_id);
-            let started = if let Some((oldest, _)) = prune {
-                let params = backup_delete::Params {
-                    backup_id: oldest.clone(),
-                };
-                self.engine.submit(tenant, target, &params).await
-            } else if due {
-                let params = backup_take::Params {
-                    backup_id: new_id("bk"),
-                    reason: Some("automated".into()),
-                    automated: true,
-                };
-                self.engine.submit(tenant, target, &params).await
-            } else {
-                continue;
-            };
-            match started {
-                Ok(_) if prune.is_some() => report.deletions_started += 1,
-                Ok(_) => report.backups_started += 1,
-                Err(Error::Conflict(_)) => {}
-                Err(e) => return Err(e),
+            .await;
+            // One instance's trouble (a corrupt document, a failed read)
+            // is logged and counted; the other instances' schedules go on.
+            if let Err(e) = pass {
+                tracing::warn!(instance = %instance, error = %e, "automated backups: this instance was skipped");
+                report.failed += 1;
             }
         }
         if report != BackupScheduleReport::default() {

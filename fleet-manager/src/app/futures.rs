@@ -54,8 +54,12 @@ impl App {
     }
 
     async fn future_view(&self, op: operation::Model) -> Result<FutureState> {
-        let state = OpState::parse(&op.state).unwrap_or(OpState::Failed);
         let log = self.store.op_log_tail(&op.id, LOG_TAIL).await?;
+        Ok(Self::view_of(op, log))
+    }
+
+    fn view_of(op: operation::Model, log: Vec<String>) -> FutureState {
+        let state = OpState::parse(&op.state).unwrap_or(OpState::Failed);
         let done_steps = op.next_step.min(op.total_steps);
         let percent = match (state, op.total_steps) {
             (OpState::Done, _) => 100,
@@ -64,7 +68,7 @@ impl App {
         };
         let start = op.started_at.unwrap_or(op.created_at);
         let end = op.finished_at.unwrap_or_else(crate::model::now_ms);
-        Ok(FutureState {
+        FutureState {
             job_id: op.id,
             kind: op.kind,
             target_id: op.target_id,
@@ -93,7 +97,7 @@ impl App {
             start_time: op.created_at,
             running_time: (end - start).max(0),
             log,
-        })
+        }
     }
 
     async fn op_row(&self, tenant: &str, id: &str) -> Result<operation::Model> {
@@ -126,10 +130,17 @@ impl App {
     pub async fn future_list(&self, tenant: &str, page: &Page) -> Result<Paged<FutureState>> {
         self.tenant(tenant).await?;
         let ops = op_list(&self.store.db, tenant, page).await?;
-        let mut items = Vec::with_capacity(ops.items.len());
-        for op in ops.items {
-            items.push(self.future_view(op).await?);
-        }
+        // The page's log tails in one query, not one per future.
+        let ids: Vec<String> = ops.items.iter().map(|o| o.id.clone()).collect();
+        let mut tails = self.store.op_log_tails(&ids, LOG_TAIL).await?;
+        let items = ops
+            .items
+            .into_iter()
+            .map(|op| {
+                let log = tails.remove(&op.id).unwrap_or_default();
+                Self::view_of(op, log)
+            })
+            .collect();
         Ok(Paged {
             items,
             next: ops.next,

@@ -25,6 +25,8 @@ use std::time::Duration;
 pub struct ScheduleReport {
     pub snapshots_started: u32,
     pub deletions_started: u32,
+    /// Instances skipped for an error (logged).
+    pub failed: u32,
 }
 
 impl App {
@@ -34,60 +36,71 @@ impl App {
         let mut report = ScheduleReport::default();
         let runtimes = lq::runtime_list_with_volume(self.store.conn()).await?;
         for rt in runtimes {
-            let Some(row) =
-                q::instance_get(self.store.conn(), &rt.tenant_id, &rt.instance_id).await?
-            else {
-                continue;
-            };
-            let inst: Instance = from_doc(&row.doc)?;
-            if !inst.enable_automated_snapshot
-                || op_active_for_target(self.store.conn(), &rt.instance_id)
+            let instance = rt.instance_id.clone();
+            let pass: Result<()> = async {
+                let Some(row) =
+                    q::instance_get(self.store.conn(), &rt.tenant_id, &rt.instance_id).await?
+                else {
+                    return Ok(());
+                };
+                let inst: Instance = from_doc(&row.doc)?;
+                if !inst.enable_automated_snapshot
+                    || op_active_for_target(self.store.conn(), &rt.instance_id)
+                        .await?
+                        .is_some()
+                {
+                    return Ok(());
+                }
+                let period = hour.as_millis() as i64
+                    * i64::from(inst.automated_snapshot_period.unwrap_or(24).max(1));
+                let mut autos: Vec<_> = lq::snapshot_list(self.store.conn(), &rt.instance_id)
                     .await?
-                    .is_some()
-            {
-                continue;
+                    .into_iter()
+                    .filter(|s| s.automated)
+                    .collect();
+                autos.sort_by_key(|s| s.created_at);
+                let due = autos
+                    .last()
+                    .is_none_or(|s| now_ms() - s.created_at >= period);
+                // Pruning first: with snapshots slower than the period, a
+                // snapshot would otherwise always be due and the retention never
+                // reached.
+                let prune = inst.automated_snapshot_retention > 0
+                    && autos.len() > inst.automated_snapshot_retention as usize;
+                let started = if prune {
+                    let params = snapshot_delete::Params {
+                        snapshot_id: autos[0].id.clone(),
+                    };
+                    self.engine
+                        .submit(&rt.tenant_id, &rt.instance_id, &params)
+                        .await
+                } else if due {
+                    let params = snap::Params {
+                        snapshot_id: new_id("snap"),
+                        reason: Some("automated".into()),
+                        automated: true,
+                    };
+                    self.engine
+                        .submit(&rt.tenant_id, &rt.instance_id, &params)
+                        .await
+                } else {
+                    return Ok(());
+                };
+                match started {
+                    Ok(_) if prune => report.deletions_started += 1,
+                    Ok(_) => report.snapshots_started += 1,
+                    // A user's operation got there first; next pass.
+                    Err(Error::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                Ok(())
             }
-            let period = hour.as_millis() as i64
-                * i64::from(inst.automated_snapshot_period.unwrap_or(24).max(1));
-            let mut autos: Vec<_> = lq::snapshot_list(self.store.conn(), &rt.instance_id)
-                .await?
-                .into_iter()
-                .filter(|s| s.automated)
-                .collect();
-            autos.sort_by_key(|s| s.created_at);
-            let due = autos
-                .last()
-                .is_none_or(|s| now_ms() - s.created_at >= period);
-            // Pruning first: with snapshots slower than the period, a
-            // snapshot would otherwise always be due and the retention never
-            // reached.
-            let prune = inst.automated_snapshot_retention > 0
-                && autos.len() > inst.automated_snapshot_retention as usize;
-            let started = if prune {
-                let params = snapshot_delete::Params {
-                    snapshot_id: autos[0].id.clone(),
-                };
-                self.engine
-                    .submit(&rt.tenant_id, &rt.instance_id, &params)
-                    .await
-            } else if due {
-                let params = snap::Params {
-                    snapshot_id: new_id("snap"),
-                    reason: Some("automated".into()),
-                    automated: true,
-                };
-                self.engine
-                    .submit(&rt.tenant_id, &rt.instance_id, &params)
-                    .await
-            } else {
-                continue;
-            };
-            match started {
-                Ok(_) if prune => report.deletions_started += 1,
-                Ok(_) => report.snapshots_started += 1,
-                // A user's operation got there first; next pass.
-                Err(Error::Conflict(_)) => {}
-                Err(e) => return Err(e),
+            .await;
+            // One instance's trouble (a corrupt document, a failed read)
+            // is logged and counted; the other instances' schedules go on.
+            if let Err(e) = pass {
+                tracing::warn!(instance = %instance, error = %e, "automated snapshots: this instance was skipped");
+                report.failed += 1;
             }
         }
         if report != ScheduleReport::default() {

@@ -387,11 +387,19 @@ impl CloudProvider for LocalCloud {
         let dir = self.vm_dir(&spec.vm_id);
         std::fs::create_dir_all(dir.join("home")).map_err(|e| io("can't create", &dir, e))?;
         let ud = dir.join("user-data.toml");
-        std::fs::write(&ud, &spec.user_data).map_err(|e| io("can't write", &ud, e))?;
-        #[cfg(unix)]
+        // It holds the enrollment token: FM's user's alone from the start
+        // (no moment at the umask's mode).
         {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&ud, std::fs::Permissions::from_mode(0o600));
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::remove_file(&ud);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&ud)
+                .and_then(|mut f| f.write_all(spec.user_data.as_bytes()))
+                .map_err(|e| io("can't write", &ud, e))?;
         }
         let mut rec = VmRecord {
             vm_id: spec.vm_id.clone(),

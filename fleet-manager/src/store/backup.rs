@@ -189,12 +189,16 @@ impl Store {
 pub fn write_file(b: &Backup, path: &std::path::Path) -> Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("partial");
+    // A file (or a symlink) left there is removed, never written through
+    // nor its mode kept: the new one is made fresh, 0600.
+    let _ = std::fs::remove_file(&tmp);
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
     let f = opts
         .open(&tmp)

@@ -97,6 +97,15 @@ impl Store {
         format!("sqlite://{}", data_dir.join("fleet-manager.db").display())
     }
 
+    /// The file of a SQLite URL (`None` for another database or memory).
+    pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
+    }
+
     /// The connection, for data-access functions and transactions.
     pub fn conn(&self) -> &DatabaseConnection {
         &self.db

@@ -371,6 +371,54 @@ impl Store {
         lines.reverse();
         Ok(lines)
     }
+
+    /// The last `n` log lines of each of `ids`, oldest first, in one query
+    /// (a window over the operations' lines), for a page of futures.
+    pub async fn op_log_tails(
+        &self,
+        ids: &[String],
+        n: u64,
+    ) -> Result<std::collections::HashMap<String, Vec<String>>> {
+        let mut out: std::collections::HashMap<String, Vec<String>> =
+            ids.iter().map(|i| (i.clone(), Vec::new())).collect();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let (backend, marks): (sea_orm::DatabaseBackend, Vec<String>) = match self.backend() {
+            Backend::Postgres => (
+                sea_orm::DatabaseBackend::Postgres,
+                (1..=ids.len()).map(|i| format!("${i}")).collect(),
+            ),
+            Backend::Sqlite => (
+                sea_orm::DatabaseBackend::Sqlite,
+                vec!["?".into(); ids.len()],
+            ),
+        };
+        let limit_mark = match self.backend() {
+            Backend::Postgres => format!("${}", ids.len() + 1),
+            Backend::Sqlite => "?".into(),
+        };
+        let sql = format!(
+            "SELECT operation_id, line FROM (\
+               SELECT operation_id, line, id, \
+                      ROW_NUMBER() OVER (PARTITION BY operation_id ORDER BY id DESC) AS rn \
+               FROM operation_logs WHERE operation_id IN ({})\
+             ) AS tails WHERE rn <= {limit_mark} ORDER BY operation_id, id",
+            marks.join(", ")
+        );
+        let mut values: Vec<sea_orm::Value> = ids.iter().map(|i| i.clone().into()).collect();
+        values.push((n as i64).into());
+        let rows = self
+            .db
+            .query_all(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        for r in rows {
+            let id: String = r.try_get("", "operation_id")?;
+            let line: String = r.try_get("", "line")?;
+            out.entry(id).or_default().push(line);
+        }
+        Ok(out)
+    }
 }
 
 /// How an operation ended.

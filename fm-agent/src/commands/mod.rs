@@ -61,6 +61,11 @@ impl Ctx {
     }
 
     /// Whether a start or restart command is waiting for the node.
+    /// Whether no command is queued or running.
+    pub fn idle(&self) -> bool {
+        lock(&self.queued).is_empty()
+    }
+
     pub fn node_starting(&self) -> bool {
         self.starting.load(Ordering::Relaxed) > 0
     }
@@ -395,10 +400,61 @@ pub fn redact_url(url: &str) -> String {
         return url.to_owned();
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
+    let shown = match rest[..end].rfind('@') {
         Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
         None => url.to_owned(),
+    };
+    // Query values (tokens, presigned signatures) are masked too.
+    match shown.split_once('?') {
+        Some((base, query)) => {
+            let (query, fragment) = query
+                .split_once('#')
+                .map_or((query, None), |(q, f)| (q, Some(f)));
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) => format!("{k}=***"),
+                    None => kv.to_owned(),
+                })
+                .collect();
+            let mut out = format!("{base}?{}", masked.join("&"));
+            if let Some(f) = fragment {
+                out.push('#');
+                out.push_str(f);
+            }
+            out
+        }
+        None => shown,
     }
+}
+
+/// The parts of `url` that are secrets: its userinfo (and the password in
+/// it) and its query values.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some((_, rest)) = url.split_once("://") else {
+        return out;
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if let Some(at) = rest[..end].rfind('@') {
+        let userinfo = &rest[..at];
+        out.push(userinfo.to_owned());
+        if let Some((_, pw)) = userinfo.split_once(':') {
+            out.push(pw.to_owned());
+        }
+    }
+    if let Some((_, query)) = url.split_once('?') {
+        let query = query.split('#').next().unwrap_or_default();
+        for kv in query.split('&') {
+            if let Some((_, v)) = kv.split_once('=')
+                && v.len() >= 4
+            {
+                out.push(v.to_owned());
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// The last path segment of a URL (no query or fragment).
@@ -796,7 +852,15 @@ mod tests {
     fn url_credentials_are_masked() {
         assert_eq!(
             redact_url("https://u:pw@host/x/k.tar.gz?a=b"),
-            "https://***@host/x/k.tar.gz?a=b"
+            "https://***@host/x/k.tar.gz?a=***"
+        );
+        assert_eq!(
+            redact_url("jdbc-driver://h/d.jar?token=SECRET&x#frag"),
+            "jdbc-driver://h/d.jar?token=***&x#frag"
+        );
+        assert_eq!(
+            url_secrets("https://u:pw12@h/x?token=SECRET&n=1"),
+            ["u:pw12", "pw12", "SECRET"]
         );
         assert_eq!(redact_url("https://host/a@b"), "https://host/a@b");
     }

@@ -76,6 +76,13 @@ fn register_secrets(p: &mut Progress, params: &Value) {
     for (_, v) in headers(params) {
         p.add_secret(&v);
     }
+    // A URL's credentials and query values (tokens, signatures) are masked
+    // wherever they show, in the agent's lines and in tools' output.
+    if let Some(url) = params.get("url").and_then(Value::as_str) {
+        for s in super::url_secrets(url) {
+            p.add_secret(&s);
+        }
+    }
 }
 
 fn opt_str<'a>(params: &'a Value, key: &str) -> Result<Option<&'a str>, String> {

@@ -269,7 +269,8 @@ async fn reread_manifest(
                 .map_err(|e| crate::error::Error::internal(e.0))?,
         )
     };
-    let m = fm_backup::restore::read_manifest(
+    // It checks the hash, the encryption and that it names this backup.
+    fm_backup::restore::read_manifest(
         &store,
         &c.target,
         backup_id,
@@ -283,12 +284,6 @@ async fn reread_manifest(
             e.0
         ))
     })?;
-    if m.backup_id != backup_id {
-        return Err(bad(format!(
-            "the stored manifest is backup {}'s, not {backup_id}'s",
-            m.backup_id
-        )));
-    }
     Ok(())
 }
 
