@@ -221,8 +221,12 @@ fn is_env_name(k: &str) -> bool {
         && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A Java properties key the agent can write as one: no separator
+/// (`=`, `:`, a blank), no escape, not a comment.
 fn is_property_name(k: &str) -> bool {
-    !k.is_empty() && !k.contains(['=', '\n', '\r', ':'])
+    !k.is_empty()
+        && !k.contains(['=', ':', '\\', ' ', '\t', '\n', '\r', '\x0b', '\x0c'])
+        && !k.starts_with(['#', '!'])
 }
 
 fn check_url(p: &Params<'_>, key: &str, schemes: &[&str]) -> Result<()> {
@@ -303,7 +307,7 @@ pub fn params_rules() -> Vec<Value> {
             T::InstallSystemPackages,
             &["packages"],
             json!({"packages": {"type": "array", "minItems": 1,
-            "items": {"type": "string", "pattern": r"^[A-Za-z0-9+\-._:=*]+$"}}}),
+            "items": {"type": "string", "pattern": r"^[A-Za-z0-9+._:=*][A-Za-z0-9+\-._:=*]*$"}}}),
         ),
         rule(
             T::SetupAdvancedSecurity,
@@ -339,7 +343,7 @@ pub fn params_rules() -> Vec<Value> {
         rule(
             T::AddProperties,
             &["properties"],
-            json!({"properties": key_values("^[^=\n\r:]+$")}),
+            json!({"properties": key_values("^[^=:\\\\#! \t\n\r\x0b\x0c][^=:\\\\ \t\n\r\x0b\x0c]*$")}),
         ),
         {
             let proxy = || json!({"oneOf": [{"type": "null"}, url_json(MAX, &["http", "https", "socks5"])]});
@@ -443,7 +447,9 @@ impl SetupAction {
                     return Err(p.err("params.packages must list at least one package"));
                 }
                 for pkg in packages {
+                    // A leading `-` would be an option to apt or yum.
                     let ok = !pkg.is_empty()
+                        && !pkg.starts_with('-')
                         && pkg
                             .bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b"+-._:=*".contains(&b));
@@ -588,6 +594,22 @@ mod tests {
             err.message()
         );
         assert!(action(json!({"type": "ADD_AUTHORIZED_KEY", "params": {}})).is_err());
+    }
+
+    #[test]
+    fn option_like_packages_and_unwritable_property_names_are_refused() {
+        let pkg = |p: &str| {
+            action(json!({"type": "INSTALL_SYSTEM_PACKAGES", "params": {"packages": [p]}}))
+        };
+        assert!(pkg("libpq-dev").is_ok());
+        assert!(pkg("-o").is_err() && pkg("--allow-unauthenticated").is_err());
+        let prop = |k: &str| {
+            action(json!({"type": "ADD_PROPERTIES", "params": {"properties": [{"key": k, "value": "v"}]}}))
+        };
+        assert!(prop("a.b-c").is_ok());
+        for bad in ["a b", "a\\b", "#c", "!c", "a\tb", "a:b"] {
+            assert!(prop(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -300,8 +300,7 @@ async fn add_properties(cfg: &Config, p: &mut Progress, params: &Value) -> Resul
     let mut lines = Vec::with_capacity(props.len());
     for (k, v) in &props {
         if k.is_empty()
-            || k.contains(['=', ':', '\\'])
-            || k.chars().any(char::is_whitespace)
+            || k.contains(['=', ':', '\\', ' ', '\t', '\n', '\r', '\x0b', '\x0c'])
             || k.starts_with(['#', '!'])
         {
             return Err(format!("{k:?} is not a usable property name"));
