@@ -604,7 +604,9 @@ mod tests {
         assert!(pkg("libpq-dev").is_ok());
         assert!(pkg("-o").is_err() && pkg("--allow-unauthenticated").is_err());
         let prop = |k: &str| {
-            action(json!({"type": "ADD_PROPERTIES", "params": {"properties": [{"key": k, "value": "v"}]}}))
+            action(
+                json!({"type": "ADD_PROPERTIES", "params": {"properties": [{"key": k, "value": "v"}]}}),
+            )
         };
         assert!(prop("a.b-c").is_ok());
         for bad in ["a b", "a\\b", "#c", "!c", "a\tb", "a:b"] {
