@@ -8,14 +8,7 @@ use fm_proto::agent::EnrollRequest;
 use fm_proto::agent::enrollment_client::EnrollmentClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
-fn csr(instance: &str) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, instance);
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
+use common::csr;
 
 /// A TLS channel to the app's agent endpoint, with a client identity
 /// (certificate and key PEM) for mutual TLS if given.

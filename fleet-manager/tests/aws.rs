@@ -397,16 +397,6 @@ async fn resources_tagged_as_fms_that_nothing_owns_are_reported_and_cleaned_only
     delete_instance(&fm.api, &id).await;
 }
 
-/// A CSR for a fresh key, CN = `instance`.
-fn csr(instance: &str) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, instance);
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
-
 /// The review's attack on EC2: one who reads a VM's user-data (as
 /// `DescribeInstanceAttribute` lets many) holds its enrollment token. With
 /// no identity document, another instance's (genuinely signed) document or
@@ -495,7 +485,7 @@ async fn a_token_without_the_vms_signed_identity_document_enrolls_nobody() {
             .enroll(EnrollRequest {
                 instance_id: id.clone(),
                 token: token.clone(),
-                csr_pem: csr(&id),
+                csr_pem: common::csr(&id),
                 identity_document: document,
                 identity_signature: signature,
             })

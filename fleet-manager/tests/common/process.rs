@@ -29,9 +29,10 @@ pub fn kill_local_vms(dir: &std::path::Path) {
     }
 }
 
-/// Processes whose command line mentions `dir`'s local cloud (VM agents
-/// and the nodes they started), zombies aside.
-pub fn procs_under(dir: &std::path::Path) -> Vec<String> {
+/// The live (not zombie) processes whose command line mentions `dir`'s
+/// local cloud (VM agents and the nodes they started): (their /proc dir,
+/// command line).
+fn local_cloud_procs(dir: &std::path::Path) -> Vec<(PathBuf, String)> {
     let needle = dir.join("local-cloud").display().to_string();
     let mut out = vec![];
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -44,36 +45,47 @@ pub fn procs_under(dir: &std::path::Path) -> Vec<String> {
             .rsplit_once(')')
             .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
         if cmd.contains(&needle) && !zombie {
-            out.push(cmd);
+            out.push((e.path(), cmd));
         }
     }
     out
 }
 
+/// Processes whose command line mentions `dir`'s local cloud (VM agents
+/// and the nodes they started), zombies aside.
+pub fn procs_under(dir: &std::path::Path) -> Vec<String> {
+    local_cloud_procs(dir)
+        .into_iter()
+        .map(|(_, cmd)| cmd)
+        .collect()
+}
+
 /// The real user id of each live process of the test's local cloud whose
 /// command line holds `what`.
 pub fn uids_of(dir: &std::path::Path, what: &str) -> Vec<u32> {
-    let needle = dir.join("local-cloud").display().to_string();
-    let mut out = vec![];
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if !(cmd.contains(&needle) && cmd.contains(what)) {
-            continue;
-        }
-        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
-        if let Some(uid) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|u| u.parse().ok())
-        {
-            out.push(uid);
-        }
-    }
-    out
+    local_cloud_procs(dir)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains(what))
+        .filter_map(|(proc_dir, _)| {
+            let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|u| u.parse().ok())
+        })
+        .collect()
+}
+
+/// A PEM CSR for a fresh key, CN = `instance` (what an enrolling agent
+/// sends).
+pub fn csr(instance: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, instance);
+    params.serialize_request(&key).unwrap().pem().unwrap()
 }
 
 /// The real `fleet-manager` binary as a child process.

@@ -3,7 +3,7 @@
 //! records the outcome on the backup. Only reads: nothing to undo.
 
 use super::common::{
-    backup_key_hex, backup_location, failed, proto_location, require_agent, run_command,
+    agent_reads, backup_key_hex, failed, proto_location, require_agent, run_command,
 };
 use super::{Saga, SagaParams, StepCtx, step};
 use crate::error::{Error, OpFailure, Result};
@@ -36,14 +36,7 @@ async fn verify_backup(c: StepCtx) -> Result<Backup> {
     let b = lq::backup_get(c.store.conn(), &c.target, &p.backup_id)
         .await?
         .ok_or_else(|| Error::not_found("backup", &p.backup_id))?;
-    let loc = crate::ops::backup_access::for_agent(
-        backup_location(&c.svc.lc, Some(&b.location_url))?,
-        c.svc.lc.backup_scoping.as_ref(),
-        &b.instance_id,
-        &b.id,
-        crate::ops::backup_access::Access::Read,
-    )
-    .await?;
+    let loc = agent_reads(&c, &b).await?;
     let r = run_command(
         &c,
         "verify-backup",

@@ -390,14 +390,7 @@ pub async fn restore_data(c: StepCtx) -> Result<Restored> {
     let b = lq::backup_get(c.store.conn(), &r.instance_id, &r.backup_id)
         .await?
         .ok_or_else(|| Error::not_found("backup", &r.backup_id))?;
-    let loc = crate::ops::backup_access::for_agent(
-        backup_location(&c.svc.lc, Some(&b.location_url))?,
-        c.svc.lc.backup_scoping.as_ref(),
-        &b.instance_id,
-        &b.id,
-        crate::ops::backup_access::Access::Read,
-    )
-    .await?;
+    let loc = agent_reads(&c, &b).await?;
     let out = run_command(
         &c,
         "restore-backup",
@@ -448,6 +441,23 @@ pub fn backup_location(
         l.url = u.to_owned();
     }
     Ok(l)
+}
+
+/// The location an agent reads backup `b` from (restore, clone, verify):
+/// where it was taken, with credentials for that backup only when FM
+/// scopes them.
+pub async fn agent_reads(
+    c: &StepCtx,
+    b: &crate::store::entities::backup::Model,
+) -> Result<fm_backup::Location> {
+    crate::ops::backup_access::for_agent(
+        backup_location(&c.svc.lc, Some(&b.location_url))?,
+        c.svc.lc.backup_scoping.as_ref(),
+        &b.instance_id,
+        &b.id,
+        crate::ops::backup_access::Access::Read,
+    )
+    .await
 }
 
 pub fn proto_location(l: &fm_backup::Location) -> BackupLocation {
