@@ -182,6 +182,14 @@ impl LocalCloud {
     /// that session, whatever process groups the agent's commands make.
     fn boot(&self, rec: &mut VmRecord) -> Result<()> {
         let dir = self.vm_dir(&rec.vm_id);
+        // A live agent this record doesn't name: an FM died between starting
+        // it and recording it. That boot never completed; this one replaces
+        // it, so the VM has one agent.
+        let orphans = agent_sessions(&dir.join("user-data.toml"));
+        if !orphans.is_empty() {
+            tracing::info!(vm = %rec.vm_id, "local cloud: stopping an unrecorded agent of the VM");
+            signal_sessions(&orphans, rustix::process::Signal::KILL);
+        }
         let log_path = dir.join("agent.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -225,6 +233,13 @@ impl LocalCloud {
     /// Stops every process of the VM (its process group): TERM, then KILL.
     async fn halt(&self, rec: &mut VmRecord) -> Result<()> {
         use rustix::process::Signal;
+        // An agent booted by an FM that died before recording it is this
+        // VM's too.
+        for sid in agent_sessions(&self.vm_dir(&rec.vm_id).join("user-data.toml")) {
+            if !rec.groups.contains(&sid) {
+                rec.groups.push(sid);
+            }
+        }
         signal_sessions(&rec.groups, Signal::TERM);
         for _ in 0..100 {
             if !rec.groups.iter().any(|g| !session_members(*g).is_empty()) {
@@ -271,6 +286,34 @@ fn signal_sessions(sids: &[u32], sig: rustix::process::Signal) {
             }
         }
     }
+}
+
+/// The sessions of the live agents started with `user_data`: how a VM's
+/// processes are found when no record of them survived (FM died between
+/// starting the agent and writing `vm.json`).
+fn agent_sessions(user_data: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let want = user_data.as_os_str().as_encoded_bytes();
+    let mut out: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == want))
+                && pid_alive(*pid)
+        })
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            // After the name: state, ppid, pgrp, session.
+            rest.split_whitespace().nth(3)?.parse().ok()
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The live (not zombie) processes of session `sid`.
@@ -387,6 +430,7 @@ impl CloudProvider for LocalCloud {
         let dir = self.vm_dir(&spec.vm_id);
         std::fs::create_dir_all(dir.join("home")).map_err(|e| io("can't create", &dir, e))?;
         let ud = dir.join("user-data.toml");
+
         // It holds the enrollment token: FM's user's alone from the start
         // (no moment at the umask's mode).
         {
@@ -510,5 +554,68 @@ impl CloudProvider for LocalCloud {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("can't delete", &p, e)),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an FM that died between starting a VM's agent and recording it
+    /// leaves: a process, in a session of its own, whose command line names
+    /// the VM's user-data.
+    fn unrecorded_agent(user_data: &Path) -> std::process::Child {
+        std::process::Command::new("setsid")
+            .args(["sh", "-c", "sleep 60; exit 0", "agent", "--user-data"])
+            .arg(user_data)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Whether `child` exits within 5 s.
+    async fn exits(child: &mut std::process::Child) -> bool {
+        for _ in 0..50 {
+            if child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    fn cloud_with_vm(dir: &Path) -> (LocalCloud, VmRecord) {
+        let cloud = LocalCloud::new(dir.to_path_buf(), "/bin/true".into()).unwrap();
+        std::fs::create_dir_all(cloud.vm_dir("vm-1")).unwrap();
+        let rec = VmRecord {
+            vm_id: "vm-1".into(),
+            instance_id: "inst-1".into(),
+            volume_id: "vol-1".into(),
+            pid: None,
+            groups: vec![],
+            state: "running".into(),
+        };
+        (cloud, rec)
+    }
+
+    #[tokio::test]
+    async fn booting_a_vm_again_stops_the_agent_no_record_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cloud, mut rec) = cloud_with_vm(dir.path());
+        let mut orphan = unrecorded_agent(&cloud.vm_dir("vm-1").join("user-data.toml"));
+        // Another VM's agent is left alone.
+        let mut other = unrecorded_agent(&cloud.vm_dir("vm-2").join("user-data.toml"));
+        cloud.boot(&mut rec).unwrap();
+        assert!(exits(&mut orphan).await, "the unrecorded agent still runs");
+        assert!(other.try_wait().unwrap().is_none());
+        other.kill().unwrap();
+    }
+
+    #[tokio::test]
+    async fn halting_a_vm_stops_the_agent_no_record_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cloud, mut rec) = cloud_with_vm(dir.path());
+        let mut orphan = unrecorded_agent(&cloud.vm_dir("vm-1").join("user-data.toml"));
+        cloud.halt(&mut rec).await.unwrap();
+        assert!(exits(&mut orphan).await, "the unrecorded agent still runs");
     }
 }
