@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every check and test: format, lints, Rust tests on SQLite and on
-# PostgreSQL, and the end-to-end suite that drives the real server with the
-# public Python client on both backends, and schemathesis against the served
-# OpenAPI document. Starts PostgreSQL if it is down and
-# creates the Python virtualenv it needs.
+# PostgreSQL, the end-to-end suite that drives the real server with the
+# public Python client on both backends and the console in a headless
+# Chromium, and schemathesis against the served OpenAPI document. Starts
+# PostgreSQL if it is down, creates the Python virtualenv it needs and
+# installs Chromium.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,8 +16,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "PostgreSQL"
 bash scripts/ensure-postgres.sh
 
-step "Python virtualenv (the public client, pytest, the EC2 emulator)"
+step "Python virtualenv (the public client, pytest, the EC2 emulator, selenium)"
 bash scripts/python-venv.sh >/dev/null
+
+step "Chromium and its WebDriver (the console's browser suite)"
+bash scripts/ensure-chromium.sh
 
 step "format and lints"
 cargo fmt --all --check

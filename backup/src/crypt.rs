@@ -7,9 +7,10 @@
 //! segments (64 KiB of plaintext + a 16-byte tag each; the last may be
 //! shorter).
 
+use bytes::{Bytes, BytesMut};
 use rand::RngCore;
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
-use std::io::{self, Read, Write};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
+use std::io::{self, Read};
 
 const MAGIC: &[u8; 8] = b"FMBKENC1";
 const PREFIX: usize = 7;
@@ -76,15 +77,12 @@ impl Stream {
         Ok(Nonce::assume_unique_for_key(n))
     }
 
-    /// Encrypts `buf` in place and appends its tag.
-    fn seal(&mut self, buf: &mut Vec<u8>, last: bool) -> io::Result<()> {
+    /// Encrypts `buf` in place; its tag.
+    fn seal_in_place(&mut self, buf: &mut [u8], last: bool) -> io::Result<Tag> {
         let nonce = self.nonce(last)?;
-        let tag = self
-            .key
+        self.key
             .seal_in_place_separate_tag(nonce, Aad::empty(), buf)
-            .map_err(|_| aead_err("encryption failed"))?;
-        buf.extend_from_slice(tag.as_ref());
-        Ok(())
+            .map_err(|_| aead_err("encryption failed"))
     }
 
     /// Decrypts a segment (ciphertext and tag) in place; the plaintext's
@@ -102,51 +100,78 @@ fn aead_err(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
 }
 
-/// Encrypts what is written into `inner`. [`Encryptor::finish`] must be
-/// called to write the last segment.
-pub struct Encryptor<W: Write> {
-    inner: W,
+/// Encrypts a stream handed over in pieces of any size into owned output
+/// chunks, copying each byte once: a segment is sealed where it lands in
+/// the output. A full segment is held back until more data (or the end)
+/// shows whether it is the last.
+pub struct Encryptor {
     stream: Stream,
-    buf: Vec<u8>,
+    /// Plaintext of the segment not sealed yet (at most [`SEGMENT`] bytes).
+    pending: Vec<u8>,
+    out: BytesMut,
 }
 
-impl<W: Write> Encryptor<W> {
-    pub fn new(mut inner: W, key: &BackupKey) -> io::Result<Self> {
+impl Encryptor {
+    pub fn new(key: &BackupKey) -> Self {
         let mut prefix = [0u8; PREFIX];
         rand::thread_rng().fill_bytes(&mut prefix);
-        inner.write_all(MAGIC)?;
-        inner.write_all(&prefix)?;
-        Ok(Encryptor {
-            inner,
+        let mut out = BytesMut::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&prefix);
+        Encryptor {
             stream: Stream::new(key, prefix),
-            buf: Vec::with_capacity(SEGMENT + TAG),
-        })
-    }
-
-    /// Writes the last segment; returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.stream.seal(&mut self.buf, true)?;
-        self.inner.write_all(&self.buf)?;
-        self.inner.flush()?;
-        Ok(self.inner)
-    }
-}
-
-impl<W: Write> Write for Encryptor<W> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.len() == SEGMENT {
-            // More data follows, so the full segment is not the last.
-            self.stream.seal(&mut self.buf, false)?;
-            self.inner.write_all(&self.buf)?;
-            self.buf.clear();
+            pending: Vec::with_capacity(SEGMENT),
+            out,
         }
-        let n = data.len().min(SEGMENT - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        Ok(n)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+    /// Adds plaintext.
+    pub fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if !self.pending.is_empty() {
+            let n = data.len().min(SEGMENT - self.pending.len());
+            self.pending.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if data.is_empty() {
+                return Ok(());
+            }
+            // More follows: the pending segment (full now) is not the last.
+            let seg = std::mem::take(&mut self.pending);
+            self.seal_into_out(&seg, false)?;
+            self.pending = seg;
+            self.pending.clear();
+        }
+        // Every full segment with data after it is sealed straight into the
+        // output; what may be the last segment waits.
+        while data.len() > SEGMENT {
+            self.seal_into_out(&data[..SEGMENT], false)?;
+            data = &data[SEGMENT..];
+        }
+        self.pending.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn seal_into_out(&mut self, plain: &[u8], last: bool) -> io::Result<()> {
+        let at = self.out.len();
+        self.out.reserve(plain.len() + TAG);
+        self.out.extend_from_slice(plain);
+        let tag = self.stream.seal_in_place(&mut self.out[at..], last)?;
+        self.out.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// The sealed output so far, once it holds at least `min` bytes.
+    pub fn ready(&mut self, min: usize) -> Option<Bytes> {
+        (self.out.len() >= min.max(1)).then(|| self.out.split().freeze())
+    }
+
+    /// Seals the last segment; the rest of the output.
+    pub fn finish(mut self) -> io::Result<Bytes> {
+        let seg = std::mem::take(&mut self.pending);
+        self.seal_into_out(&seg, true)?;
+        Ok(self.out.freeze())
     }
 }
 
@@ -233,9 +258,9 @@ impl<R: Read> Read for Decryptor<R> {
 
 /// Encrypts a small buffer whole.
 pub fn seal(data: &[u8], key: &BackupKey) -> Vec<u8> {
-    let mut e = Encryptor::new(Vec::new(), key).expect("writing to a Vec");
-    e.write_all(data).expect("writing to a Vec");
-    e.finish().expect("writing to a Vec")
+    let mut e = Encryptor::new(key);
+    e.push(data).expect("fewer than 2^32 segments");
+    e.finish().expect("fewer than 2^32 segments").into()
 }
 
 /// Decrypts a buffer [`seal`] made.
@@ -268,6 +293,39 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let sealed = seal(&data, &key(1));
             assert_eq!(open(&sealed, &key(1)).unwrap(), data, "len {len}");
+        }
+    }
+
+    #[test]
+    fn the_output_is_the_same_whatever_the_pieces_it_is_handed_in() {
+        let data: Vec<u8> = (0..5 * SEGMENT + 123).map(|i| (i % 253) as u8).collect();
+        for piece in [
+            1,
+            7,
+            SEGMENT - 1,
+            SEGMENT,
+            SEGMENT + 1,
+            3 * SEGMENT,
+            1 << 20,
+        ] {
+            let mut e = Encryptor::new(&key(1));
+            let mut sealed = Vec::new();
+            for (i, p) in data.chunks(piece).enumerate() {
+                e.push(p).unwrap();
+                if i % 3 == 0
+                    && let Some(b) = e.ready(1)
+                {
+                    sealed.extend_from_slice(&b);
+                }
+            }
+            sealed.extend_from_slice(&e.finish().unwrap());
+            // One header, then a tag per segment.
+            assert_eq!(
+                sealed.len(),
+                8 + PREFIX + data.len() + 6 * TAG,
+                "piece {piece}"
+            );
+            assert_eq!(open(&sealed, &key(1)).unwrap(), data, "piece {piece}");
         }
     }
 

@@ -60,6 +60,19 @@ impl ChannelWriter {
         Ok(())
     }
 
+    /// Hashes, counts and sends a chunk the caller made, without copying it.
+    pub fn send_owned(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.send_buf()?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if let Some(h) = &mut self.hasher {
+            h.update(&chunk);
+        }
+        self.size += chunk.len() as u64;
+        self.tx.blocking_send(Msg::Data(chunk)).map_err(|_| gone())
+    }
+
     /// Sends the rest and the end mark; (hex SHA-256, size) of all bytes.
     pub fn finish(mut self) -> io::Result<(String, u64)> {
         self.send_buf()?;

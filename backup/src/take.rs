@@ -66,7 +66,7 @@ pub async fn take(store: &Store, data_dir: &Path, opts: &TakeOptions) -> Result<
                         let _ = w.abort().await;
                         return Err(crate::Error::from(e));
                     }
-                    w.write(&b);
+                    w.put(b);
                 }
                 Msg::End => {
                     ended = true;
@@ -84,44 +84,28 @@ pub async fn take(store: &Store, data_dir: &Path, opts: &TakeOptions) -> Result<
     let dir = data_dir.to_path_buf();
     let o = opts.clone();
     // Like `tar | zstd | encrypt`: the archiver (reading, hashing files,
-    // zstd with its own worker) and, when encrypting, a sealer in its own
-    // thread that also hashes what is stored.
-    let (archiver, sealer) = match opts.key.clone() {
-        None => (
-            tokio::task::spawn_blocking(move || archive(&dir, &o, ChannelWriter::new(tx))),
-            None,
-        ),
-        Some(key) => {
-            let (ctx, crx) = mpsc::channel::<Msg>(DEPTH);
-            let sealer =
-                tokio::task::spawn_blocking(move || seal(crx, &key, ChannelWriter::new(tx)));
-            (
-                tokio::task::spawn_blocking(move || {
-                    archive(&dir, &o, ChannelWriter::unhashed(ctx))
-                }),
-                Some(sealer),
-            )
-        }
-    };
+    // zstd with its own worker), then a thread that encrypts when asked and
+    // hashes what is stored, so the archiver's thread does no more than
+    // tar's.
+    let (ctx, crx) = mpsc::channel::<Msg>(DEPTH);
+    let key = opts.key.clone();
+    let sealer =
+        tokio::task::spawn_blocking(move || seal(crx, key.as_ref(), ChannelWriter::new(tx)));
+    let archiver =
+        tokio::task::spawn_blocking(move || archive(&dir, &o, ChannelWriter::unhashed(ctx)));
     let archived = archiver
         .await
         .map_err(|e| err(format!("the archiver stopped: {e}")))?;
-    let sealed = match sealer {
-        Some(s) => Some(
-            s.await
-                .map_err(|e| err(format!("the encryption stopped: {e}")))?,
-        ),
-        None => None,
-    };
+    let sealed = sealer
+        .await
+        .map_err(|e| err(format!("the encryption stopped: {e}")))?;
     let uploaded = uploader
         .await
         .map_err(|e| err(format!("the upload stopped: {e}")))?;
     // An upload error explains a broken pipe on the archive side: it first.
     uploaded?;
-    let (entries, mut archive_sha256, mut archive_size) = archived?;
-    if let Some(s) = sealed {
-        (archive_sha256, archive_size) = s?;
-    }
+    let entries = archived?;
+    let (archive_sha256, archive_size) = sealed?;
     let data_bytes = entries.iter().map(|e| e.size).sum();
     let manifest = Manifest {
         format: manifest::FORMAT,
@@ -161,16 +145,29 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Encrypts the compressed stream from `rx` into `out`; (hex SHA-256,
-/// size) of what was stored. A stream that stops without its end mark is
-/// not completed (the upload is then aborted).
-fn seal(mut rx: mpsc::Receiver<Msg>, key: &BackupKey, out: ChannelWriter) -> Result<(String, u64)> {
-    let mut enc = Encryptor::new(out, key).map_err(io_err)?;
+/// Encrypts (with a key) the compressed stream from `rx` into `out`; (hex
+/// SHA-256, size) of what was stored. A stream that stops without its end
+/// mark is not completed (the upload is then aborted).
+fn seal(
+    mut rx: mpsc::Receiver<Msg>,
+    key: Option<&BackupKey>,
+    mut out: ChannelWriter,
+) -> Result<(String, u64)> {
+    let mut enc = key.map(Encryptor::new);
     while let Some(m) = rx.blocking_recv() {
-        match m {
-            Msg::Data(b) => enc.write_all(&b).map_err(io_err)?,
-            Msg::End => {
-                let out = enc.finish().map_err(io_err)?;
+        match (m, &mut enc) {
+            (Msg::Data(b), None) => out.send_owned(b).map_err(io_err)?,
+            (Msg::Data(b), Some(enc)) => {
+                enc.push(&b).map_err(io_err)?;
+                if let Some(sealed) = enc.ready(crate::pipe::CHUNK) {
+                    out.send_owned(sealed).map_err(io_err)?;
+                }
+            }
+            (Msg::End, enc) => {
+                if let Some(enc) = enc.take() {
+                    out.send_owned(enc.finish().map_err(io_err)?)
+                        .map_err(io_err)?;
+                }
                 return out.finish().map_err(io_err);
             }
         }
@@ -186,12 +183,12 @@ fn encoder<W: Write>(w: W) -> io::Result<zstd::stream::write::Encoder<'static, W
     Ok(e)
 }
 
-type Archived = (Vec<Entry>, String, u64);
-
-fn archive(dir: &Path, o: &TakeOptions, out: ChannelWriter) -> Result<Archived> {
+/// Archives `dir` into `out`; the entries archived.
+fn archive(dir: &Path, o: &TakeOptions, out: ChannelWriter) -> Result<Vec<Entry>> {
     let mut tar = tar::Builder::new(encoder(out).map_err(io_err)?);
     tar.follow_symlinks(false);
     let mut entries = Vec::new();
+    let mut block = vec![0u8; BLOCK];
     let mut stack: Vec<(PathBuf, String)> = vec![(dir.to_path_buf(), String::new())];
     while let Some((abs, rel)) = stack.pop() {
         let mut names: Vec<_> = std::fs::read_dir(&abs)
@@ -255,7 +252,15 @@ fn archive(dir: &Path, o: &TakeOptions, out: ChannelWriter) -> Result<Archived> 
                     path: &path,
                     progress: &o.progress,
                 };
-                tar.append_data(&mut h, &r, &mut hr).map_err(io_err)?;
+                if h.set_path(&r).is_ok() {
+                    // The name fits the header: the content goes in in
+                    // large blocks (tar's own copy moves 8 KiB at a time).
+                    h.set_cksum();
+                    append_file(tar.get_mut(), &h, &mut hr, &mut block).map_err(io_err)?;
+                } else {
+                    // A long name takes tar's GNU extension entry first.
+                    tar.append_data(&mut h, &r, &mut hr).map_err(io_err)?;
+                }
                 entries.push(Entry {
                     path: r,
                     kind: EntryKind::File,
@@ -290,8 +295,36 @@ fn archive(dir: &Path, o: &TakeOptions, out: ChannelWriter) -> Result<Archived> 
         stack.extend(subdirs.into_iter().rev());
     }
     let out = tar.into_inner().map_err(io_err)?.finish().map_err(io_err)?;
-    let (sha, size) = out.finish().map_err(io_err)?;
-    Ok((entries, sha, size))
+    out.finish().map_err(io_err)?;
+    Ok(entries)
+}
+
+/// File content is read and compressed in blocks of this size.
+const BLOCK: usize = 256 << 10;
+
+/// A regular file's entry as `tar::Builder::append_data` writes it (the
+/// header, the content, zeros up to the next 512-byte boundary), moving
+/// the content through `block`.
+fn append_file<W: Write, R: Read>(
+    w: &mut W,
+    h: &tar::Header,
+    content: &mut R,
+    block: &mut [u8],
+) -> io::Result<()> {
+    w.write_all(h.as_bytes())?;
+    let mut len = 0u64;
+    loop {
+        let n = match content.read(block) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&block[..n])?;
+        len += n as u64;
+    }
+    let pad = (512 - len % 512) % 512;
+    w.write_all(&[0u8; 512][..pad as usize])
 }
 
 fn io_err(e: io::Error) -> crate::Error {

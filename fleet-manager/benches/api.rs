@@ -8,19 +8,12 @@
 
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
-use fleet_manager::config::{Config, StoreArgs};
 use fleet_manager::model::instance::Instance;
 use fleet_manager::server;
 use std::time::{Duration, Instant};
+use support::{ms, percentile};
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
+mod support;
 
 struct Figures {
     backend: &'static str,
@@ -32,33 +25,13 @@ struct Figures {
     seed: Duration,
 }
 
-async fn run(backend: &'static str, url: String, dir: &std::path::Path, n: usize) -> Figures {
-    let args = StoreArgs {
-        data_dir: Some(dir.to_path_buf()),
-        database_url: Some(url),
-        config: None,
-        cloud: None,
-    };
-    let mut cfg = Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
-    cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");
-    let app = server::open_app(&cfg).await.expect("open app");
-    let key = app.api_key_create(None).await.expect("key");
-    let tpl = app
-        .template_create(
-            "main",
-            serde_json::from_value(serde_json::json!({"label": "bench"})).expect("tpl"),
-        )
+async fn run(backend: &'static str, url: String, dir: std::path::PathBuf, n: usize) -> Figures {
+    let (cfg, app) = support::open_app(url, dir).await;
+    let key = app
+        .api_key_create("admin", None, None, None)
         .await
-        .expect("template");
-    let net = app
-        .network_create(
-            "main",
-            serde_json::from_value(serde_json::json!({"label": "bench"})).expect("net"),
-            true,
-        )
-        .await
-        .expect("network");
-    let (tpl, net) = (tpl.id.expect("id"), net.id.expect("id"));
+        .expect("key");
+    let (tpl, net) = support::template_and_network(&app).await;
     let seed_start = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
@@ -121,48 +94,11 @@ async fn run(backend: &'static str, url: String, dir: &std::path::Path, n: usize
     }
 }
 
-async fn pg_database() -> Option<(String, String, String)> {
-    use sqlx::Connection;
-    let admin = std::env::var("FM_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
-    let name = format!("fm_bench_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut conn)
-        .await
-        .ok()?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .ok()?;
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string())?;
-    Some((format!("{base}/{name}"), admin, name))
-}
-
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    let n: usize = std::env::var("FM_BENCH_INSTANCES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let mut rows = Vec::new();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sqlite = fleet_manager::store::Store::sqlite_url(dir.path());
-    rows.push(run("SQLite", sqlite, dir.path(), n).await);
-    match pg_database().await {
-        Some((url, admin, name)) => {
-            let dir = tempfile::tempdir().expect("tempdir");
-            rows.push(run("PostgreSQL", url, dir.path(), n).await);
-            use sqlx::Connection;
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await;
-            }
-        }
-        None => eprintln!("PostgreSQL unreachable: skipped (set FM_TEST_PG_URL)"),
-    }
+    let n = support::fleet_size();
+    let rows = support::on_both_backends(|backend, url, dir| run(backend, url, dir, n)).await;
     println!(
         "\n{n} instances; 5000 GETs of one instance, 100 lists of all, one client, keep-alive\n"
     );

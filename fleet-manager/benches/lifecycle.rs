@@ -98,7 +98,13 @@ async fn main() {
     for _ in 0..3 {
         let t = Instant::now();
         let f = app
-            .instance_reprovision("main", &id, false, None)
+            .instance_reprovision(
+                &fleet_manager::opctx::OpCtx::system("bench"),
+                "main",
+                &id,
+                false,
+                None,
+            )
             .await
             .expect("reprovision");
         let done = app
@@ -144,7 +150,12 @@ async fn main() {
     let cpu = (t1 - t0) as f64 / hz / start.elapsed().as_secs_f64() * 100.0;
 
     let f = app
-        .instance_action("main", &id, fleet_manager::app::Action::Deprovision)
+        .instance_action(
+            &fleet_manager::opctx::OpCtx::system("bench"),
+            "main",
+            &id,
+            fleet_manager::app::Action::Deprovision,
+        )
         .await
         .expect("deprovision");
     app.engine

@@ -352,6 +352,8 @@ pub struct LifecycleSettings {
     /// Finished operations (with their log lines and events) and expired
     /// enrollment tokens older than this are deleted.
     pub history_retention: Duration,
+    /// Complete audit rows older than this are deleted.
+    pub audit_retention: Duration,
 }
 
 /// A binary shipped beside this one (or beside the test harness's, whose
@@ -634,6 +636,12 @@ impl Config {
                 history_retention: Duration::from_secs(
                     env_parse::<u64>("FM_HISTORY_RETENTION_DAYS")?
                         .unwrap_or(90)
+                        .max(1)
+                        * 86_400,
+                ),
+                audit_retention: Duration::from_secs(
+                    env_parse::<u64>("FM_AUDIT_RETENTION_DAYS")?
+                        .unwrap_or(365)
                         .max(1)
                         * 86_400,
                 ),

@@ -38,6 +38,66 @@ pub fn verify_api_secret(secret: &str, stored_hash: &str) -> bool {
     computed.as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
+/// A new console session token (256 random bits); only its hash is kept.
+pub fn new_session_token() -> String {
+    let mut raw = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// The stored form of a session token: the key of its row.
+pub fn hash_session_token(token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"fleet-manager session v1\0");
+    h.update(token.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The CSRF token of a session: derived from its token, so it needs no
+/// storage, and useless without the cookie it is bound to.
+pub fn session_csrf(token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"fleet-manager csrf v1\0");
+    h.update(token.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Whether two tokens are equal, in constant time.
+pub fn same_token(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// The stored form of a person's password: argon2id (the crate's default
+/// parameters: 19 MiB, 2 passes) with a random salt, in PHC form.
+pub fn hash_password(password: &str) -> Result<String> {
+    use argon2::PasswordHasher;
+    use argon2::password_hash::SaltString;
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::internal(format!("hashing a password: {e}")))
+}
+
+/// Whether `password` matches a stored [`hash_password`] (constant time).
+pub fn verify_password(password: &str, stored: &str) -> bool {
+    use argon2::PasswordVerifier;
+    argon2::password_hash::PasswordHash::new(stored)
+        .map(|h| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A password FM chooses (first start, reset): 24 characters, 143 bits.
+pub fn new_password() -> String {
+    let mut raw = [0u8; 18];
+    rand::thread_rng().fill_bytes(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
 /// Seals and opens secrets stored in the database.
 #[derive(Clone)]
 pub struct SecretBox {

@@ -13,6 +13,11 @@ pub enum Error {
     InvalidInput(String),
     /// No credentials, or wrong ones (HTTP 401).
     Unauthorized,
+    /// Valid credentials whose role is below the one needed (HTTP 403).
+    Forbidden {
+        needed: crate::model::user::Role,
+        have: crate::model::user::Role,
+    },
     /// The object named in the path does not exist (HTTP 404).
     NotFound { kind: &'static str, id: String },
     /// The request is valid but clashes with the current state (HTTP 409).
@@ -129,6 +134,7 @@ impl Error {
         match self {
             Error::InvalidInput(_) => "InvalidInput",
             Error::Unauthorized => "Unauthorized",
+            Error::Forbidden { .. } => "Forbidden",
             Error::NotFound { .. } => "NotFound",
             Error::Conflict(_) => "Conflict",
             Error::PayloadTooLarge { .. } => "PayloadTooLarge",
@@ -146,6 +152,9 @@ impl Error {
             Error::InvalidInput(m) | Error::Conflict(m) => m.clone(),
             Error::Unauthorized => {
                 "authentication required: use HTTP Basic with an API key id and secret".into()
+            }
+            Error::Forbidden { needed, have } => {
+                format!("this needs the role '{needed}' or higher; these credentials have '{have}'")
             }
             Error::NotFound { kind: "path", .. } => "no such path in the API".into(),
             Error::NotFound { kind, id } => format!("{kind} '{id}' does not exist"),

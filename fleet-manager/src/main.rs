@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use fleet_manager::config::{Config, StoreArgs};
+use fleet_manager::model::user::Role;
 use fleet_manager::server;
 use std::io::Write;
 
@@ -74,13 +75,82 @@ enum BackupCommand {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Create an API key; prints {"id": ..., "secret": ...} once.
+    /// Create an API key of a user; prints {"id": ..., "secret": ...} once.
     CreateApiKey {
         #[command(flatten)]
         store: StoreArgs,
+        /// The user the key acts as.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// The key's role, at most the user's (the user's by default).
+        #[arg(long)]
+        role: Option<Role>,
+        /// How long the key works, e.g. 30d, 12h, 90m (forever by default).
+        #[arg(long, value_parser = parse_duration)]
+        expires_in: Option<std::time::Duration>,
         /// A note on what the key is for.
         #[arg(long)]
         label: Option<String>,
+    },
+    /// Create a user; prints {"user": ..., "password": ...} once, the
+    /// password chosen by FM (to be changed at first login) unless
+    /// --password-file gives one.
+    CreateUser {
+        #[command(flatten)]
+        store: StoreArgs,
+        name: String,
+        #[arg(long)]
+        role: Role,
+        /// A file whose first line is the password.
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+    },
+    /// List users (never their passwords).
+    ListUsers {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Change a user's role; their keys act with at most the new one at once.
+    SetRole {
+        #[command(flatten)]
+        store: StoreArgs,
+        name: String,
+        role: Role,
+    },
+    /// Disable a user: their keys and sessions stop working at once.
+    DisableUser {
+        #[command(flatten)]
+        store: StoreArgs,
+        name: String,
+    },
+    /// Enable a disabled user again.
+    EnableUser {
+        #[command(flatten)]
+        store: StoreArgs,
+        name: String,
+    },
+    /// Set a user's password; prints {"user": ..., "password": ...} once
+    /// (chosen by FM unless --password-file gives one).
+    ResetPassword {
+        #[command(flatten)]
+        store: StoreArgs,
+        name: String,
+        #[arg(long)]
+        password_file: Option<std::path::PathBuf>,
+    },
+    /// The audit log, newest first, one JSON object per line.
+    Audit {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only rows of the last DURATION, e.g. 1h, 7d.
+        #[arg(long, value_parser = parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only this user's rows.
+        #[arg(long)]
+        actor: Option<String>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
     /// List API keys (never their secrets).
     ListApiKeys {
@@ -168,6 +238,33 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// `30d`, `12h`, `90m`, `45s`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 30d, 12h, 90m or 45s"))?;
+    let secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(format!("'{s}' is not a duration like 30d, 12h, 90m or 45s")),
+    };
+    n.checked_mul(secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("'{s}' is too long"))
+}
+
+/// The first line of a password file.
+fn read_password(p: &std::path::Path) -> fleet_manager::error::Result<String> {
+    let text = std::fs::read_to_string(p).map_err(|e| {
+        fleet_manager::error::Error::invalid(format!("can't read {}: {e}", p.display()))
+    })?;
+    Ok(text.lines().next().unwrap_or("").to_string())
+}
+
 fn print_json(v: &impl serde::Serialize) -> fleet_manager::error::Result<()> {
     let s = serde_json::to_string(v).map_err(fleet_manager::error::Error::internal)?;
     let mut out = std::io::stdout().lock();
@@ -240,9 +337,73 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
             print_json(&v)
         }
         Command::Admin { command } => match command {
-            AdminCommand::CreateApiKey { store, label } => {
+            AdminCommand::CreateApiKey {
+                store,
+                user,
+                role,
+                expires_in,
+                label,
+            } => {
                 let app = server::open_app(&Config::resolve(&store, None)?).await?;
-                print_json(&app.api_key_create(label).await?)
+                print_json(&app.api_key_create(&user, role, expires_in, label).await?)
+            }
+            AdminCommand::CreateUser {
+                store,
+                name,
+                role,
+                password_file,
+            } => {
+                let password = password_file.as_deref().map(read_password).transpose()?;
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                print_json(&app.user_create(&name, role, password).await?)
+            }
+            AdminCommand::ListUsers { store } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                print_json(&app.user_list().await?)
+            }
+            AdminCommand::SetRole { store, name, role } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                print_json(&app.user_set_role(&name, role).await?)
+            }
+            AdminCommand::DisableUser { store, name } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                print_json(&app.user_set_disabled(&name, true).await?)
+            }
+            AdminCommand::EnableUser { store, name } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                print_json(&app.user_set_disabled(&name, false).await?)
+            }
+            AdminCommand::ResetPassword {
+                store,
+                name,
+                password_file,
+            } => {
+                let password = password_file.as_deref().map(read_password).transpose()?;
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                print_json(&app.user_reset_password(&name, password).await?)
+            }
+            AdminCommand::Audit {
+                store,
+                since,
+                actor,
+                limit,
+            } => {
+                let app = server::open_app(&Config::resolve(&store, None)?).await?;
+                let filter = fleet_manager::store::identity::AuditFilter {
+                    since: since.map(|d| {
+                        fleet_manager::model::now_ms() - d.as_millis().min(i64::MAX as u128) as i64
+                    }),
+                    actor,
+                    ..Default::default()
+                };
+                let page = fleet_manager::store::page::Page {
+                    after: None,
+                    limit: Some(u64::from(limit.max(1))),
+                };
+                for row in app.audit_list_all(filter, &page).await?.items {
+                    print_json(&row)?;
+                }
+                Ok(())
             }
             AdminCommand::ListApiKeys { store } => {
                 let app = server::open_app(&Config::resolve(&store, None)?).await?;

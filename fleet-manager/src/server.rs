@@ -130,6 +130,12 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
         },
     );
     app.bootstrap().await?;
+    if let Some(path) = app.ensure_first_admin(&cfg.data_dir).await? {
+        tracing::warn!(
+            file = %path.display(),
+            "first start: made user 'admin'; its one-time password is in this file (readable by FM's user only)"
+        );
+    }
     Ok(app)
 }
 
@@ -266,10 +272,11 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
     };
     let schedule = {
         let app = app.clone();
-        let (every, hour, retention) = (
+        let (every, hour, retention, audit_retention) = (
             cfg.lifecycle.reconcile_interval,
             cfg.lifecycle.snapshot_hour,
             cfg.lifecycle.history_retention,
+            cfg.lifecycle.audit_retention,
         );
         let mut stop = rx.clone();
         tokio::spawn(async move {
@@ -292,6 +299,16 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
                         ),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "deleting old history failed"),
+                    }
+                    match app.audit_prune(audit_retention).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(rows = n, "old audit rows deleted"),
+                        Err(e) => tracing::warn!(error = %e, "deleting old audit rows failed"),
+                    }
+                    match app.sessions_prune().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(sessions = n, "ended console sessions deleted"),
+                        Err(e) => tracing::warn!(error = %e, "deleting ended sessions failed"),
                     }
                     // Drift between the store and the cloud: reported, never
                     // cleaned here (`admin cloud-drift --clean` does).

@@ -116,7 +116,7 @@ async fn api_key_secrets_are_stored_hashed() {
     let t = TestApp::new().await;
     let keys = t.app.api_key_list().await.unwrap();
     assert_eq!(keys.len(), 1);
-    let rows = fleet_manager::store::resources::api_key_list(t.app.store.conn())
+    let rows = fleet_manager::store::identity::api_key_list(t.app.store.conn())
         .await
         .unwrap();
     assert!(!rows[0].secret_hash.contains(&t.api.key.1));

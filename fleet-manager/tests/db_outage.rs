@@ -172,7 +172,12 @@ async fn app_behind_proxy(test: &str) -> Option<TestApp> {
 async fn submit(t: &TestApp, target: &str, params: OutageParams) -> String {
     let f = t
         .app
-        .start_operation("main", target, params)
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            target,
+            params,
+        )
         .await
         .expect("submit");
     assert!(f.alive, "{f:?}");
@@ -212,8 +217,12 @@ async fn api_fails_fast(t: &TestApp, job: &str) {
     assert!(s.is_server_error(), "{s}: {body}");
     let r = tokio::time::timeout(
         Duration::from_secs(5),
-        t.app
-            .start_operation("main", "during-outage", OutageParams::default()),
+        t.app.start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "during-outage",
+            OutageParams::default(),
+        ),
     )
     .await
     .expect("submitting answers while the database is away");

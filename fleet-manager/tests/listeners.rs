@@ -197,7 +197,11 @@ async fn a_flood_of_bad_credentials_reads_the_keys_from_the_store_at_most_once_a
         start.elapsed()
     );
     // A key created now works at once; a deleted one stops at once.
-    let key = t.app.api_key_create(None).await.unwrap();
+    let key = t
+        .app
+        .api_key_create("admin", None, None, None)
+        .await
+        .unwrap();
     let ok = t
         .api
         .http

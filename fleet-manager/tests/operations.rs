@@ -130,7 +130,12 @@ async fn a_saga_runs_its_steps_in_order_and_finishes_once() {
     let t = app_with_test_saga(5000).await;
     let f = t
         .app
-        .start_operation("main", "target-1", TestParams::default())
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            TestParams::default(),
+        )
         .await
         .unwrap();
     assert_eq!(f.state, "done");
@@ -151,7 +156,12 @@ async fn a_failing_step_unwinds_the_finished_ones_in_reverse() {
     let t = app_with_test_saga(5000).await;
     let f = t
         .app
-        .start_operation("main", "target-1", fail_at("c"))
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            fail_at("c"),
+        )
         .await
         .unwrap();
     assert_eq!(f.state, "failed");
@@ -182,7 +192,12 @@ async fn an_abort_while_running_unwinds_the_finished_steps() {
     let t = app_with_test_saga(0).await;
     let f = t
         .app
-        .start_operation("main", "target-1", sleep_ms(400))
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            sleep_ms(400),
+        )
         .await
         .unwrap();
     assert!(f.alive);
@@ -213,7 +228,12 @@ async fn a_pending_operation_aborts_at_once_and_never_runs() {
     let op = t
         .app
         .engine
-        .submit("main", "target-1", &TestParams::default())
+        .submit(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            &TestParams::default(),
+        )
         .await
         .unwrap();
     let (s, f) = t
@@ -238,12 +258,22 @@ async fn a_second_operation_on_a_busy_object_is_refused() {
     let t = app_with_test_saga(0).await;
     let first = t
         .app
-        .start_operation("main", "target-1", sleep_ms(300))
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            sleep_ms(300),
+        )
         .await
         .unwrap();
     let second = t
         .app
-        .start_operation("main", "target-1", TestParams::default())
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            TestParams::default(),
+        )
         .await;
     assert!(matches!(second, Err(Error::Conflict(_))), "{second:?}");
     let done = t.api.wait_future(&first.job_id).await;
@@ -251,7 +281,12 @@ async fn a_second_operation_on_a_busy_object_is_refused() {
     // Once the first is over, the object takes new work.
     let third = t
         .app
-        .start_operation("main", "target-1", TestParams::default())
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            TestParams::default(),
+        )
         .await
         .unwrap();
     t.api.wait_future(&third.job_id).await;
@@ -273,6 +308,7 @@ async fn an_operation_whose_worker_died_resumes_at_the_first_unfinished_step() {
             target_id: "target-1".into(),
             params: json!({}),
             total_steps: 3,
+            initiated_by: "system:test".into(),
         },
     )
     .await
@@ -334,6 +370,7 @@ async fn only_the_lease_holder_can_finish_and_only_once() {
         target_id: "t".into(),
         params: json!({}),
         total_steps: 3,
+        initiated_by: "system:test".into(),
     };
     op_insert(store.conn(), new).await.unwrap();
     let op = store
@@ -474,7 +511,12 @@ async fn a_panicking_step_fails_its_operation_and_frees_the_worker_and_the_targe
     .await;
     let f = t
         .app
-        .start_operation("main", "target-1", PanicParams {})
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            PanicParams {},
+        )
         .await
         .unwrap();
     assert_eq!(f.state, "failed", "{f:?}");
@@ -482,7 +524,12 @@ async fn a_panicking_step_fails_its_operation_and_frees_the_worker_and_the_targe
     // The one worker is still there, and the target takes new work.
     let f = t
         .app
-        .start_operation("main", "target-1", TestParams::default())
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            TestParams::default(),
+        )
         .await
         .unwrap();
     assert_eq!(f.state, "done", "{f:?}");
@@ -494,7 +541,12 @@ async fn history_past_its_retention_goes_and_unfinished_operations_stay() {
     let t = idle_app().await;
     let done = t
         .app
-        .start_operation("main", "target-1", TestParams::default())
+        .start_operation(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-1",
+            TestParams::default(),
+        )
         .await
         .unwrap();
     t.api.wait_future(&done.job_id).await;
@@ -503,7 +555,12 @@ async fn history_past_its_retention_goes_and_unfinished_operations_stay() {
     let pending = t
         .app
         .engine
-        .submit("main", "target-2", &TestParams::default())
+        .submit(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            "main",
+            "target-2",
+            &TestParams::default(),
+        )
         .await
         .unwrap();
     // Nothing is old enough yet.
@@ -561,6 +618,7 @@ async fn log_tails_of_many_operations_come_in_one_query_each_its_own() {
                 target_id: format!("t{i}"),
                 params: json!({}),
                 total_steps: 1,
+                initiated_by: "system:test".into(),
             },
         )
         .await

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::TestApp;
+use common::{TestApp, sim_app, sim_app_with};
 use fleet_manager::agents::sim::SimNode;
 use fleet_manager::cloud::sim::{Inventory, SimCloud};
 use fleet_manager::ops::Injection;
@@ -20,41 +20,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 const TENANT: &str = "main";
-
-/// An FM on the sim cloud, with kits for the catalog's images and a
-/// directory for backups.
-async fn sim_app() -> TestApp {
-    sim_app_with(|_| {}).await
-}
-
-async fn sim_app_with(tune: impl FnOnce(&mut fleet_manager::config::Config)) -> TestApp {
-    let t = TestApp::with(
-        |cfg| {
-            cfg.cloud.kind = fleet_manager::config::CloudKind::Sim;
-            cfg.future_wait = Duration::ZERO;
-            cfg.lifecycle.agent_connect_timeout = Duration::from_secs(2);
-            cfg.lifecycle.command_timeout = Duration::from_secs(5);
-            let dir = cfg.data_dir.join("backups");
-            std::fs::create_dir_all(&dir).expect("backup dir");
-            cfg.backups = Some(fm_backup::Location {
-                url: format!("file://{}", dir.display()),
-                ..Default::default()
-            });
-            tune(cfg);
-        },
-        vec![],
-    )
-    .await;
-    let kit = t.db.dir.path().join("sim-kit.tar.gz");
-    std::fs::write(&kit, b"a simulated node kit").expect("kit");
-    for (i, v) in ["13.5.4", "14.2.0"].iter().enumerate() {
-        t.app
-            .image_register(&format!("dss-{v}-default"), v, v, &kit, i as i64)
-            .await
-            .expect("image");
-    }
-    t
-}
 
 fn cloud(t: &TestApp) -> SimCloud {
     t.app
@@ -104,7 +69,15 @@ async fn run<P: SagaParams>(
     inject: Injection,
 ) -> (String, Option<String>) {
     let e = &t.app.engine;
-    let op = e.submit(TENANT, target, params).await.expect("submit");
+    let op = e
+        .submit(
+            &fleet_manager::opctx::OpCtx::system("test"),
+            TENANT,
+            target,
+            params,
+        )
+        .await
+        .expect("submit");
     e.inject(&op.id, inject);
     e.kick();
     let op = e
@@ -444,6 +417,7 @@ async fn a_provisioning_stored_by_the_previous_version_resumes_and_finishes() {
             target_id: id.clone(),
             params: json!({"allowDowngrade": false}),
             total_steps: 12,
+            initiated_by: "system:test".into(),
         },
     )
     .await

@@ -9,7 +9,8 @@
 //! FM_BENCH_BACKUP_MIB: size of the data dir (default 2048).
 //! FM_BENCH_DIR: where to work (default a directory under /var/tmp; needs
 //! about 4x the size free). FM_BENCH_ROUNDS: runs of each (default 3; the
-//! best is reported).
+//! best is reported). FM_BENCH_KEEP=1 leaves the data dir, the archives
+//! and the key in place afterwards (to profile a single phase by hand).
 #![allow(clippy::print_stdout)] // a benchmark reports on stdout
 
 use std::io::Write;
@@ -312,7 +313,9 @@ fn main() {
             rows.push((name.to_string(), b.0, b.1, b.2));
         }
     }
-    let _ = std::fs::remove_dir_all(&root);
+    if std::env::var("FM_BENCH_KEEP").as_deref() != Ok("1") {
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     let base = |prefix: &str| {
         rows.iter()

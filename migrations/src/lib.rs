@@ -11,6 +11,8 @@ mod m20261121_000002_lifecycle;
 mod m20261121_000003_automated_snapshots;
 mod m20261121_000004_enrollment_key;
 mod m20261121_000005_backups;
+mod m20261202_000006_identity;
+mod m20261203_000007_sessions;
 
 /// The ordered list of migrations.
 #[derive(Debug)]
@@ -25,6 +27,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000003_automated_snapshots::Migration),
             Box::new(m20261121_000004_enrollment_key::Migration),
             Box::new(m20261121_000005_backups::Migration),
+            Box::new(m20261202_000006_identity::Migration),
+            Box::new(m20261203_000007_sessions::Migration),
         ]
     }
 }

@@ -18,6 +18,7 @@ through the AWS SDK against the EC2 emulator of tests/aws/ec2_rig.py, which
 runs a real fm-agent for each emulated instance.
 """
 
+import base64
 import json
 import os
 import secrets
@@ -90,6 +91,47 @@ def tail(path: Path, n: int = 60) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(lines[-n:])
+
+
+# --------------------------------------------------------------------------
+# what the suite sent: every request of every client (the public client and
+# the raw helper both go through requests.Session.send), kept to check the
+# audit log against at the end of the session
+
+
+class Sent:
+    def __init__(self, port, method, path, status, key_id, request_id):
+        self.port, self.method, self.path = port, method, path
+        self.status, self.key_id, self.request_id = status, key_id, request_id
+
+    def __repr__(self):
+        return f"{self.method} {self.path} -> {self.status} (key {self.key_id}, request {self.request_id})"
+
+
+SENT: list = []
+_original_send = requests.Session.send
+
+
+def _key_of(prepared) -> "str | None":
+    auth = prepared.headers.get("Authorization", "")
+    if not auth.startswith("Basic "):
+        return None
+    try:
+        return base64.b64decode(auth[6:]).decode().split(":", 1)[0]
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _recording_send(self, prepared, **kwargs):
+    response = _original_send(self, prepared, **kwargs)
+    url = urllib.parse.urlsplit(prepared.url)
+    if url.hostname == "127.0.0.1":
+        SENT.append(Sent(url.port, prepared.method, url.path, response.status_code,
+                         _key_of(prepared), response.headers.get("X-Request-Id")))
+    return response
+
+
+requests.Session.send = _recording_send
 
 
 # --------------------------------------------------------------------------
@@ -182,6 +224,10 @@ class FmServer:
         self.port = None
         self.key_id = None
         self.secret = None
+        # Every secret this session made (keys' secrets, passwords): none may
+        # reach a log. Which user each key id belongs to.
+        self.secrets: list = []
+        self.key_users: dict = {}
 
     # -- helpers for tests
 
@@ -221,6 +267,39 @@ class FmServer:
         assert isinstance(key.get("id"), str) and key["id"], key
         assert isinstance(key.get("secret"), str) and key["secret"], key
         self.key_id, self.secret = key["id"], key["secret"]
+        self.secrets.append(key["secret"])
+        self.key_users[key["id"]] = "admin"
+
+    def admin(self, *args) -> dict:
+        """Runs `fleet-manager admin ARGS` on this server's store; the JSON
+        object it printed."""
+        res = subprocess.run(
+            [str(self.binary), "admin", *args[:1], *self._store_args(), *args[1:]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**server_env(), **self.extra_env},
+        )
+        if res.returncode != 0:
+            pytest.fail(f"`fleet-manager admin {args[0]}` failed ({res.returncode}):\n{res.stderr}")
+        out = json.loads(res.stdout.splitlines()[0])
+        if isinstance(out, dict):
+            self.secrets += [out[k] for k in ("secret", "password") if isinstance(out.get(k), str)]
+        return out
+
+    def user_key(self, name: str, role: str):
+        """A new user with `role` and a key of theirs: (key id, secret),
+        once the running server knows the key (it rereads its keys at most
+        once a second when an unknown one is presented)."""
+        self.admin("create-user", name, "--role", role)
+        key = self.admin("create-api-key", "--user", name)
+        self.key_users[key["id"]] = name
+        auth = (key["id"], key["secret"])
+        deadline = time.monotonic() + 5
+        while requests.get(self.tenant_url("/images"), auth=auth, timeout=HTTP_TIMEOUT_S).status_code == 401:
+            assert time.monotonic() < deadline, "the server never took the new key"
+            time.sleep(0.2)
+        return auth
 
     def start(self):
         last_error = None
@@ -271,6 +350,56 @@ class FmServer:
             time.sleep(0.1)
         return f"timed out after {READY_TIMEOUT_S:.0f} s (last: {last})"
 
+    def audit_log(self) -> list:
+        """The tenant's whole audit log, oldest first."""
+        rows, token = [], None
+        while True:
+            params = {"limit": "1000", **({"pageToken": token} if token else {})}
+            r = requests.get(self.tenant_url("/audit-log"), params=params,
+                             auth=(self.key_id, self.secret), timeout=HTTP_TIMEOUT_S)
+            assert r.status_code == 200, (r.status_code, r.text)
+            rows += r.json()
+            token = r.headers.get("Next-Page-Token")
+            if not token:
+                return list(reversed(rows))
+
+    def check_audit_log(self):
+        """Every change the suite asked of this server (each non-GET request
+        a known key made) is in the audit log under the request's id, with
+        the key's user, the status answered and the outcome that status
+        means; a refused one (403) as refused. No row holds a secret the
+        suite made."""
+        rows = self.audit_log()
+        dump = json.dumps(rows)
+        leaked = [f"{secret[:3]}..." for secret in self.secrets if secret in dump]
+        assert not leaked, f"the audit log holds secrets: {leaked}"
+        by_request = {row["requestId"]: row for row in rows}
+        asked = [s for s in SENT if s.port == self.port and s.method != "GET"
+                 and s.key_id in self.key_users and s.status != 401]
+        assert asked, "the suite made no change on this server"
+        wrong = []
+        for s in asked:
+            row = by_request.get(s.request_id)
+            outcome = ("ok" if s.status < 400 else "refused" if s.status == 403 else "failed")
+            expected = (self.key_users[s.key_id], s.method, s.path, s.status, outcome)
+            got = row and (row["actor"], row["method"], row["path"], row["status"], row["outcome"])
+            if got != expected:
+                wrong.append(f"{s}: expected {expected}, audit row {got}")
+        assert not wrong, f"{len(wrong)} of {len(asked)} changes not audited as made:\n" + "\n".join(wrong[:20])
+
+    def check_logs_hold_no_secret(self):
+        """No secret this session made is in any log the server, its agents,
+        its nodes or the EC2 rig wrote."""
+        assert self.secrets, "the session made no secret"
+        logs = [p for p in self.data_dir.rglob("*") if p.is_file() and
+                (p.suffix == ".log" or p.name.endswith((".log.1", ".out", ".err")))]
+        assert self.log_path in logs
+        found = []
+        for path in logs:
+            text = path.read_text(errors="replace")
+            found += [f"{path}: a secret ({secret[:3]}...)" for secret in self.secrets if secret in text]
+        assert not found, "\n".join(found)
+
     def _kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
@@ -281,17 +410,18 @@ class FmServer:
         exited, and exited cleanly."""
         if self.proc is None:
             return
-        if self.proc.poll() is not None:
+        proc, self.proc = self.proc, None
+        if proc.poll() is not None:
             raise AssertionError(
                 f"fleet-manager ({self.backend}) died during the session with status "
-                f"{self.proc.returncode}\n--- server log ---\n{self.log_tail()}"
+                f"{proc.returncode}\n--- server log ---\n{self.log_tail()}"
             )
-        self.proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         try:
-            code = self.proc.wait(timeout=STOP_TIMEOUT_S)
+            code = proc.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_TIMEOUT_S)
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT_S)
             raise AssertionError(
                 f"fleet-manager ({self.backend}) ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killed"
             )
@@ -386,9 +516,13 @@ class Ec2Rig:
 
 def pytest_generate_tests(metafunc):
     """Every suite runs on SQLite and PostgreSQL; the lifecycle also on the
-    `aws` cloud (SQLite, the EC2 emulator)."""
+    `aws` cloud (SQLite, the EC2 emulator). The console's browser suite
+    runs once, on SQLite: its pages read through the same store calls the
+    other suites run on both."""
     if "fm_server" in metafunc.fixturenames:
         backends = ["sqlite", "postgres"]
+        if metafunc.module.__name__.endswith("test_console"):
+            backends = ["sqlite"]
         if metafunc.module.__name__.endswith(("test_lifecycle", "test_backups")):
             backends.append("aws")
         metafunc.parametrize("fm_server", backends, indirect=True, scope="session")
@@ -421,6 +555,9 @@ def fm_server(request):
         server.create_api_key()
         server.start()
         yield server
+        server.check_audit_log()
+        server.stop()
+        server.check_logs_hold_no_secret()
     finally:
         try:
             server.stop()

@@ -21,6 +21,7 @@ pub fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
         Error::Unauthorized => StatusCode::UNAUTHORIZED,
+        Error::Forbidden { .. } => StatusCode::FORBIDDEN,
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -42,7 +43,9 @@ impl IntoResponse for Error {
             error_type: self.error_type().to_string(),
             message: self.message(),
         };
+        let note = super::access::ErrorNote(format!("{}: {}", body.error_type, body.message));
         let mut resp = (status, axum::Json(body)).into_response();
+        resp.extensions_mut().insert(note);
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -8,6 +8,24 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+/// The operation context of the request, put there by the authentication
+/// layer; a handler reached without one answers 401.
+#[derive(Debug, Clone)]
+pub struct Ctx(pub crate::opctx::OpCtx);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<crate::opctx::OpCtx>()
+            .cloned()
+            .map(Ctx)
+            .ok_or(Error::Unauthorized)
+    }
+}
+
 /// The largest body accepted, in bytes; set once at start-up.
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);

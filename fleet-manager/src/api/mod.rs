@@ -1,6 +1,7 @@
 //! The REST surface: routes, authentication, and the JSON error contract.
 //! Handlers are thin; all rules live in [`crate::app`].
 
+pub mod access;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -14,12 +15,11 @@ use crate::error::Error;
 use crate::listen::Guarded;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine;
 use extract::BodyLimit;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -28,19 +28,30 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// The whole HTTP application.
+/// The whole HTTP application: the REST surface under `/api/public`
+/// (API keys) and the console (sessions). Everything else answers 404,
+/// after the REST guard, so nothing tells which paths exist.
 pub fn router(app: App, body_limit: usize) -> Router {
     let (api, doc) = openapi::api();
     let doc = openapi::render(&doc);
+    let roles = Arc::new(access::Roles::from_doc(
+        &serde_json::from_str(&doc).expect("the OpenAPI document is JSON"),
+    ));
     let public = api.route(
         "/openapi.json",
         get(move || async move { ([(CONTENT_TYPE, "application/json")], doc) }),
     );
-    Router::new()
+    let console = crate::console::router(app.clone(), &roles);
+    let rest = Router::new()
         .nest("/api/public", public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(app.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            (app.clone(), roles),
+            access::guard,
+        ));
+    console
+        .merge(rest)
         .layer(axum::Extension(BodyLimit(body_limit)))
         .layer(middleware::from_fn(access_log))
         .with_state(app)
@@ -52,32 +63,6 @@ async fn not_found() -> Error {
 
 async fn method_not_allowed() -> Error {
     Error::MethodNotAllowed
-}
-
-/// Every request needs HTTP Basic with an API key id and secret; nothing is
-/// readable without one, not even which paths exist.
-async fn authenticate(State(app): State<App>, req: Request, next: Next) -> Response {
-    let creds = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        })
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|raw| String::from_utf8(raw).ok());
-    let Some((id, secret)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
-        return Error::Unauthorized.into_response();
-    };
-    match app.authenticate(id, secret).await {
-        Ok(()) => next.run(req).await,
-        Err(e) => e.into_response(),
-    }
 }
 
 /// One line per request: method, path, status, latency. Never headers or

@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Fleet Manager public API", description = "Wire-compatible with the public Fleet Manager API (`dataikuapi.fmclient`). Every call needs HTTP Basic with an API key id and secret. Errors are `{errorType, message}`."),
+    info(title = "Fleet Manager public API", description = "Wire-compatible with the public Fleet Manager API (`dataikuapi.fmclient`). Every call needs HTTP Basic with an API key id and secret; each operation's `security` names the role it needs (`viewer`, `operator` or `admin`, each including the one before). Errors are `{errorType, message}`."),
     servers((url = "/api/public")),
     components(schemas(ApiErrorBody)),
     security(("apiKey" = [])),
@@ -77,7 +77,14 @@ impl Modify for Common {
                         "400",
                         "bad input: malformed JSON, wrong types, unknown enum values, missing fields, invalid ids",
                     ),
-                    ("401", "no API key, or a wrong one"),
+                    (
+                        "401",
+                        "no API key, a wrong one, an expired one, or one of a disabled user",
+                    ),
+                    (
+                        "403",
+                        "the key's role is below the one this operation declares in `security`",
+                    ),
                     ("404", "an id in the path does not exist"),
                 ] {
                     r.entry(code.to_string())

@@ -5,6 +5,7 @@ use crate::crypto::Place;
 use crate::error::{Error, Result};
 use crate::model::account::{AwsAccountAuthMode, CloudAccount};
 use crate::model::{check_id, new_id};
+use crate::opctx::OpCtx;
 use crate::ops::sagas::resource_delete::DeleteAccount;
 use crate::store::entities::cloud_account;
 use crate::store::page::{Page, Paged};
@@ -113,7 +114,12 @@ impl App {
     }
 
     /// Starts the deletion; refused at once while networks use the account.
-    pub async fn account_delete(&self, tenant: &str, id: &str) -> Result<StartedFuture> {
+    pub async fn account_delete(
+        &self,
+        ctx: &OpCtx,
+        tenant: &str,
+        id: &str,
+    ) -> Result<StartedFuture> {
         self.account_row(tenant, id).await?;
         let n = q::networks_using_account(&self.store.db, id).await?;
         if n > 0 {
@@ -121,6 +127,7 @@ impl App {
                 "cloud account '{id}' is used by {n} virtual network(s); delete them first"
             )));
         }
-        self.start_operation(tenant, id, DeleteAccount {}).await
+        self.start_operation(ctx, tenant, id, DeleteAccount {})
+            .await
     }
 }

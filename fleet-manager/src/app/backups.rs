@@ -9,6 +9,7 @@ use crate::model::backup::Backup;
 use crate::model::image::version_cmp;
 use crate::model::instance::Instance;
 use crate::model::{check_id, check_label, check_len, new_id, now_ms};
+use crate::opctx::OpCtx;
 use crate::ops::sagas::common::{BackupRef, backup_location};
 use crate::ops::sagas::{backup_delete, backup_restore, backup_take, backup_verify, provision};
 use crate::store::entities::backup;
@@ -74,6 +75,7 @@ impl App {
     /// Starts a backup; the future's result is the backup.
     pub async fn backup_take(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         reason: Option<&str>,
@@ -88,11 +90,12 @@ impl App {
             reason: reason.map(str::to_string),
             automated: false,
         };
-        self.start_operation(tenant, id, params).await
+        self.start_operation(ctx, tenant, id, params).await
     }
 
     pub async fn backup_delete(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         backup: &str,
@@ -101,7 +104,7 @@ impl App {
         let params = backup_delete::Params {
             backup_id: backup.to_string(),
         };
-        self.start_operation(tenant, id, params).await
+        self.start_operation(ctx, tenant, id, params).await
     }
 
     /// Refuses, before anything starts, a backup newer than `image_id`.
@@ -122,6 +125,7 @@ impl App {
     /// meanwhile, upgraded if the backup is older, started again).
     pub async fn backup_restore(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         backup: &str,
@@ -136,13 +140,14 @@ impl App {
                 backup_id: backup.to_string(),
             },
         };
-        self.start_operation(tenant, id, params).await
+        self.start_operation(ctx, tenant, id, params).await
     }
 
     /// Restores the backup into a scratch dir on the instance and compares
     /// it with its manifest.
     pub async fn backup_verify(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         backup: &str,
@@ -153,13 +158,14 @@ impl App {
         let params = backup_verify::Params {
             backup_id: backup.to_string(),
         };
-        self.start_operation(tenant, id, params).await
+        self.start_operation(ctx, tenant, id, params).await
     }
 
     /// A new instance with the source's settings, provisioned with the
     /// backup restored into its data dir before its node is installed.
     pub async fn backup_clone(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         backup: &str,
@@ -197,7 +203,7 @@ impl App {
                 backup_id: backup.to_string(),
             }),
         };
-        self.start_operation(tenant, &new_id, params).await
+        self.start_operation(ctx, tenant, &new_id, params).await
     }
 
     async fn provisioned_instance(&self, tenant: &str, id: &str) -> Result<Instance> {
@@ -270,14 +276,28 @@ impl App {
                     let params = backup_delete::Params {
                         backup_id: oldest.clone(),
                     };
-                    self.engine.submit(tenant, target, &params).await
+                    self.engine
+                        .submit(
+                            &crate::opctx::OpCtx::system("backup-schedule"),
+                            tenant,
+                            target,
+                            &params,
+                        )
+                        .await
                 } else if due {
                     let params = backup_take::Params {
                         backup_id: new_id("bk"),
                         reason: Some("automated".into()),
                         automated: true,
                     };
-                    self.engine.submit(tenant, target, &params).await
+                    self.engine
+                        .submit(
+                            &crate::opctx::OpCtx::system("backup-schedule"),
+                            tenant,
+                            target,
+                            &params,
+                        )
+                        .await
                 } else {
                     return Ok(());
                 };

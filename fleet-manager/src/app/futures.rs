@@ -4,6 +4,7 @@ use super::App;
 use crate::error::{Error, Result};
 use crate::model::check_id;
 use crate::model::operation::{FutureError, FutureProgress, FutureState, OpState};
+use crate::opctx::OpCtx;
 use crate::ops::sagas::SagaParams;
 use crate::store::entities::operation;
 use crate::store::operations::{op_get, op_list};
@@ -25,16 +26,24 @@ impl App {
         self.store.history_prune(before).await
     }
 
-    /// Persists an operation, wakes a worker, and waits up to the configured
-    /// time for it to finish, so quick operations answer with their result.
+    /// Persists an operation, wakes a worker, and waits up to the caller's
+    /// wait (else the configured one) for it to finish, so quick operations
+    /// answer with their result.
     pub async fn start_operation<P: SagaParams>(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         target: &str,
         params: P,
     ) -> Result<StartedFuture> {
         let op = self
-            .run_operation(tenant, target, &params, self.cfg.future_wait)
+            .run_operation(
+                ctx,
+                tenant,
+                target,
+                &params,
+                ctx.wait.unwrap_or(self.cfg.future_wait),
+            )
             .await?;
         self.future_view(op).await
     }
@@ -43,12 +52,13 @@ impl App {
     /// returns the operation as it is then.
     pub(super) async fn run_operation<P: SagaParams>(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         target: &str,
         params: &P,
         wait: std::time::Duration,
     ) -> Result<operation::Model> {
-        let op = self.engine.submit(tenant, target, params).await?;
+        let op = self.engine.submit(ctx, tenant, target, params).await?;
         self.engine.kick();
         self.engine.wait(tenant, &op.id, wait).await
     }
@@ -58,7 +68,7 @@ impl App {
         Ok(Self::view_of(op, log))
     }
 
-    fn view_of(op: operation::Model, log: Vec<String>) -> FutureState {
+    pub(super) fn view_of(op: operation::Model, log: Vec<String>) -> FutureState {
         let state = OpState::parse(&op.state).unwrap_or(OpState::Failed);
         let done_steps = op.next_step.min(op.total_steps);
         let percent = match (state, op.total_steps) {
@@ -97,6 +107,7 @@ impl App {
             start_time: op.created_at,
             running_time: (end - start).max(0),
             log,
+            initiated_by: op.initiated_by,
         }
     }
 

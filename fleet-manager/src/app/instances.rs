@@ -8,6 +8,7 @@ use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::instance::Instance;
 use crate::model::{check_id, new_id, now_ms};
+use crate::opctx::OpCtx;
 use crate::ops::sagas::instance_delete;
 use crate::store::entities::instance;
 use crate::store::page::{Page, Paged};
@@ -137,9 +138,14 @@ impl App {
     }
 
     /// Starts the deletion of an instance and everything it owns.
-    pub async fn instance_delete(&self, tenant: &str, id: &str) -> Result<StartedFuture> {
+    pub async fn instance_delete(
+        &self,
+        ctx: &OpCtx,
+        tenant: &str,
+        id: &str,
+    ) -> Result<StartedFuture> {
         self.instance_row(tenant, id).await?;
-        self.start_operation(tenant, id, instance_delete::Params {})
+        self.start_operation(ctx, tenant, id, instance_delete::Params {})
             .await
     }
 }

@@ -11,6 +11,7 @@ use crate::model::operation::OpState;
 use crate::model::snapshot::Snapshot;
 use crate::model::state::{AgentState, NodeState};
 use crate::model::{check_id, check_len, new_id, now_ms};
+use crate::opctx::OpCtx;
 use crate::ops::sagas::{
     deprovision, password, power, provision, setup, snapshot as snap, snapshot_delete,
 };
@@ -51,6 +52,7 @@ impl App {
     /// Moving to an older image is refused unless `allow_downgrade`.
     pub async fn instance_reprovision(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         allow_downgrade: bool,
@@ -89,11 +91,12 @@ impl App {
             snapshot_id: snapshot.map(str::to_string),
             restore_backup: None,
         };
-        self.start_operation(tenant, id, params).await
+        self.start_operation(ctx, tenant, id, params).await
     }
 
     pub async fn instance_action(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         action: Action,
@@ -105,16 +108,19 @@ impl App {
         }
         match action {
             Action::Deprovision => {
-                self.start_operation(tenant, id, deprovision::Params {})
+                self.start_operation(ctx, tenant, id, deprovision::Params {})
                     .await
             }
-            Action::Start => self.start_operation(tenant, id, power::Start {}).await,
-            Action::Stop => self.start_operation(tenant, id, power::Stop {}).await,
+            Action::Start => self.start_operation(ctx, tenant, id, power::Start {}).await,
+            Action::Stop => self.start_operation(ctx, tenant, id, power::Stop {}).await,
             Action::RestartNode => {
-                self.start_operation(tenant, id, power::RestartNode {})
+                self.start_operation(ctx, tenant, id, power::RestartNode {})
                     .await
             }
-            Action::ReplaySetupActions => self.start_operation(tenant, id, setup::Params {}).await,
+            Action::ReplaySetupActions => {
+                self.start_operation(ctx, tenant, id, setup::Params {})
+                    .await
+            }
         }
     }
 
@@ -122,6 +128,7 @@ impl App {
     /// operation's parameters and is never logged.
     pub async fn instance_reset_password(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         user: &str,
@@ -148,7 +155,7 @@ impl App {
                 .secrets
                 .seal(&Place::operation(id, password::SEALED_FIELD), password)?,
         };
-        self.start_operation(tenant, id, params).await
+        self.start_operation(ctx, tenant, id, params).await
     }
 
     /// The node's initial admin password, once.
@@ -265,6 +272,7 @@ impl App {
     /// Snapshots the data volume and answers with the snapshot.
     pub async fn snapshot_create(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         reason: Option<&str>,
@@ -285,7 +293,7 @@ impl App {
             automated: false,
         };
         let op = self
-            .run_operation(tenant, id, &params, SNAPSHOT_WAIT)
+            .run_operation(ctx, tenant, id, &params, SNAPSHOT_WAIT)
             .await?;
         match (OpState::parse(&op.state), op.result) {
             (Some(OpState::Done), Some(r)) => serde_json::from_str(&r).map_err(Error::internal),
@@ -300,6 +308,7 @@ impl App {
 
     pub async fn snapshot_delete(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         id: &str,
         snapshot: &str,
@@ -308,6 +317,6 @@ impl App {
         let params = snapshot_delete::Params {
             snapshot_id: snapshot.to_string(),
         };
-        self.start_operation(tenant, id, params).await
+        self.start_operation(ctx, tenant, id, params).await
     }
 }

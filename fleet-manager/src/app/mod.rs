@@ -3,6 +3,7 @@
 //! once, for every surface; handlers only parse, call one method, render.
 
 mod accounts;
+pub mod audit;
 mod auth;
 pub mod backups;
 mod drift;
@@ -11,9 +12,12 @@ mod images;
 mod instances;
 mod lifecycle;
 mod networks;
+pub mod overview;
 mod schedules;
+pub mod sessions;
 mod templates;
 mod tenants;
+mod users;
 
 use crate::crypto::SecretBox;
 use crate::error::{Error, Result};
@@ -30,6 +34,7 @@ pub use futures::StartedFuture;
 pub use images::file_sha256;
 pub use lifecycle::Action;
 pub use schedules::ScheduleReport;
+pub use users::FIRST_PASSWORD_FILE;
 
 /// Settings the application layer needs.
 #[derive(Debug, Clone)]
@@ -57,6 +62,7 @@ pub struct App {
     secrets: SecretBox,
     cfg: AppConfig,
     keys: std::sync::Arc<auth::KeyTable>,
+    logins: std::sync::Arc<sessions::Throttle>,
 }
 
 impl App {
@@ -68,6 +74,7 @@ impl App {
             secrets,
             cfg,
             keys,
+            logins: Default::default(),
         }
     }
 

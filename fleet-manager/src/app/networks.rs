@@ -4,6 +4,7 @@ use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::network::VirtualNetwork;
 use crate::model::{check_id, new_id};
+use crate::opctx::OpCtx;
 use crate::ops::sagas::resource_delete::DeleteNetwork;
 use crate::store::entities::{instance, virtual_network};
 use crate::store::page::{Page, Paged};
@@ -130,7 +131,12 @@ impl App {
     }
 
     /// Starts the deletion; refused at once while instances use the network.
-    pub async fn network_delete(&self, tenant: &str, id: &str) -> Result<StartedFuture> {
+    pub async fn network_delete(
+        &self,
+        ctx: &OpCtx,
+        tenant: &str,
+        id: &str,
+    ) -> Result<StartedFuture> {
         self.network_row(tenant, id).await?;
         let n = q::instances_using_network(&self.store.db, id).await?;
         if n > 0 {
@@ -138,6 +144,7 @@ impl App {
                 "virtual network '{id}' is used by {n} instance(s); delete them first"
             )));
         }
-        self.start_operation(tenant, id, DeleteNetwork {}).await
+        self.start_operation(ctx, tenant, id, DeleteNetwork {})
+            .await
     }
 }

@@ -14,6 +14,7 @@ use super::{App, from_doc};
 use crate::error::{Error, Result};
 use crate::model::instance::Instance;
 use crate::model::{new_id, now_ms};
+use crate::opctx::OpCtx;
 use crate::ops::sagas::{snapshot as snap, snapshot_delete};
 use crate::store::lifecycle as lq;
 use crate::store::operations::op_active_for_target;
@@ -72,7 +73,12 @@ impl App {
                         snapshot_id: autos[0].id.clone(),
                     };
                     self.engine
-                        .submit(&rt.tenant_id, &rt.instance_id, &params)
+                        .submit(
+                            &OpCtx::system("snapshot-schedule"),
+                            &rt.tenant_id,
+                            &rt.instance_id,
+                            &params,
+                        )
                         .await
                 } else if due {
                     let params = snap::Params {
@@ -81,7 +87,12 @@ impl App {
                         automated: true,
                     };
                     self.engine
-                        .submit(&rt.tenant_id, &rt.instance_id, &params)
+                        .submit(
+                            &OpCtx::system("snapshot-schedule"),
+                            &rt.tenant_id,
+                            &rt.instance_id,
+                            &params,
+                        )
                         .await
                 } else {
                     return Ok(());

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::setup_action::{MASK, SEALED_PREFIX};
 use crate::model::template::InstanceTemplate;
 use crate::model::{check_id, new_id};
+use crate::opctx::OpCtx;
 use crate::ops::sagas::resource_delete::DeleteTemplate;
 use crate::store::entities::{instance, instance_template};
 use crate::store::page::{Page, Paged};
@@ -192,7 +193,12 @@ impl App {
     }
 
     /// Starts the deletion; refused at once while instances use the template.
-    pub async fn template_delete(&self, tenant: &str, id: &str) -> Result<StartedFuture> {
+    pub async fn template_delete(
+        &self,
+        ctx: &OpCtx,
+        tenant: &str,
+        id: &str,
+    ) -> Result<StartedFuture> {
         self.template_row(tenant, id).await?;
         let n = q::instances_using_template(&self.store.db, id).await?;
         if n > 0 {
@@ -200,7 +206,8 @@ impl App {
                 "instance template '{id}' is used by {n} instance(s); delete them first"
             )));
         }
-        self.start_operation(tenant, id, DeleteTemplate {}).await
+        self.start_operation(ctx, tenant, id, DeleteTemplate {})
+            .await
     }
 }
 

@@ -279,6 +279,43 @@ pub struct Instance {
     pub updated_at: i64,
 }
 
+/// The settings an instance takes up at once; a change of any other one
+/// reaches its VM only when it is reprovisioned (a new VM from the image,
+/// the data disk kept).
+const APPLIED_AT_ONCE: &[&str] = &[
+    "id",
+    "label",
+    "description",
+    "fmTags",
+    "enableAutomatedSnapshot",
+    "automatedSnapshotPeriod",
+    "automatedSnapshotRetention",
+    "snapshotConsistency",
+    "backupPolicy",
+    "createdAt",
+    "updatedAt",
+];
+
+/// The fields whose change between two documents of an instance (its
+/// public JSON) takes effect only at the next reprovisioning, sorted.
+pub fn needs_reprovision(before: &serde_json::Value, after: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (b, a) = (
+        before.as_object().unwrap_or(&empty),
+        after.as_object().unwrap_or(&empty),
+    );
+    let mut changed: Vec<String> = b
+        .keys()
+        .chain(a.keys())
+        .filter(|k| !APPLIED_AT_ONCE.contains(&k.as_str()))
+        .filter(|k| b.get(*k) != a.get(*k))
+        .cloned()
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
 impl Instance {
     /// Checks the instance's own fields; references to other objects are
     /// checked against the store by the application layer.
@@ -408,6 +445,19 @@ impl Instance {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_changes_that_reach_the_vm_need_a_reprovisioning() {
+        let before = serde_json::json!({"label": "a", "imageId": "dss-13", "cloudInstanceType": "m5.large",
+            "fmTags": ["x"], "backupPolicy": {"enabled": false}});
+        let after = serde_json::json!({"label": "b", "imageId": "dss-14", "cloudInstanceType": "m5.large",
+            "fmTags": ["y"], "backupPolicy": {"enabled": true}, "dataVolumeSizeGB": 200});
+        assert_eq!(
+            needs_reprovision(&before, &after),
+            vec!["dataVolumeSizeGB", "imageId"]
+        );
+        assert!(needs_reprovision(&before, &before).is_empty());
+    }
+
     use super::*;
     use serde_json::json;
 

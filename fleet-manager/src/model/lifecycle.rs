@@ -92,6 +92,15 @@ pub struct NodeHeartbeat {
     pub os_disk_used_bytes: u64,
 }
 
+impl NodeHeartbeat {
+    /// How full the data disk is, in percent; none if its size is unknown.
+    pub fn data_disk_percent(&self) -> Option<u64> {
+        self.data_disk_used_bytes
+            .saturating_mul(100)
+            .checked_div(self.data_disk_total_bytes)
+    }
+}
+
 /// The node's initial admin credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct InitialPassword {

@@ -18,6 +18,7 @@ pub mod snapshot;
 pub mod state;
 pub mod template;
 pub mod tenant;
+pub mod user;
 
 use crate::error::{Error, Result};
 use rand::Rng;

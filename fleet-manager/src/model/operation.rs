@@ -94,4 +94,7 @@ pub struct FutureState {
     pub running_time: i64,
     /// The last log lines of the operation, oldest first.
     pub log: Vec<String>,
+    /// Who started it: a user's name, or `system:<what>` for FM's own
+    /// schedules; null for operations older than users.
+    pub initiated_by: Option<String>,
 }

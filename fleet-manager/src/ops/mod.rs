@@ -17,6 +17,7 @@ pub mod sagas;
 
 use crate::error::{Error, OpFailure, Result};
 use crate::model::operation::OpState;
+use crate::opctx::OpCtx;
 use crate::store::entities::operation;
 use crate::store::operations::{op_get, op_insert};
 use crate::store::{ClaimedOp, NewOperation, OpOutcome, Store};
@@ -173,21 +174,27 @@ impl Engine {
         self.inner.sagas.get(kind)
     }
 
-    /// Persists a new operation of `P`'s saga and returns it; call
-    /// [`Engine::kick`] to have it run now.
+    /// Persists a new operation of `P`'s saga, started by `ctx`'s actor,
+    /// and returns it; call [`Engine::kick`] to have it run now.
     pub async fn submit<P: SagaParams>(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         target_id: &str,
         params: &P,
     ) -> Result<operation::Model> {
         let params = serde_json::to_value(params).map_err(Error::internal)?;
-        self.submit_kind(tenant, P::KIND, target_id, params).await
+        let op = self
+            .submit_kind(ctx, tenant, P::KIND, target_id, params)
+            .await?;
+        ctx.note_operation(&op.id);
+        Ok(op)
     }
 
     /// Persists a new operation of kind `kind` with its parameters as JSON.
     async fn submit_kind(
         &self,
+        ctx: &OpCtx,
         tenant: &str,
         kind: &str,
         target_id: &str,
@@ -205,6 +212,7 @@ impl Engine {
                 target_id: target_id.to_string(),
                 params,
                 total_steps: saga.steps.len() as i32,
+                initiated_by: ctx.actor_name(),
             },
         )
         .await

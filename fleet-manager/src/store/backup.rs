@@ -38,6 +38,7 @@ pub struct Backup {
 macro_rules! each_table {
     ($mac:ident, $($args:tt)*) => {
         $mac!(tenant, "tenants", $($args)*);
+        $mac!(user, "users", $($args)*);
         $mac!(api_key, "api_keys", $($args)*);
         $mac!(image, "images", $($args)*);
         $mac!(setting, "settings", $($args)*);
@@ -52,6 +53,7 @@ macro_rules! each_table {
         $mac!(operation, "operations", $($args)*);
         $mac!(operation_log, "operation_logs", $($args)*);
         $mac!(event, "events", $($args)*);
+        $mac!(audit, "audit_log", $($args)*);
     };
 }
 
@@ -137,6 +139,7 @@ impl Store {
                     $ent::Entity::delete_many().exec($txn).await?;
                 };
             }
+            wipe!(audit, "audit_log", &txn, ());
             wipe!(event, "events", &txn, ());
             wipe!(operation_log, "operation_logs", &txn, ());
             wipe!(operation, "operations", &txn, ());
@@ -150,7 +153,10 @@ impl Store {
             wipe!(cloud_account, "cloud_accounts", &txn, ());
             wipe!(setting, "settings", &txn, ());
             wipe!(image, "images", &txn, ());
+            // Sessions are not kept in a backup: a restore signs everyone out.
+            wipe!(session, "sessions", &txn, ());
             wipe!(api_key, "api_keys", &txn, ());
+            wipe!(user, "users", &txn, ());
             wipe!(tenant, "tenants", &txn, ());
         }
         macro_rules! load {

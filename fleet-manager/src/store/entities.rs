@@ -39,6 +39,86 @@ pub mod api_key {
         pub secret_hash: String,
         pub label: Option<String>,
         pub created_at: i64,
+        /// The user the key acts as (every key has one once FM has started).
+        pub user_id: Option<String>,
+        /// The key's own role, at most the user's; none: the user's.
+        pub role: Option<String>,
+        pub expires_at: Option<i64>,
+        pub last_used_at: Option<i64>,
+    }
+    entity_boilerplate!();
+}
+
+pub mod user {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        pub role: String,
+        /// argon2id in PHC form; none until a password is set.
+        pub password_hash: Option<String>,
+        pub must_change_password: bool,
+        pub disabled: bool,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+    entity_boilerplate!();
+}
+
+pub mod session {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
+    #[sea_orm(table_name = "sessions")]
+    pub struct Model {
+        /// SHA-256 (hex) of the cookie's token.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id_hash: String,
+        pub user_id: String,
+        pub created_at: i64,
+        pub last_seen_at: i64,
+        /// The absolute end; the idle end is `last_seen_at` plus the idle
+        /// timeout.
+        pub expires_at: i64,
+        pub source: Option<String>,
+    }
+    entity_boilerplate!();
+}
+
+pub mod audit {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub at: i64,
+        pub tenant_id: Option<String>,
+        pub actor: Option<String>,
+        pub key_id: Option<String>,
+        pub role: Option<String>,
+        pub source: Option<String>,
+        pub method: String,
+        pub path: String,
+        pub object: Option<String>,
+        /// `started`, then `ok`, `failed` or `refused`.
+        pub outcome: String,
+        pub status: Option<i32>,
+        pub error: Option<String>,
+        pub duration_ms: Option<i64>,
+        pub operation_id: Option<String>,
+        pub request_id: String,
     }
     entity_boilerplate!();
 }
@@ -176,6 +256,8 @@ pub mod operation {
         pub started_at: Option<i64>,
         pub finished_at: Option<i64>,
         pub updated_at: i64,
+        /// Who started it: a user's name, or `system:<reconciler>`.
+        pub initiated_by: Option<String>,
     }
     entity_boilerplate!();
 }

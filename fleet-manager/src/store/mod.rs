@@ -7,12 +7,15 @@
 
 pub mod backup;
 pub mod entities;
+pub mod identity;
 pub mod leases;
 pub mod lifecycle;
 pub mod operations;
+pub mod overview;
 pub mod page;
 pub mod resources;
 pub mod sealed;
+pub mod sessions;
 
 pub use operations::{ClaimedOp, NewOperation, OpOutcome};
 

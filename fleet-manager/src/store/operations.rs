@@ -26,6 +26,8 @@ pub struct NewOperation {
     pub target_id: String,
     pub params: serde_json::Value,
     pub total_steps: i32,
+    /// Who started it (a user's name, `system:<what>`).
+    pub initiated_by: String,
 }
 
 /// An operation a worker holds the lease on.
@@ -55,6 +57,7 @@ pub async fn op_insert<C: ConnectionTrait>(c: &C, op: NewOperation) -> Result<op
         started_at: Set(None),
         finished_at: Set(None),
         updated_at: Set(now),
+        initiated_by: Set(Some(op.initiated_by)),
     };
     model.insert(c).await.map_err(|e| match Error::from(e) {
         Error::Conflict(_) => Error::conflict(format!(

@@ -1,10 +1,10 @@
-//! Data access for the configuration objects: tenants, API keys, images,
+//! Data access for the configuration objects: tenants, images,
 //! cloud accounts, virtual networks, instance templates, instances, and the
 //! event outbox. Every function takes any connection, so it runs alone or
 //! inside a caller's transaction.
 
 use super::entities::{
-    api_key, cloud_account, event, image, instance, instance_template, tenant, virtual_network,
+    cloud_account, event, image, instance, instance_template, tenant, virtual_network,
 };
 use super::page::{Cursor, Order, Page, Paged, finish, keyset};
 use crate::error::Result;
@@ -363,43 +363,6 @@ pub async fn tenant_set_cloud_tags<C: ConnectionTrait>(c: &C, id: &str, doc: Str
     };
     am.update(c).await?;
     Ok(())
-}
-
-// ---- API keys
-
-pub async fn api_key_insert<C: ConnectionTrait>(
-    c: &C,
-    id: &str,
-    secret_hash: String,
-    label: Option<String>,
-) -> Result<()> {
-    api_key::ActiveModel {
-        id: Set(id.to_string()),
-        secret_hash: Set(secret_hash),
-        label: Set(label),
-        created_at: Set(now_ms()),
-    }
-    .insert(c)
-    .await?;
-    Ok(())
-}
-
-pub async fn api_key_get<C: ConnectionTrait>(c: &C, id: &str) -> Result<Option<api_key::Model>> {
-    Ok(api_key::Entity::find_by_id(id.to_string()).one(c).await?)
-}
-
-pub async fn api_key_list<C: ConnectionTrait>(c: &C) -> Result<Vec<api_key::Model>> {
-    Ok(api_key::Entity::find()
-        .order_by_asc(api_key::Column::CreatedAt)
-        .all(c)
-        .await?)
-}
-
-pub async fn api_key_delete<C: ConnectionTrait>(c: &C, id: &str) -> Result<u64> {
-    Ok(api_key::Entity::delete_by_id(id.to_string())
-        .exec(c)
-        .await?
-        .rows_affected)
 }
 
 // ---- images

@@ -127,3 +127,38 @@ pub async fn setup(api: &Api, actions: Value) -> (String, String) {
     assert_eq!(s, StatusCode::OK, "{t}");
     (t["id"].as_str().unwrap().to_string(), net)
 }
+
+/// An FM on the sim cloud, with kits for the catalog's images and a
+/// directory for backups.
+pub async fn sim_app() -> TestApp {
+    sim_app_with(|_| {}).await
+}
+
+pub async fn sim_app_with(tune: impl FnOnce(&mut fleet_manager::config::Config)) -> TestApp {
+    let t = TestApp::with(
+        |cfg| {
+            cfg.cloud.kind = fleet_manager::config::CloudKind::Sim;
+            cfg.future_wait = Duration::ZERO;
+            cfg.lifecycle.agent_connect_timeout = Duration::from_secs(2);
+            cfg.lifecycle.command_timeout = Duration::from_secs(5);
+            let dir = cfg.data_dir.join("backups");
+            std::fs::create_dir_all(&dir).expect("backup dir");
+            cfg.backups = Some(fm_backup::Location {
+                url: format!("file://{}", dir.display()),
+                ..Default::default()
+            });
+            tune(cfg);
+        },
+        vec![],
+    )
+    .await;
+    let kit = t.db.dir.path().join("sim-kit.tar.gz");
+    std::fs::write(&kit, b"a simulated node kit").expect("kit");
+    for (i, v) in ["13.5.4", "14.2.0"].iter().enumerate() {
+        t.app
+            .image_register(&format!("dss-{v}-default"), v, v, &kit, i as i64)
+            .await
+            .expect("image");
+    }
+    t
+}

@@ -3,7 +3,8 @@
 //! either an in-process server ([`TestApp`]) or the real binary
 //! ([`FmProcess`]).
 //!
-//! Beside it: `chaos.rs` (a proxy that cuts the database off), `process.rs`
+//! Beside it: `chaos.rs` (a proxy that cuts the database off), `console.rs`
+//! (a client of the console: its cookie, its CSRF token), `process.rs`
 //! (the real binary and the local cloud's processes), `ec2.rs` (the EC2
 //! rig), `lifecycle.rs` (helpers of the lifecycle suites).
 #![allow(dead_code)]
@@ -235,6 +236,16 @@ impl Api {
         t["id"].as_str().expect("id").to_string()
     }
 
+    /// An instance in a new network from a new template; its id.
+    pub async fn new_instance(&self) -> String {
+        let net = self.create_network().await;
+        let tpl = self.create_template().await;
+        self.create_instance(&tpl, &net).await["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
     pub async fn create_instance(&self, template: &str, network: &str) -> Value {
         let (s, i) = self
             .post(
@@ -272,7 +283,7 @@ impl TestApp {
         tune(&mut cfg);
         let app = server::open_app_with(&cfg, sagas).await.expect("open app");
         let key = app
-            .api_key_create(Some("test".into()))
+            .api_key_create("admin", None, None, Some("test".into()))
             .await
             .expect("api key");
         let running = server::start(app.clone(), &cfg).await.expect("start");
@@ -286,6 +297,21 @@ impl TestApp {
             app,
             db,
             running: Some(running),
+        }
+    }
+
+    /// A client acting as a new user `name` with `role`, through a key of
+    /// that user.
+    pub async fn api_as(&self, name: &str, role: fleet_manager::model::user::Role) -> Api {
+        self.app.user_create(name, role, None).await.expect("user");
+        let k = self
+            .app
+            .api_key_create(name, None, None, None)
+            .await
+            .expect("key");
+        Api {
+            key: (k.id, k.secret),
+            ..self.api.clone()
         }
     }
 
@@ -311,10 +337,11 @@ impl TestApp {
 }
 
 mod chaos;
+mod console;
 mod ec2;
 mod lifecycle;
 mod process;
 
 // Each suite uses a part of the harness.
 #[allow(unused_imports)]
-pub use {chaos::*, ec2::*, lifecycle::*, process::*};
+pub use {chaos::*, console::*, ec2::*, lifecycle::*, process::*};

@@ -1,7 +1,7 @@
 //! Cloud accounts.
 
 use crate::api::error::ApiErrorBody;
-use crate::api::extract::{JsonBody, PathParams, QueryParams};
+use crate::api::extract::{Ctx, JsonBody, PathParams, QueryParams};
 use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{AccountPath, TenantPath};
 use crate::app::App;
@@ -23,7 +23,8 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/cloud-accounts", tag = "cloud accounts",
     params(TenantPath, PageQuery),
-    responses((status = 200, body = Vec<CloudAccount>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
+    responses((status = 200, body = Vec<CloudAccount>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))),
+    security(("apiKey" = ["viewer"])))]
 pub async fn account_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -34,7 +35,8 @@ pub async fn account_list(
 
 #[utoipa::path(post, path = "/tenants/{tenantId}/cloud-accounts", tag = "cloud accounts",
     params(TenantPath), request_body = CloudAccount,
-    responses((status = 200, body = CloudAccount)))]
+    responses((status = 200, body = CloudAccount)),
+    security(("apiKey" = ["admin"])))]
 pub async fn account_create(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -45,7 +47,8 @@ pub async fn account_create(
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/cloud-accounts/{accountId}", tag = "cloud accounts",
     params(AccountPath),
-    responses((status = 200, body = CloudAccount)))]
+    responses((status = 200, body = CloudAccount)),
+    security(("apiKey" = ["viewer"])))]
 pub async fn account_get(
     State(app): State<App>,
     PathParams(p): PathParams<AccountPath>,
@@ -55,7 +58,8 @@ pub async fn account_get(
 
 #[utoipa::path(put, path = "/tenants/{tenantId}/cloud-accounts/{accountId}", tag = "cloud accounts",
     params(AccountPath), request_body = CloudAccount,
-    responses((status = 200, body = CloudAccount)))]
+    responses((status = 200, body = CloudAccount)),
+    security(("apiKey" = ["admin"])))]
 pub async fn account_update(
     State(app): State<App>,
     PathParams(p): PathParams<AccountPath>,
@@ -70,10 +74,15 @@ pub async fn account_update(
 /// Starts deleting the account; 409 while virtual networks use it.
 #[utoipa::path(delete, path = "/tenants/{tenantId}/cloud-accounts/{accountId}", tag = "cloud accounts",
     params(AccountPath),
-    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)),
+    security(("apiKey" = ["admin"])))]
 pub async fn account_delete(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<AccountPath>,
 ) -> Result<Json<FutureState>> {
-    Ok(Json(app.account_delete(&p.tenant_id, &p.account_id).await?))
+    Ok(Json(
+        app.account_delete(&ctx, &p.tenant_id, &p.account_id)
+            .await?,
+    ))
 }

@@ -1,7 +1,7 @@
 //! Agent backups of an instance's data dir (an extension beside the
 //! public API).
 
-use crate::api::extract::{JsonBody, PathParams, QueryParams};
+use crate::api::extract::{Ctx, JsonBody, PathParams, QueryParams};
 use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{BackupPath, InstancePath};
 use crate::app::App;
@@ -42,7 +42,8 @@ pub struct BackupQuery {
 /// The instance's agent backups (in object storage), oldest first.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
     params(InstancePath, PageQuery),
-    responses((status = 200, body = Vec<Backup>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
+    responses((status = 200, body = Vec<Backup>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))),
+    security(("apiKey" = ["viewer"])))]
 pub async fn backup_list(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
@@ -59,21 +60,24 @@ pub async fn backup_list(
 /// backup.
 #[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups", tag = "backups",
     params(InstancePath, BackupQuery),
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["operator"])))]
 pub async fn backup_take(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
     QueryParams(q): QueryParams<BackupQuery>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.backup_take(&p.tenant_id, &p.instance_id, q.reason.as_deref())
+        app.backup_take(&ctx, &p.tenant_id, &p.instance_id, q.reason.as_deref())
             .await?,
     ))
 }
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}", tag = "backups",
     params(BackupPath),
-    responses((status = 200, body = Backup)))]
+    responses((status = 200, body = Backup)),
+    security(("apiKey" = ["viewer"])))]
 pub async fn backup_get(
     State(app): State<App>,
     PathParams(p): PathParams<BackupPath>,
@@ -87,13 +91,15 @@ pub async fn backup_get(
 /// Deletes the backup's objects, then its record.
 #[utoipa::path(delete, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}", tag = "backups",
     params(BackupPath),
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["operator"])))]
 pub async fn backup_delete(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<BackupPath>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.backup_delete(&p.tenant_id, &p.instance_id, &p.backup_id)
+        app.backup_delete(&ctx, &p.tenant_id, &p.instance_id, &p.backup_id)
             .await?,
     ))
 }
@@ -105,13 +111,15 @@ pub async fn backup_delete(
 /// instance's image is refused (409).
 #[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/restore", tag = "backups",
     params(BackupPath),
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["operator"])))]
 pub async fn backup_restore(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<BackupPath>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.backup_restore(&p.tenant_id, &p.instance_id, &p.backup_id)
+        app.backup_restore(&ctx, &p.tenant_id, &p.instance_id, &p.backup_id)
             .await?,
     ))
 }
@@ -121,13 +129,15 @@ pub async fn backup_restore(
 /// the backup's `lastVerification`.
 #[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/verify", tag = "backups",
     params(BackupPath),
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["operator"])))]
 pub async fn backup_verify(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<BackupPath>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.backup_verify(&p.tenant_id, &p.instance_id, &p.backup_id)
+        app.backup_verify(&ctx, &p.tenant_id, &p.instance_id, &p.backup_id)
             .await?,
     ))
 }
@@ -138,14 +148,16 @@ pub async fn backup_verify(
 #[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/clone", tag = "backups",
     params(BackupPath),
     request_body = CloneRequest,
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["operator"])))]
 pub async fn backup_clone(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<BackupPath>,
     JsonBody(req): JsonBody<CloneRequest>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.backup_clone(&p.tenant_id, &p.instance_id, &p.backup_id, req)
+        app.backup_clone(&ctx, &p.tenant_id, &p.instance_id, &p.backup_id, req)
             .await?,
     ))
 }

@@ -48,7 +48,8 @@ pub struct FutureListQuery {
 /// otherwise; the `Next-Page-Token` header names the next (older) page.
 #[utoipa::path(get, path = "/tenants/{tenantId}/futures", tag = "futures",
     params(TenantPath, FutureListQuery),
-    responses((status = 200, body = Vec<FutureState>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
+    responses((status = 200, body = Vec<FutureState>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))),
+    security(("apiKey" = ["viewer"])))]
 pub async fn future_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -60,7 +61,8 @@ pub async fn future_list(
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/futures/{jobId}", tag = "futures",
     params(FuturePath, FutureQuery),
-    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody, description = "the future failed or was aborted (without peek)")))]
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody, description = "the future failed or was aborted (without peek)")),
+    security(("apiKey" = ["viewer"])))]
 pub async fn future_get(
     State(app): State<App>,
     PathParams(p): PathParams<FuturePath>,
@@ -73,7 +75,8 @@ pub async fn future_get(
 /// Aborts the future: at once if not started, between steps otherwise.
 #[utoipa::path(delete, path = "/tenants/{tenantId}/futures/{jobId}", tag = "futures",
     params(FuturePath),
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["operator"])))]
 pub async fn future_abort(
     State(app): State<App>,
     PathParams(p): PathParams<FuturePath>,

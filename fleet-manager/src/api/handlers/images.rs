@@ -19,7 +19,8 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 /// The node versions FM can deploy.
 #[utoipa::path(get, path = "/tenants/{tenantId}/images", tag = "images",
     params(TenantPath, PageQuery),
-    responses((status = 200, body = Vec<Image>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
+    responses((status = 200, body = Vec<Image>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))),
+    security(("apiKey" = ["viewer"])))]
 pub async fn image_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,

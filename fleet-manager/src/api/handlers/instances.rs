@@ -3,7 +3,7 @@
 
 use super::RawJson;
 use crate::api::error::ApiErrorBody;
-use crate::api::extract::{JsonBody, PathParams, QueryParams, flag};
+use crate::api::extract::{Ctx, JsonBody, PathParams, QueryParams, flag};
 use crate::api::page::{ListedRaw, PageQuery};
 use crate::api::path::{InstancePath, TenantPath};
 use crate::app::App;
@@ -39,7 +39,8 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances", tag = "instances",
     params(TenantPath, PageQuery),
-    responses((status = 200, body = Vec<Instance>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
+    responses((status = 200, body = Vec<Instance>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))),
+    security(("apiKey" = ["viewer"])))]
 pub async fn instance_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -53,7 +54,8 @@ pub async fn instance_list(
 /// Creates the instance record; no cloud resource is made until it is provisioned.
 #[utoipa::path(post, path = "/tenants/{tenantId}/instances", tag = "instances",
     params(TenantPath), request_body = Instance,
-    responses((status = 200, body = Instance)))]
+    responses((status = 200, body = Instance)),
+    security(("apiKey" = ["operator"])))]
 pub async fn instance_create(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -64,7 +66,8 @@ pub async fn instance_create(
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}", tag = "instances",
     params(InstancePath),
-    responses((status = 200, body = Instance)))]
+    responses((status = 200, body = Instance)),
+    security(("apiKey" = ["viewer"])))]
 pub async fn instance_get(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
@@ -77,7 +80,8 @@ pub async fn instance_get(
 /// Replaces the instance's settings with the whole JSON given.
 #[utoipa::path(put, path = "/tenants/{tenantId}/instances/{instanceId}", tag = "instances",
     params(InstancePath), request_body = Instance,
-    responses((status = 200, body = Instance)))]
+    responses((status = 200, body = Instance)),
+    security(("apiKey" = ["operator"])))]
 pub async fn instance_update(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
@@ -92,13 +96,16 @@ pub async fn instance_update(
 /// Starts deleting the instance (a side-effecting GET, as the public API has it).
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/actions/delete", tag = "instances",
     params(InstancePath),
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["operator"])))]
 pub async fn instance_delete(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.instance_delete(&p.tenant_id, &p.instance_id).await?,
+        app.instance_delete(&ctx, &p.tenant_id, &p.instance_id)
+            .await?,
     ))
 }
 
@@ -115,15 +122,17 @@ pub struct ReprovisionQuery {
 /// `imageId` newer than the installed node upgrades it.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/actions/reprovision", tag = "instance lifecycle",
     params(InstancePath, ReprovisionQuery),
-    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody, description = "a downgrade without allowDowngrade, or a busy instance")))]
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody, description = "a downgrade without allowDowngrade, or a busy instance")),
+    security(("apiKey" = ["operator"])))]
 pub async fn instance_reprovision(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
     QueryParams(q): QueryParams<ReprovisionQuery>,
 ) -> Result<Json<FutureState>> {
     let allow = flag("allowDowngrade", q.allow_downgrade.as_deref())?;
     Ok(Json(
-        app.instance_reprovision(&p.tenant_id, &p.instance_id, allow, None)
+        app.instance_reprovision(&ctx, &p.tenant_id, &p.instance_id, allow, None)
             .await?,
     ))
 }
@@ -133,12 +142,14 @@ macro_rules! action_handler {
         #[doc = $doc]
         #[utoipa::path(get, path = $path, tag = "instance lifecycle",
             params(InstancePath),
-            responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+            responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)),
+            security(("apiKey" = ["operator"])))]
         pub async fn $name(
+            Ctx(ctx): Ctx,
             State(app): State<App>,
             PathParams(p): PathParams<InstancePath>,
         ) -> Result<Json<FutureState>> {
-            Ok(Json(app.instance_action(&p.tenant_id, &p.instance_id, $action).await?))
+            Ok(Json(app.instance_action(&ctx, &p.tenant_id, &p.instance_id, $action).await?))
         }
     };
 }
@@ -177,7 +188,8 @@ action_handler!(
 /// The node's initial admin password: answers once, then 409.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/actions/get-initial-password", tag = "instance lifecycle",
     params(InstancePath),
-    responses((status = 200, body = InitialPassword), (status = 409, body = ApiErrorBody)))]
+    responses((status = 200, body = InitialPassword), (status = 409, body = ApiErrorBody)),
+    security(("apiKey" = ["admin"])))]
 pub async fn instance_initial_password(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
@@ -202,22 +214,31 @@ pub struct ResetPasswordBody {
 /// Resets a node user's password.
 #[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/actions/reset-user-password", tag = "instance lifecycle",
     params(InstancePath), request_body = ResetPasswordBody,
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["admin"])))]
 pub async fn instance_reset_password(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
     JsonBody(b): JsonBody<ResetPasswordBody>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.instance_reset_password(&p.tenant_id, &p.instance_id, &b.user_name, &b.password)
-            .await?,
+        app.instance_reset_password(
+            &ctx,
+            &p.tenant_id,
+            &p.instance_id,
+            &b.user_name,
+            &b.password,
+        )
+        .await?,
     ))
 }
 
 /// The VM, node and agent as FM sees them.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/status", tag = "instance lifecycle",
     params(InstancePath),
-    responses((status = 200, body = InstanceStatus)))]
+    responses((status = 200, body = InstanceStatus)),
+    security(("apiKey" = ["viewer"])))]
 pub async fn instance_status(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
@@ -230,7 +251,8 @@ pub async fn instance_status(
 /// The node's admin API key, `{"adminAPIKey": ...}`.
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/admin-api-key", tag = "instance lifecycle",
     params(InstancePath),
-    responses((status = 200, body = AdminApiKey), (status = 409, body = ApiErrorBody)))]
+    responses((status = 200, body = AdminApiKey), (status = 409, body = ApiErrorBody)),
+    security(("apiKey" = ["admin"])))]
 pub async fn instance_admin_api_key(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,

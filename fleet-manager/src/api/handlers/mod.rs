@@ -2,6 +2,7 @@
 //! method, render. Paths are relative to `/api/public`.
 
 pub mod accounts;
+pub mod audit;
 pub mod backups;
 pub mod futures;
 pub mod images;
@@ -29,6 +30,7 @@ pub fn routes() -> OpenApiRouter<App> {
         .merge(backups::routes())
         .merge(images::routes())
         .merge(futures::routes())
+        .merge(audit::routes())
 }
 
 /// A response whose body is JSON already serialized (stored documents).

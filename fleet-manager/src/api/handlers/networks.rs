@@ -1,7 +1,7 @@
 //! Virtual networks.
 
 use crate::api::error::ApiErrorBody;
-use crate::api::extract::{JsonBody, PathParams, QueryParams, flag};
+use crate::api::extract::{Ctx, JsonBody, PathParams, QueryParams, flag};
 use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{NetworkPath, TenantPath};
 use crate::app::App;
@@ -34,7 +34,8 @@ pub struct NetworkCreateQuery {
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/virtual-networks", tag = "virtual networks",
     params(TenantPath, PageQuery),
-    responses((status = 200, body = Vec<VirtualNetwork>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
+    responses((status = 200, body = Vec<VirtualNetwork>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))),
+    security(("apiKey" = ["viewer"])))]
 pub async fn network_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -45,7 +46,8 @@ pub async fn network_list(
 
 #[utoipa::path(post, path = "/tenants/{tenantId}/virtual-networks", tag = "virtual networks",
     params(TenantPath, NetworkCreateQuery), request_body = VirtualNetwork,
-    responses((status = 200, body = VirtualNetwork)))]
+    responses((status = 200, body = VirtualNetwork)),
+    security(("apiKey" = ["admin"])))]
 pub async fn network_create(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -60,7 +62,8 @@ pub async fn network_create(
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/virtual-networks/{networkId}", tag = "virtual networks",
     params(NetworkPath),
-    responses((status = 200, body = VirtualNetwork)))]
+    responses((status = 200, body = VirtualNetwork)),
+    security(("apiKey" = ["viewer"])))]
 pub async fn network_get(
     State(app): State<App>,
     PathParams(p): PathParams<NetworkPath>,
@@ -70,7 +73,8 @@ pub async fn network_get(
 
 #[utoipa::path(put, path = "/tenants/{tenantId}/virtual-networks/{networkId}", tag = "virtual networks",
     params(NetworkPath), request_body = VirtualNetwork,
-    responses((status = 200, body = VirtualNetwork)))]
+    responses((status = 200, body = VirtualNetwork)),
+    security(("apiKey" = ["admin"])))]
 pub async fn network_update(
     State(app): State<App>,
     PathParams(p): PathParams<NetworkPath>,
@@ -85,10 +89,15 @@ pub async fn network_update(
 /// Starts deleting the network; 409 while instances use it.
 #[utoipa::path(delete, path = "/tenants/{tenantId}/virtual-networks/{networkId}", tag = "virtual networks",
     params(NetworkPath),
-    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)),
+    security(("apiKey" = ["admin"])))]
 pub async fn network_delete(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<NetworkPath>,
 ) -> Result<Json<FutureState>> {
-    Ok(Json(app.network_delete(&p.tenant_id, &p.network_id).await?))
+    Ok(Json(
+        app.network_delete(&ctx, &p.tenant_id, &p.network_id)
+            .await?,
+    ))
 }

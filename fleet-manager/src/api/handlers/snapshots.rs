@@ -1,6 +1,6 @@
 //! Snapshots of an instance's data volume.
 
-use crate::api::extract::{PathParams, QueryParams};
+use crate::api::extract::{Ctx, PathParams, QueryParams};
 use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{InstancePath, SnapshotPath};
 use crate::app::App;
@@ -37,7 +37,8 @@ pub struct SnapshotQuery {
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots", tag = "snapshots",
     params(InstancePath, PageQuery),
-    responses((status = 200, body = Vec<Snapshot>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
+    responses((status = 200, body = Vec<Snapshot>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))),
+    security(("apiKey" = ["viewer"])))]
 pub async fn snapshot_list(
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
@@ -52,14 +53,17 @@ pub async fn snapshot_list(
 /// Snapshots the data volume; answers with the snapshot.
 #[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots", tag = "snapshots",
     params(InstancePath, SnapshotQuery),
-    responses((status = 200, body = Snapshot)))]
+    responses((status = 200, body = Snapshot)),
+    security(("apiKey" = ["operator"])))]
 pub async fn snapshot_create(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<InstancePath>,
     QueryParams(q): QueryParams<SnapshotQuery>,
 ) -> Result<Json<Snapshot>> {
     Ok(Json(
         app.snapshot_create(
+            &ctx,
             &p.tenant_id,
             &p.instance_id,
             q.reason_for_snapshot.as_deref(),
@@ -70,7 +74,8 @@ pub async fn snapshot_create(
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}", tag = "snapshots",
     params(SnapshotPath),
-    responses((status = 200, body = Snapshot)))]
+    responses((status = 200, body = Snapshot)),
+    security(("apiKey" = ["viewer"])))]
 pub async fn snapshot_get(
     State(app): State<App>,
     PathParams(p): PathParams<SnapshotPath>,
@@ -83,13 +88,15 @@ pub async fn snapshot_get(
 
 #[utoipa::path(delete, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}", tag = "snapshots",
     params(SnapshotPath),
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["operator"])))]
 pub async fn snapshot_delete(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<SnapshotPath>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.snapshot_delete(&p.tenant_id, &p.instance_id, &p.snapshot_id)
+        app.snapshot_delete(&ctx, &p.tenant_id, &p.instance_id, &p.snapshot_id)
             .await?,
     ))
 }
@@ -98,13 +105,21 @@ pub async fn snapshot_delete(
 /// the current volume is deleted once the node is healthy on the new one.
 #[utoipa::path(post, path = "/tenants/{tenantId}/instances/{instanceId}/snapshots/{snapshotId}/reprovision", tag = "snapshots",
     params(SnapshotPath),
-    responses((status = 200, body = FutureState)))]
+    responses((status = 200, body = FutureState)),
+    security(("apiKey" = ["operator"])))]
 pub async fn snapshot_reprovision(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<SnapshotPath>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.instance_reprovision(&p.tenant_id, &p.instance_id, false, Some(&p.snapshot_id))
-            .await?,
+        app.instance_reprovision(
+            &ctx,
+            &p.tenant_id,
+            &p.instance_id,
+            false,
+            Some(&p.snapshot_id),
+        )
+        .await?,
     ))
 }

@@ -1,7 +1,7 @@
 //! Instance settings templates.
 
 use crate::api::error::ApiErrorBody;
-use crate::api::extract::{JsonBody, PathParams, QueryParams};
+use crate::api::extract::{Ctx, JsonBody, PathParams, QueryParams};
 use crate::api::page::{Listed, PageQuery};
 use crate::api::path::{TemplatePath, TenantPath};
 use crate::app::App;
@@ -23,7 +23,8 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instance-settings-templates", tag = "instance templates",
     params(TenantPath, PageQuery),
-    responses((status = 200, body = Vec<InstanceTemplate>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))))]
+    responses((status = 200, body = Vec<InstanceTemplate>, headers(("Next-Page-Token" = String, description = "the token of the next page; absent on the last page")))),
+    security(("apiKey" = ["viewer"])))]
 pub async fn template_list(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -34,7 +35,8 @@ pub async fn template_list(
 
 #[utoipa::path(post, path = "/tenants/{tenantId}/instance-settings-templates", tag = "instance templates",
     params(TenantPath), request_body = InstanceTemplate,
-    responses((status = 200, body = InstanceTemplate)))]
+    responses((status = 200, body = InstanceTemplate)),
+    security(("apiKey" = ["admin"])))]
 pub async fn template_create(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -45,7 +47,8 @@ pub async fn template_create(
 
 #[utoipa::path(get, path = "/tenants/{tenantId}/instance-settings-templates/{templateId}", tag = "instance templates",
     params(TemplatePath),
-    responses((status = 200, body = InstanceTemplate)))]
+    responses((status = 200, body = InstanceTemplate)),
+    security(("apiKey" = ["viewer"])))]
 pub async fn template_get(
     State(app): State<App>,
     PathParams(p): PathParams<TemplatePath>,
@@ -55,7 +58,8 @@ pub async fn template_get(
 
 #[utoipa::path(put, path = "/tenants/{tenantId}/instance-settings-templates/{templateId}", tag = "instance templates",
     params(TemplatePath), request_body = InstanceTemplate,
-    responses((status = 200, body = InstanceTemplate)))]
+    responses((status = 200, body = InstanceTemplate)),
+    security(("apiKey" = ["admin"])))]
 pub async fn template_update(
     State(app): State<App>,
     PathParams(p): PathParams<TemplatePath>,
@@ -70,12 +74,15 @@ pub async fn template_update(
 /// Starts deleting the template; 409 while instances use it.
 #[utoipa::path(delete, path = "/tenants/{tenantId}/instance-settings-templates/{templateId}", tag = "instance templates",
     params(TemplatePath),
-    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)))]
+    responses((status = 200, body = FutureState), (status = 409, body = ApiErrorBody)),
+    security(("apiKey" = ["admin"])))]
 pub async fn template_delete(
+    Ctx(ctx): Ctx,
     State(app): State<App>,
     PathParams(p): PathParams<TemplatePath>,
 ) -> Result<Json<FutureState>> {
     Ok(Json(
-        app.template_delete(&p.tenant_id, &p.template_id).await?,
+        app.template_delete(&ctx, &p.tenant_id, &p.template_id)
+            .await?,
     ))
 }

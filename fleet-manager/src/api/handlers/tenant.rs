@@ -22,7 +22,8 @@ pub(super) fn routes() -> OpenApiRouter<App> {
 /// The tenant's cloud credentials (secrets are never returned).
 #[utoipa::path(get, path = "/tenants/{tenantId}/cloud-credentials", tag = "tenant",
     params(TenantPath),
-    responses((status = 200, body = CloudCredentials)))]
+    responses((status = 200, body = CloudCredentials)),
+    security(("apiKey" = ["viewer"])))]
 pub async fn cloud_credentials_get(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -33,7 +34,8 @@ pub async fn cloud_credentials_get(
 /// Replaces the tenant's cloud credentials; secrets left out are kept.
 #[utoipa::path(put, path = "/tenants/{tenantId}/cloud-credentials", tag = "tenant",
     params(TenantPath), request_body = CloudCredentials,
-    responses((status = 200, body = CloudCredentials)))]
+    responses((status = 200, body = CloudCredentials)),
+    security(("apiKey" = ["admin"])))]
 pub async fn cloud_credentials_put(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -45,7 +47,8 @@ pub async fn cloud_credentials_put(
 /// The tenant's cloud tags, as `{"msg": "<JSON object as a string>"}`.
 #[utoipa::path(get, path = "/tenants/{tenantId}/cloud-tags", tag = "tenant",
     params(TenantPath),
-    responses((status = 200, body = CloudTagsEnvelope)))]
+    responses((status = 200, body = CloudTagsEnvelope)),
+    security(("apiKey" = ["viewer"])))]
 pub async fn cloud_tags_get(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
@@ -58,7 +61,8 @@ pub async fn cloud_tags_get(
 /// Replaces the tenant's cloud tags with the JSON object given.
 #[utoipa::path(put, path = "/tenants/{tenantId}/cloud-tags", tag = "tenant",
     params(TenantPath), request_body = CloudTags,
-    responses((status = 200, body = CloudTags)))]
+    responses((status = 200, body = CloudTags)),
+    security(("apiKey" = ["admin"])))]
 pub async fn cloud_tags_put(
     State(app): State<App>,
     PathParams(p): PathParams<TenantPath>,
