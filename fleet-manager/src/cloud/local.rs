@@ -311,6 +311,9 @@ fn agent_sessions(user_data: &Path) -> Vec<u32> {
             rest.split_whitespace().nth(3)?.parse().ok()
         })
         .collect();
+    // Never FM's own session (a wrapper caught before it left it), nor none.
+    let own = rustix::process::getsid(None).map(|p| p.as_raw_nonzero().get() as u32);
+    out.retain(|sid| *sid > 1 && Ok(*sid) != own);
     out.sort_unstable();
     out.dedup();
     out
@@ -565,11 +568,21 @@ mod tests {
     /// leaves: a process, in a session of its own, whose command line names
     /// the VM's user-data.
     fn unrecorded_agent(user_data: &Path) -> std::process::Child {
-        std::process::Command::new("setsid")
+        let mut child = std::process::Command::new("setsid")
             .args(["sh", "-c", "sleep 60; exit 0", "agent", "--user-data"])
             .arg(user_data)
             .spawn()
-            .unwrap()
+            .unwrap();
+        // Once it is in a session of its own (`setsid` has run).
+        for _ in 0..100 {
+            if agent_sessions(user_data) == [child.id()] {
+                return child;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the stand-in agent never got a session of its own");
     }
 
     /// Whether `child` exits within 5 s.
