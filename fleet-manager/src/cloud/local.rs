@@ -49,13 +49,27 @@ fn io(what: &str, p: &Path, e: std::io::Error) -> Error {
 
 /// Whether a process exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
+    live_session(pid).is_some()
+}
+
+/// The session of process `pid` if it exists and is not a zombie.
+fn live_session(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the name: state, ppid, pgrp, session.
+    match fields.first() {
+        Some(&"Z") | Some(&"X") | None => None,
+        Some(_) => fields.get(3)?.parse().ok(),
     }
+}
+
+/// Every process id in `/proc`.
+fn proc_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
 }
 
 async fn run(cmd: &mut tokio::process::Command, what: &str) -> Result<()> {
@@ -292,24 +306,13 @@ fn signal_sessions(sids: &[u32], sig: rustix::process::Signal) {
 /// processes are found when no record of them survived (FM died between
 /// starting the agent and writing `vm.json`).
 fn agent_sessions(user_data: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let want = user_data.as_os_str().as_encoded_bytes();
-    let mut out: Vec<u32> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+    let mut out: Vec<u32> = proc_pids()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|cmd| cmd.split(|b| *b == 0).any(|arg| arg == want))
-                && pid_alive(*pid)
         })
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (_, rest) = stat.rsplit_once(')')?;
-            // After the name: state, ppid, pgrp, session.
-            rest.split_whitespace().nth(3)?.parse().ok()
-        })
+        .filter_map(live_session)
         .collect();
     // Never FM's own session (a wrapper caught before it left it), nor none.
     let own = rustix::process::getsid(None).map(|p| p.as_raw_nonzero().get() as u32);
@@ -321,24 +324,8 @@ fn agent_sessions(user_data: &Path) -> Vec<u32> {
 
 /// The live (not zombie) processes of session `sid`.
 fn session_members(sid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let want = sid.to_string();
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                let fields: Vec<&str> = stat
-                    .rsplit_once(')')
-                    .map(|(_, r)| r.split_whitespace().collect())
-                    .unwrap_or_default();
-                // After the name: state, ppid, pgrp, session.
-                fields.first().is_some_and(|st| *st != "Z" && *st != "X")
-                    && fields.get(3) == Some(&want.as_str())
-            })
-        })
+    proc_pids()
+        .filter(|pid| live_session(*pid) == Some(sid))
         .collect()
 }
 
@@ -433,7 +420,6 @@ impl CloudProvider for LocalCloud {
         let dir = self.vm_dir(&spec.vm_id);
         std::fs::create_dir_all(dir.join("home")).map_err(|e| io("can't create", &dir, e))?;
         let ud = dir.join("user-data.toml");
-
         // It holds the enrollment token: FM's user's alone from the start
         // (no moment at the umask's mode).
         {
