@@ -314,9 +314,10 @@ fn agent_sessions(user_data: &Path) -> Vec<u32> {
         })
         .filter_map(live_session)
         .collect();
-    // Never FM's own session (a wrapper caught before it left it), nor none.
-    let own = rustix::process::getsid(None).map(|p| p.as_raw_nonzero().get() as u32);
-    out.retain(|sid| *sid > 1 && Ok(*sid) != own);
+    // Never FM's own session (a wrapper caught before it left it), nor none
+    // (a process whose session was made outside this namespace reads as 0).
+    let own = live_session(std::process::id());
+    out.retain(|sid| *sid > 1 && Some(*sid) != own);
     out.sort_unstable();
     out.dedup();
     out
