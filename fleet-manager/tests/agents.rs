@@ -431,3 +431,63 @@ async fn a_session_from_a_replaced_vm_is_ended_by_the_sweep() {
     .expect("the old stream ends");
     let _ = end;
 }
+
+#[tokio::test]
+async fn an_agents_log_is_taken_only_from_the_agent_asked_and_kept_bounded() {
+    use fleet_manager::agents::AgentLog;
+    use fm_proto::agent::agent_message::Body;
+    use fm_proto::agent::{AgentMessage, LogLines, fm_message};
+    use std::time::Duration;
+    let t = TestApp::new().await;
+    let hub = t.app.engine.services().hub.clone();
+    assert_eq!(hub.agent_log("inst-l1").await, AgentLog::NotConnected);
+    set_vm(&t, "inst-l1", "vm-1").await;
+    set_vm(&t, "inst-l2", "vm-2").await;
+    let (tx1, mut rx1) = open_session(&t, "inst-l1", "vm-1").await;
+    let (tx2, _rx2) = open_session(&t, "inst-l2", "vm-2").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while hub.connected_vm("inst-l1").is_none() || hub.connected_vm("inst-l2").is_none() {
+        assert!(std::time::Instant::now() < deadline, "no sessions");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ask = {
+        let hub = hub.clone();
+        tokio::spawn(async move { hub.agent_log("inst-l1").await })
+    };
+    let got = tokio::time::timeout(Duration::from_secs(5), rx1.message())
+        .await
+        .expect("the request reaches the agent")
+        .unwrap()
+        .unwrap();
+    let Some(fm_message::Body::LogRequest(req)) = got.body else {
+        panic!("not a log request: {got:?}");
+    };
+    let answer = |request_id: u64, lines: Vec<String>| AgentMessage {
+        generation: 2,
+        body: Some(Body::LogLines(LogLines { request_id, lines })),
+    };
+    // Another instance's agent answers for it, then the agent answers
+    // another request: neither is taken.
+    tx2.send(answer(req.request_id, vec!["forged".into()]))
+        .await
+        .unwrap();
+    tx1.send(answer(req.request_id + 1000, vec!["stale".into()]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ask.is_finished(), "a wrong answer was taken");
+    let mut lines: Vec<String> = (0..150).map(|i| format!("line {i}")).collect();
+    lines.push("é".repeat(5000));
+    tx1.send(answer(req.request_id, lines)).await.unwrap();
+    let AgentLog::Lines(got) = ask.await.unwrap() else {
+        panic!("no lines");
+    };
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[0], "line 51");
+    assert!(got[99].len() <= 1604 && got[99].starts_with('é'));
+    // An agent that never answers costs its caller a bounded wait.
+    let t0 = std::time::Instant::now();
+    assert_eq!(hub.agent_log("inst-l2").await, AgentLog::NoAnswer);
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    t.stop().await;
+}

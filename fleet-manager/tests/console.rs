@@ -247,6 +247,15 @@ async fn an_operator_provisions_and_stops_from_the_console_under_their_own_name(
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let at = p.location.expect("the new instance's page");
     let inst = at.rsplit('/').next().unwrap().to_string();
+    let page = o.get(&at).await;
+    assert!(
+        page.body
+            .contains(&format!("hx-get=\"/console/instances/{inst}/agent-log\"")),
+        "the page asks for the agent's log"
+    );
+    let log = o.get(&format!("/console/instances/{inst}/agent-log")).await;
+    assert_eq!(log.status, StatusCode::OK);
+    assert!(log.body.contains("No agent is connected."), "{}", log.body);
     let confirm = o
         .get(&format!("/console/instances/{inst}/confirm/reprovision"))
         .await;
@@ -287,6 +296,14 @@ async fn an_operator_provisions_and_stops_from_the_console_under_their_own_name(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(state, "running");
+    // The agent's own lines, asked of it.
+    let log = o.get(&format!("/console/instances/{inst}/agent-log")).await;
+    assert!(
+        log.body
+            .contains(&format!("simulated agent of {inst}: session open")),
+        "{}",
+        log.body
+    );
     let p = o
         .post(&format!("/console/instances/{inst}/actions/stop"), &[])
         .await;
@@ -570,6 +587,10 @@ async fn an_edit_names_the_changes_that_wait_for_a_reprovisioning() {
         form.body.contains("value=\"node\""),
         "the current label is filled in"
     );
+    assert!(
+        form.body.contains("name=\"backupPolicy.encrypt\" checked"),
+        "the stored schedule is filled in"
+    );
     let p = o
         .post(
             &format!("/console/instances/{inst}/edit"),
@@ -622,6 +643,57 @@ async fn an_edit_names_the_changes_that_wait_for_a_reprovisioning() {
         p.body
     );
     assert!(p.body.contains("value=\"lots\""));
+    // Tags and schedules: tags wait for a reprovisioning, schedules don't.
+    let p = o
+        .post(
+            &format!("/console/instances/{inst}/edit"),
+            &[
+                ("label", "renamed"),
+                ("imageId", "dss-13.5.4-default"),
+                ("cloudInstanceType", "m5.4xlarge"),
+                ("cloudTags", "team=data\r\n env = prod \r\n"),
+                ("fmTags", "blue, nightly"),
+                ("enableAutomatedSnapshot", "on"),
+                ("automatedSnapshotPeriod", "6"),
+                ("automatedSnapshotRetention", "4"),
+                ("backupPolicy.enabled", "on"),
+                ("backupPolicy.periodHours", "12"),
+                ("backupPolicy.keepLast", "3"),
+                ("backupPolicy.encrypt", "on"),
+            ],
+        )
+        .await;
+    let to = p.location.expect("redirect");
+    assert!(to.ends_with("pending=cloudTags"), "{to}");
+    let (_, i) = t.api.get(&format!("/tenants/main/instances/{inst}")).await;
+    assert_eq!(
+        i["cloudTags"],
+        serde_json::json!({"team": "data", "env": "prod"})
+    );
+    assert_eq!(i["fmTags"], serde_json::json!(["blue", "nightly"]));
+    assert_eq!(i["enableAutomatedSnapshot"], true);
+    assert_eq!(i["automatedSnapshotPeriod"], 6);
+    assert_eq!(i["automatedSnapshotRetention"], 4);
+    assert_eq!(i["backupPolicy"]["enabled"], true);
+    assert_eq!(i["backupPolicy"]["periodHours"], 12);
+    assert_eq!(i["backupPolicy"]["keepLast"], 3);
+    let form = o.get(&format!("/console/instances/{inst}/edit")).await;
+    assert!(form.body.contains("env=prod\nteam=data"), "{}", form.body);
+    // A tag line without '=': refused beside the tags, nothing changed.
+    let p = o
+        .post(
+            &format!("/console/instances/{inst}/edit"),
+            &[
+                ("label", "renamed"),
+                ("imageId", "dss-13.5.4-default"),
+                ("cloudTags", "team"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("id=\"cloudTags-error\""), "{}", p.body);
+    let (_, after) = t.api.get(&format!("/tenants/main/instances/{inst}")).await;
+    assert_eq!(after, i);
 }
 
 #[tokio::test]
@@ -732,6 +804,53 @@ async fn a_network_edit_says_when_its_instances_must_be_reprovisioned() {
     assert_eq!(n["label"], "renamed");
     assert_eq!(n["awsAssignPublicIP"], false);
     assert_eq!(n["awsVpcId"], "vpc-1", "the placement is kept");
+    // How nodes are reached: HTTPS, then a choice the API does not know.
+    let p = a
+        .post(
+            &format!("/console/networks/{net}/edit"),
+            &[
+                ("label", "renamed"),
+                ("httpsStrategy", "SELF_SIGNED"),
+                ("httpStrategy", "REDIRECT"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let page = a.get(p.location.as_deref().unwrap()).await;
+    assert!(
+        page.body.contains("requires-reprovisioning"),
+        "{}",
+        page.body
+    );
+    let (_, n) = t
+        .api
+        .get(&format!("/tenants/main/virtual-networks/{net}"))
+        .await;
+    assert_eq!(n["httpsStrategy"], "SELF_SIGNED");
+    assert_eq!(n["httpStrategy"], "REDIRECT");
+    let form = a.get(&format!("/console/networks/{net}/edit")).await;
+    assert!(
+        form.body
+            .contains("<option value=\"SELF_SIGNED\" selected>"),
+        "{}",
+        form.body
+    );
+    let p = a
+        .post(
+            &format!("/console/networks/{net}/edit"),
+            &[("label", "renamed"), ("httpsStrategy", "PLEASE")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("id=\"httpsStrategy-error\""), "{}", p.body);
+    let (_, n) = t
+        .api
+        .get(&format!("/tenants/main/virtual-networks/{net}"))
+        .await;
+    assert_eq!(
+        n["httpsStrategy"], "SELF_SIGNED",
+        "a refused edit changes nothing"
+    );
     // An operator may not edit networks.
     let mut o = signed_in(&t, "max", Role::Operator).await;
     assert_eq!(
@@ -775,5 +894,189 @@ async fn a_sign_in_posted_without_its_forms_token_signs_nobody_in() {
     assert_eq!(
         c.login("nina", PASSWORD).await.status,
         StatusCode::SEE_OTHER
+    );
+}
+
+/// Waits until no operation runs on `instance`; returns its status.
+async fn settled(t: &TestApp, instance: &str) -> fleet_manager::model::lifecycle::InstanceStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let busy = t.app.active_operation(instance, 1).await.unwrap().is_some();
+        if !busy {
+            return t.app.instance_status("main", instance).await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "{instance} never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_operator_upgrades_by_image_and_clones_a_backup_and_a_refused_upgrade_changes_nothing() {
+    let t = sim_app().await;
+    let net = t.api.create_network().await;
+    let tpl = t.api.create_template().await;
+    let (s, i) = t
+        .api
+        .post(
+            "/tenants/main/instances",
+            serde_json::json!({"label": "old-node", "instanceSettingsTemplateId": tpl,
+                "virtualNetworkId": net, "imageId": "dss-13.5.4-default"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{i}");
+    let inst = i["id"].as_str().unwrap().to_string();
+    common::assert_done(&common::act(&t.api, &inst, "reprovision").await);
+    let mut o = signed_in(&t, "olga", Role::Operator).await;
+
+    let form = o.get(&format!("/console/instances/{inst}/upgrade")).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    assert!(form.body.contains("it runs 13.5.4 now"), "{}", form.body);
+    assert!(
+        form.body.contains("13.5.4 (13.5.4) · current"),
+        "{}",
+        form.body
+    );
+    // An image that does not exist: said beside the field.
+    let p = o
+        .post(
+            &format!("/console/instances/{inst}/upgrade"),
+            &[("imageId", "dss-99-nope")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("id=\"imageId-error\""), "{}", p.body);
+    let p = o
+        .post(
+            &format!("/console/instances/{inst}/upgrade"),
+            &[("imageId", "dss-14.2.0-default")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(
+        p.location.as_deref(),
+        Some(format!("/console/instances/{inst}").as_str())
+    );
+    let st = settled(&t, &inst).await;
+    assert_eq!(st.state, "running");
+    assert_eq!(st.node_version.flatten().as_deref(), Some("14.2.0"));
+    // Back to the older version without saying so: refused, nothing changed.
+    let p = o
+        .post(
+            &format!("/console/instances/{inst}/upgrade"),
+            &[("imageId", "dss-13.5.4-default")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("would downgrade the node"), "{}", p.body);
+    let (_, now) = t.api.get(&format!("/tenants/main/instances/{inst}")).await;
+    assert_eq!(now["imageId"], "dss-14.2.0-default");
+    assert!(t.app.active_operation(&inst, 1).await.unwrap().is_none());
+
+    // A backup, then its clone from the console.
+    let (s, f) = t
+        .api
+        .post(
+            &format!("/tenants/main/instances/{inst}/backups"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{f}");
+    let done = t.api.wait_future(f["jobId"].as_str().unwrap()).await;
+    common::assert_done(&done);
+    let backup = done["result"]["id"]
+        .as_str()
+        .expect("the backup's id")
+        .to_string();
+    let page = o.get(&format!("/console/instances/{inst}")).await;
+    let clone_at = format!("/console/instances/{inst}/backups/{backup}/clone");
+    assert!(page.body.contains(&clone_at), "no clone link");
+    let form = o.get(&clone_at).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    assert!(
+        form.body.contains("value=\"old-node-clone\""),
+        "{}",
+        form.body
+    );
+    let p = o.post(&clone_at, &[("label", ""), ("imageId", "")]).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("id=\"label-error\""), "{}", p.body);
+    let p = o
+        .post(&clone_at, &[("label", "the-clone"), ("imageId", "")])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let at = p.location.expect("the clone's page");
+    let clone = at.strip_prefix("/console/instances/").unwrap().to_string();
+    assert_ne!(clone, inst);
+    let st = settled(&t, &clone).await;
+    assert_eq!(st.state, "running");
+    let (_, c) = t.api.get(&format!("/tenants/main/instances/{clone}")).await;
+    assert_eq!(c["label"], "the-clone");
+    assert_eq!(c["imageId"], "dss-14.2.0-default");
+    let images = o.get("/console/images").await;
+    assert!(
+        images.body.contains("dss-13.5.4-default"),
+        "{}",
+        images.body
+    );
+}
+
+#[tokio::test]
+async fn an_admin_keeps_a_cloud_accounts_secret_write_only_from_the_console() {
+    let t = sim_app().await;
+    let mut a = signed_in(&t, "ada", Role::Admin).await;
+    let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    let fields = |secret: &'static str| {
+        vec![
+            ("label", "prod"),
+            ("awsAuthenticationMode", "KEYPAIR"),
+            ("awsAccessKeyId", "AKIAIOSFODNN7EXAMPLE"),
+            ("awsSecretAccessKey", secret),
+        ]
+    };
+    // A key without its secret: said beside the secret's field, kept input.
+    let p = a.post("/console/accounts", &fields("")).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST, "{}", p.body);
+    assert!(
+        p.body.contains("id=\"awsSecretAccessKey-error\""),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("value=\"AKIAIOSFODNN7EXAMPLE\""),
+        "{}",
+        p.body
+    );
+    let p = a.post("/console/accounts", &fields(secret)).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let list = a.get(p.location.as_deref().unwrap()).await;
+    assert!(list.body.contains("Saved prod."), "{}", list.body);
+    assert!(list.body.contains("(secret stored)"), "{}", list.body);
+    let (_, all) = t.api.get("/tenants/main/cloud-accounts").await;
+    let id = all[0]["id"].as_str().unwrap().to_string();
+    let edit = a.get(&format!("/console/accounts/{id}/edit")).await;
+    assert!(!edit.body.contains(secret), "the secret is shown");
+    assert!(edit.body.contains("one is stored"), "{}", edit.body);
+    // Saved again with the secret left empty: the stored one stays.
+    let mut again = fields("");
+    again[0] = ("label", "production");
+    let p = a
+        .post(&format!("/console/accounts/{id}/edit"), &again)
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let (_, got) = t
+        .api
+        .get(&format!("/tenants/main/cloud-accounts/{id}"))
+        .await;
+    assert_eq!(got["label"], "production");
+    assert_eq!(got["hasAwsSecretAccessKey"], true);
+    // Who may not change accounts finds no form.
+    let mut v = signed_in(&t, "vic", Role::Viewer).await;
+    assert_eq!(
+        v.get("/console/accounts/new").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        v.get(&format!("/console/accounts/{id}/edit")).await.status,
+        StatusCode::NOT_FOUND
     );
 }

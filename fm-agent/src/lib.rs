@@ -21,6 +21,7 @@ pub mod enroll;
 pub mod fsutil;
 pub mod heartbeat;
 pub mod journal;
+pub mod logring;
 pub mod nodeuser;
 pub mod proc;
 pub mod session;
@@ -113,7 +114,7 @@ fn init_tracing() {
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(logring::Tee)
         .with_ansi(false)
         .try_init();
 }

@@ -14,7 +14,7 @@ use crate::enroll::AgentIdentity;
 use crate::{fsutil, heartbeat};
 use fm_proto::agent::agent_message::Body;
 use fm_proto::agent::agent_service_client::AgentServiceClient;
-use fm_proto::agent::{AgentMessage, Hello, fm_message};
+use fm_proto::agent::{AgentMessage, Hello, LogLines, fm_message};
 use rand::Rng;
 use std::io;
 use std::path::Path;
@@ -224,6 +224,7 @@ async fn session(
         .map_err(|s| status_text(&s))?
         .into_inner();
     tracing::info!("session with FM open");
+    let tx_logs = tx.clone();
     let beats = tokio::spawn(heartbeats(ctx.clone(), tx));
     let _stop_beats = AbortOnDrop(beats);
     loop {
@@ -231,6 +232,15 @@ async fn session(
             Ok(Some(msg)) => match msg.body {
                 Some(fm_message::Body::Command(cmd)) => {
                     commands::accept(ctx, cmd, queue).await;
+                }
+                Some(fm_message::Body::LogRequest(r)) => {
+                    let lines = LogLines {
+                        request_id: r.request_id,
+                        lines: crate::logring::recent(),
+                    };
+                    if tx_logs.try_send(Body::LogLines(lines)).is_err() {
+                        tracing::debug!("session queue full; log lines not sent");
+                    }
                 }
                 None => tracing::debug!("FM sent an empty message"),
             },

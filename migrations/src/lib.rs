@@ -13,6 +13,7 @@ mod m20261121_000004_enrollment_key;
 mod m20261121_000005_backups;
 mod m20261202_000006_identity;
 mod m20261203_000007_sessions;
+mod m20261203_000008_runtime_state_index;
 
 /// The ordered list of migrations.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000005_backups::Migration),
             Box::new(m20261202_000006_identity::Migration),
             Box::new(m20261203_000007_sessions::Migration),
+            Box::new(m20261203_000008_runtime_state_index::Migration),
         ]
     }
 }

@@ -197,6 +197,11 @@ def test_an_admin_runs_an_instance_through_its_life_in_the_console(fm_server, br
     assert browser.current_url.startswith(url.rstrip("/"))
     browser.back()
     p.wait(lambda: p.state() == "running", what="the instance page again")
+    # The agent's own recent lines, shipped by it when the page asks.
+    p.wait(
+        lambda: "session with FM open" in p.text("#agent-log"),
+        what="the agent's log lines",
+    )
 
     p.act("stop")
     p.wait_state("stopped")

@@ -319,6 +319,7 @@ impl AgentService for AgentEndpoint {
                             .await
                     }
                     Some(Body::Result(r)) => hub.command_result(&instance, session, r).await,
+                    Some(Body::LogLines(l)) => hub.log_lines(&instance, session, l),
                     Some(Body::Hello(_)) | None => {}
                 }
             }

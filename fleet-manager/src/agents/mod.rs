@@ -13,7 +13,9 @@ pub mod sim;
 
 use crate::error::{Error, OpFailure, Result};
 use crate::store::Store;
-use fm_proto::agent::{Command, CommandResult, FmMessage, Heartbeat, fm_message};
+use fm_proto::agent::{
+    Command, CommandResult, FmMessage, Heartbeat, LogLines, LogRequest, fm_message,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,6 +65,27 @@ struct State {
     /// The last refused enrollment per instance, to explain a VM whose
     /// agent never connects.
     refused: HashMap<String, String>,
+    next_log_request: u64,
+    /// Who waits for the answer of each log request: (instance, waiter).
+    log_waiters: HashMap<u64, (String, oneshot::Sender<Vec<String>>)>,
+}
+
+/// How long FM waits for an agent's log lines, how many it keeps of an
+/// answer and how long each may be in bytes (the agent sends at most 100
+/// lines of 400 characters).
+pub const LOG_TIMEOUT: Duration = Duration::from_secs(3);
+const LOG_LINES_MAX: usize = 100;
+const LOG_LINE_MAX: usize = 1604;
+
+/// What an agent said of its recent log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentLog {
+    /// Its last lines, oldest first.
+    Lines(Vec<String>),
+    /// No agent of the instance is connected.
+    NotConnected,
+    /// The agent did not answer within [`LOG_TIMEOUT`].
+    NoAnswer,
 }
 
 /// The registry of connected agents; cheap to clone.
@@ -381,6 +404,58 @@ impl AgentHub {
         {
             tracing::warn!(instance = instance_id, error = %e, "can't store heartbeat");
         }
+    }
+
+    /// The recent log lines of the instance's agent, asked of it now.
+    pub async fn agent_log(&self, instance_id: &str) -> AgentLog {
+        let (rx, id, tx) = {
+            let mut st = lock(&self.state);
+            let Some(tx) = st.sessions.get(instance_id).map(|s| s.tx.clone()) else {
+                return AgentLog::NotConnected;
+            };
+            st.next_log_request += 1;
+            let id = st.next_log_request;
+            let (done, rx) = oneshot::channel();
+            st.log_waiters.insert(id, (instance_id.to_string(), done));
+            (rx, id, tx)
+        };
+        let ask = FmMessage {
+            body: Some(fm_message::Body::LogRequest(LogRequest { request_id: id })),
+        };
+        let answer = match tx.try_send(Ok(ask)) {
+            Ok(()) => tokio::time::timeout(LOG_TIMEOUT, rx).await.ok(),
+            Err(_) => None,
+        };
+        lock(&self.state).log_waiters.remove(&id);
+        match answer {
+            Some(Ok(lines)) => AgentLog::Lines(lines),
+            // The session ended before the agent answered.
+            Some(Err(_)) => AgentLog::NotConnected,
+            None => AgentLog::NoAnswer,
+        }
+    }
+
+    /// An agent's answer to a log request; taken only from the instance's
+    /// current session, for a request about that instance, bounded.
+    pub(crate) fn log_lines(&self, instance_id: &str, session: u64, l: LogLines) {
+        if self.current_vm(instance_id, session, "log lines").is_none() {
+            return;
+        }
+        let mut st = lock(&self.state);
+        // Only the instance asked answers its request.
+        match st.log_waiters.get(&l.request_id) {
+            Some((asked, _)) if asked == instance_id => {}
+            _ => return,
+        }
+        let Some((_, done)) = st.log_waiters.remove(&l.request_id) else {
+            return;
+        };
+        let skip = l.lines.len().saturating_sub(LOG_LINES_MAX);
+        let lines = l.lines[skip..]
+            .iter()
+            .map(|line| cut(line, LOG_LINE_MAX).to_owned())
+            .collect();
+        let _ = done.send(lines);
     }
 
     /// Sends a command to the instance's agent and waits for its result. The

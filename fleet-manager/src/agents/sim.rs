@@ -7,7 +7,9 @@
 //! (omicron's `sled-agent/src/sim`).
 
 use super::AgentHub;
-use fm_proto::agent::{CommandResult, FmMessage, Heartbeat, NodeState, command, fm_message};
+use fm_proto::agent::{
+    CommandResult, FmMessage, Heartbeat, LogLines, NodeState, command, fm_message,
+};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -116,10 +118,20 @@ impl SimAgents {
         let task = tokio::spawn(async move {
             me.heartbeat(&instance, session).await;
             while let Some(Ok(msg)) = rx.recv().await {
-                if let Some(fm_message::Body::Command(c)) = msg.body {
-                    let r = me.answer(&instance, c);
-                    me.heartbeat(&instance, session).await;
-                    me.hub.command_result(&instance, session, r).await;
+                match msg.body {
+                    Some(fm_message::Body::Command(c)) => {
+                        let r = me.answer(&instance, c);
+                        me.heartbeat(&instance, session).await;
+                        me.hub.command_result(&instance, session, r).await;
+                    }
+                    Some(fm_message::Body::LogRequest(r)) => {
+                        let lines = LogLines {
+                            request_id: r.request_id,
+                            lines: vec![format!("simulated agent of {instance}: session open")],
+                        };
+                        me.hub.log_lines(&instance, session, lines);
+                    }
+                    None => {}
                 }
             }
             me.hub.session_closed(&instance, session);

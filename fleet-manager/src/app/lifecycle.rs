@@ -65,11 +65,52 @@ impl App {
                 return Err(Error::not_found("snapshot", s));
             }
         }
-        let image = q::image_get(self.store.conn(), &inst.image_id)
+        self.check_provisionable(id, &inst.image_id, allow_downgrade)
+            .await?;
+        let params = provision::Params {
+            allow_downgrade,
+            snapshot_id: snapshot.map(str::to_string),
+            restore_backup: None,
+        };
+        self.start_operation(ctx, tenant, id, params).await
+    }
+
+    /// Moves the instance to image `image_id` and reprovisions it: its node
+    /// runs that image's version on a new VM, its data disk kept. Nothing
+    /// changes when the image can't be provisioned or would downgrade the
+    /// node without `allow_downgrade`.
+    pub async fn instance_upgrade(
+        &self,
+        ctx: &OpCtx,
+        tenant: &str,
+        id: &str,
+        image_id: &str,
+        allow_downgrade: bool,
+    ) -> Result<StartedFuture> {
+        check_id("imageId", image_id)?;
+        let mut inst = self.instance_get(tenant, id).await?;
+        self.check_provisionable(id, image_id, allow_downgrade)
+            .await?;
+        if inst.image_id != image_id {
+            inst.image_id = image_id.to_string();
+            self.instance_update(tenant, id, inst).await?;
+        }
+        self.instance_reprovision(ctx, tenant, id, allow_downgrade, None)
+            .await
+    }
+
+    /// Whether instance `id` may be provisioned with image `image_id`: the
+    /// image exists, has a kit, and does not take the installed node to an
+    /// older version unless `allow_downgrade`.
+    async fn check_provisionable(
+        &self,
+        id: &str,
+        image_id: &str,
+        allow_downgrade: bool,
+    ) -> Result<()> {
+        let image = q::image_get(self.store.conn(), image_id)
             .await?
-            .ok_or_else(|| {
-                Error::invalid(format!("imageId: image '{}' does not exist", inst.image_id))
-            })?;
+            .ok_or_else(|| Error::invalid(format!("imageId: image '{image_id}' does not exist")))?;
         if image.kit_file.is_none() {
             return Err(Error::conflict(format!(
                 "image '{}' has no node kit: it can't be provisioned",
@@ -86,12 +127,7 @@ impl App {
                 image.id, image.node_version
             )));
         }
-        let params = provision::Params {
-            allow_downgrade,
-            snapshot_id: snapshot.map(str::to_string),
-            restore_backup: None,
-        };
-        self.start_operation(ctx, tenant, id, params).await
+        Ok(())
     }
 
     pub async fn instance_action(
@@ -197,6 +233,12 @@ impl App {
                 .secrets
                 .open(&Place::runtime(id, "admin_api_key"), &sealed)?,
         })
+    }
+
+    /// The recent log lines of the instance's agent, asked of it now.
+    pub async fn agent_log(&self, tenant: &str, id: &str) -> Result<crate::agents::AgentLog> {
+        self.instance_get(tenant, id).await?;
+        Ok(self.engine.services().hub.agent_log(id).await)
     }
 
     /// What FM knows of the instance's VM, node and agent.

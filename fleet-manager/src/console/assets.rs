@@ -7,26 +7,43 @@ use axum::extract::Path;
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use std::sync::LazyLock;
 
 /// htmx's file name (its version in it, so a new one is a new URL).
 pub const HTMX: &str = "htmx-2.0.11.min.js";
 /// The subresource-integrity hash of [`HTMX`] (sha384, base64).
 pub const HTMX_SRI: &str =
     "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg";
-/// The stylesheet's file name.
-pub const CSS: &str = "console-1.css";
-
 static HTMX_JS: &[u8] = include_bytes!("../../assets/htmx-2.0.11.min.js");
 static CONSOLE_CSS: &[u8] = include_bytes!("../../assets/console.css");
-static CONSOLE_JS: &[u8] = include_bytes!("../../assets/console.js");
 /// The console's own script (a few lines: relative times, copy buttons).
-pub const JS: &str = "console-1.js";
+static CONSOLE_JS: &[u8] = include_bytes!("../../assets/console.js");
+
+/// `stem-<digest>.ext`: a name that changes with the content.
+fn named(stem: &str, ext: &str, body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = hex::encode(Sha256::digest(body));
+    format!("{stem}-{}.{ext}", &digest[..12])
+}
+
+static CSS_NAME: LazyLock<String> = LazyLock::new(|| named("console", "css", CONSOLE_CSS));
+static JS_NAME: LazyLock<String> = LazyLock::new(|| named("console", "js", CONSOLE_JS));
+
+/// The stylesheet's file name.
+pub fn css() -> &'static str {
+    &CSS_NAME
+}
+
+/// The console script's file name.
+pub fn js() -> &'static str {
+    &JS_NAME
+}
 
 pub async fn serve(Path(file): Path<String>) -> Response {
     let (body, kind): (&'static [u8], &str) = match file.as_str() {
         HTMX => (HTMX_JS, "text/javascript; charset=utf-8"),
-        CSS => (CONSOLE_CSS, "text/css; charset=utf-8"),
-        JS => (CONSOLE_JS, "text/javascript; charset=utf-8"),
+        f if f == css() => (CONSOLE_CSS, "text/css; charset=utf-8"),
+        f if f == js() => (CONSOLE_JS, "text/javascript; charset=utf-8"),
         _ => return error_page(None, Error::invalid_path()),
     };
     let mut r = body.into_response();

@@ -109,6 +109,14 @@ impl<'a> Routes<'a> {
         self.add(Method::POST, path, access, post(h))
     }
 
+    /// The higher of two roles.
+    fn stricter(&self, a: Access, b: Access) -> Access {
+        match (a, b) {
+            (Access::Role(x), Access::Role(y)) => Access::Role(x.max(y)),
+            (Access::Public, other) | (other, Access::Public) => other,
+        }
+    }
+
     /// The role the REST endpoint `method path` (under `/api/public`)
     /// declares.
     fn same_as(&self, method: Method, path: &str) -> Access {
@@ -125,7 +133,10 @@ impl<'a> Routes<'a> {
 pub fn router(app: App, rest: &Roles) -> Router<App> {
     use Access::Public;
     use pages::instances::{self, Verb};
-    use pages::{audit, auth, dashboard, instance_form, networks, operations, templates, users};
+    use pages::{
+        accounts, audit, auth, dashboard, images, instance_form, networks, operations, templates,
+        users,
+    };
     let viewer = Access::Role(Role::Viewer);
     // Users and keys have no REST endpoint (the admin CLI manages them).
     let admin = Access::Role(Role::Admin);
@@ -151,6 +162,20 @@ pub fn router(app: App, rest: &Roles) -> Router<App> {
     );
     let instance_create = r.same_as(Method::POST, "/tenants/{tenantId}/instances");
     let instance_update = r.same_as(Method::PUT, "/tenants/{tenantId}/instances/{instanceId}");
+    let (m, p) = Verb::Reprovision.rest();
+    // An upgrade changes the instance's image, then reprovisions it.
+    let upgrade = r.stricter(instance_update, r.same_as(m, p));
+    let clone = r.same_as(
+        Method::POST,
+        "/tenants/{tenantId}/instances/{instanceId}/backups/{backupId}/clone",
+    );
+    let images_read = r.same_as(Method::GET, "/tenants/{tenantId}/images");
+    let accounts_read = r.same_as(Method::GET, "/tenants/{tenantId}/cloud-accounts");
+    let account_create = r.same_as(Method::POST, "/tenants/{tenantId}/cloud-accounts");
+    let account_update = r.same_as(
+        Method::PUT,
+        "/tenants/{tenantId}/cloud-accounts/{accountId}",
+    );
     // The confirmation of an action asks for the role the actions need.
     let (m, p) = Verb::Start.rest();
     let confirm = r.same_as(m, p);
@@ -208,6 +233,41 @@ pub fn router(app: App, rest: &Roles) -> Router<App> {
         )
         .get("/console/instances/{id}", viewer, instances::show)
         .get("/console/instances/{id}/live", viewer, instances::live)
+        .get(
+            "/console/instances/{id}/agent-log",
+            viewer,
+            instances::agent_log,
+        )
+        .get(
+            "/console/instances/{id}/upgrade",
+            upgrade,
+            images::upgrade_form,
+        )
+        .post("/console/instances/{id}/upgrade", upgrade, images::upgrade)
+        .get(
+            "/console/instances/{id}/backups/{backup}/clone",
+            clone,
+            images::clone_form,
+        )
+        .post(
+            "/console/instances/{id}/backups/{backup}/clone",
+            clone,
+            images::clone,
+        )
+        .get("/console/images", images_read, images::list)
+        .get("/console/accounts", accounts_read, accounts::list)
+        .get("/console/accounts/new", account_create, accounts::new)
+        .post("/console/accounts", account_create, accounts::create)
+        .get(
+            "/console/accounts/{id}/edit",
+            account_update,
+            accounts::edit,
+        )
+        .post(
+            "/console/accounts/{id}/edit",
+            account_update,
+            accounts::update,
+        )
         .get(
             "/console/instances/{id}/confirm/{action}",
             confirm,

@@ -158,6 +158,149 @@ struct Edit {
     image: String,
     instance_type: String,
     volume_gb: String,
+    volume_type: String,
+    /// `key=value` per line.
+    cloud_tags: String,
+    fm_tags: String,
+    snapshots: bool,
+    snapshot_period: String,
+    snapshot_retention: String,
+    backups: bool,
+    backup_period: String,
+    backup_keep: String,
+    backup_encrypt: bool,
+}
+
+impl Edit {
+    fn of(i: &Instance) -> Edit {
+        Edit {
+            label: i.label.clone(),
+            description: i.description.clone(),
+            image: i.image_id.clone(),
+            instance_type: i.cloud_instance_type.clone().unwrap_or_default(),
+            volume_gb: i
+                .data_volume_size_gb
+                .map(|g| g.to_string())
+                .unwrap_or_default(),
+            volume_type: i.data_volume_type.clone().unwrap_or_default(),
+            cloud_tags: i
+                .cloud_tags
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            fm_tags: i.fm_tags.join(", "),
+            snapshots: i.enable_automated_snapshot,
+            snapshot_period: i
+                .automated_snapshot_period
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            snapshot_retention: i.automated_snapshot_retention.to_string(),
+            backups: i.backup_policy.enabled,
+            backup_period: i.backup_policy.period_hours.to_string(),
+            backup_keep: i.backup_policy.keep_last.to_string(),
+            backup_encrypt: i.backup_policy.encrypt,
+        }
+    }
+
+    fn read(f: &Fields) -> Edit {
+        Edit {
+            label: forms::field(f, "label"),
+            description: forms::field(f, "description"),
+            image: forms::field(f, "imageId"),
+            instance_type: forms::field(f, "cloudInstanceType"),
+            volume_gb: forms::field(f, "dataVolumeSizeGB"),
+            volume_type: forms::field(f, "dataVolumeType"),
+            cloud_tags: forms::field(f, "cloudTags"),
+            fm_tags: forms::field(f, "fmTags"),
+            snapshots: forms::ticked(f, "enableAutomatedSnapshot"),
+            snapshot_period: forms::field(f, "automatedSnapshotPeriod"),
+            snapshot_retention: forms::field(f, "automatedSnapshotRetention"),
+            backups: forms::ticked(f, "backupPolicy.enabled"),
+            backup_period: forms::field(f, "backupPolicy.periodHours"),
+            backup_keep: forms::field(f, "backupPolicy.keepLast"),
+            backup_encrypt: forms::ticked(f, "backupPolicy.encrypt"),
+        }
+    }
+
+    /// The edited fields written over the instance's document `doc`.
+    fn put(&self, doc: &mut Map<String, serde_json::Value>) -> Result<()> {
+        use serde_json::Value;
+        let opt = |v: &str| {
+            if v.is_empty() { Value::Null } else { json!(v) }
+        };
+        doc.insert("label".into(), json!(self.label));
+        doc.insert("description".into(), json!(self.description));
+        doc.insert("imageId".into(), json!(self.image));
+        doc.insert("cloudInstanceType".into(), opt(&self.instance_type));
+        doc.insert("dataVolumeType".into(), opt(&self.volume_type));
+        doc.insert(
+            "dataVolumeSizeGB".into(),
+            whole("dataVolumeSizeGB", &self.volume_gb)?,
+        );
+        let mut tags = Map::new();
+        for (n, line) in self.cloud_tags.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(Error::invalid(format!(
+                    "cloudTags: line {} is not key=value",
+                    n + 1
+                )));
+            };
+            tags.insert(k.trim().to_string(), json!(v.trim()));
+        }
+        doc.insert("cloudTags".into(), Value::Object(tags));
+        let fm_tags: Vec<&str> = self
+            .fm_tags
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        doc.insert("fmTags".into(), json!(fm_tags));
+        doc.insert("enableAutomatedSnapshot".into(), json!(self.snapshots));
+        doc.insert(
+            "automatedSnapshotPeriod".into(),
+            whole("automatedSnapshotPeriod", &self.snapshot_period)?,
+        );
+        doc.insert(
+            "automatedSnapshotRetention".into(),
+            match whole("automatedSnapshotRetention", &self.snapshot_retention)? {
+                Value::Null => json!(0),
+                n => n,
+            },
+        );
+        let mut policy = match doc.get("backupPolicy") {
+            Some(Value::Object(p)) => p.clone(),
+            _ => Map::new(),
+        };
+        policy.insert("enabled".into(), json!(self.backups));
+        policy.insert("encrypt".into(), json!(self.backup_encrypt));
+        for (k, v) in [
+            ("periodHours", &self.backup_period),
+            ("keepLast", &self.backup_keep),
+        ] {
+            match whole(&format!("backupPolicy.{k}"), v)? {
+                Value::Null => policy.remove(k),
+                n => policy.insert(k.into(), n),
+            };
+        }
+        doc.insert("backupPolicy".into(), Value::Object(policy));
+        Ok(())
+    }
+}
+
+/// A whole number typed in field `name`, or null when left empty.
+fn whole(name: &str, v: &str) -> Result<serde_json::Value> {
+    match v {
+        "" => Ok(serde_json::Value::Null),
+        v => v
+            .parse::<u32>()
+            .map(|n| json!(n))
+            .map_err(|_| Error::invalid(format!("{name} must be a whole number"))),
+    }
 }
 
 #[derive(Template)]
@@ -177,6 +320,12 @@ impl FormPage for EditPage {
         "imageId",
         "cloudInstanceType",
         "dataVolumeSizeGB",
+        "dataVolumeType",
+        "cloudTags",
+        "fmTags",
+        "automatedSnapshotPeriod",
+        "automatedSnapshotRetention",
+        "backupPolicy",
     ];
 
     fn problem(&self) -> &Option<Problem> {
@@ -194,16 +343,7 @@ pub async fn edit(
     render(&EditPage {
         chrome: Some(Chrome::of(&s, "instances")),
         id,
-        v: Edit {
-            label: i.label,
-            description: i.description,
-            image: i.image_id,
-            instance_type: i.cloud_instance_type.unwrap_or_default(),
-            volume_gb: i
-                .data_volume_size_gb
-                .map(|g| g.to_string())
-                .unwrap_or_default(),
-        },
+        v: Edit::of(&i),
         images,
         problem: None,
     })
@@ -218,37 +358,13 @@ pub async fn update(
     Path(id): Path<String>,
     Form(f): Form<Fields>,
 ) -> Response {
-    let v = Edit {
-        label: forms::field(&f, "label"),
-        description: forms::field(&f, "description"),
-        image: forms::field(&f, "imageId"),
-        instance_type: forms::field(&f, "cloudInstanceType"),
-        volume_gb: forms::field(&f, "dataVolumeSizeGB"),
-    };
+    let v = Edit::read(&f);
     let saved = async {
         let before: serde_json::Value =
             serde_json::from_str(&app.instance_get_json(TENANT, &id).await?)
                 .map_err(Error::internal)?;
         let mut doc = before.as_object().cloned().unwrap_or_default();
-        doc.insert("label".into(), json!(v.label));
-        doc.insert("description".into(), json!(v.description));
-        doc.insert("imageId".into(), json!(v.image));
-        doc.insert(
-            "cloudInstanceType".into(),
-            if v.instance_type.is_empty() {
-                serde_json::Value::Null
-            } else {
-                json!(v.instance_type)
-            },
-        );
-        let gb = match v.volume_gb.as_str() {
-            "" => serde_json::Value::Null,
-            g => json!(
-                g.parse::<u32>()
-                    .map_err(|_| Error::invalid("dataVolumeSizeGB must be a whole number of GB"))?
-            ),
-        };
-        doc.insert("dataVolumeSizeGB".into(), gb);
+        v.put(&mut doc)?;
         let i: Instance = forms::decode(doc)?;
         let after = app.instance_update(TENANT, &id, i).await?;
         let after: serde_json::Value = serde_json::from_str(&after).map_err(Error::internal)?;

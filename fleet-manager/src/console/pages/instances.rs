@@ -5,6 +5,7 @@
 
 use super::dashboard::OpRow;
 use super::{or_page, page_at};
+use crate::agents::AgentLog;
 use crate::app::Action;
 use crate::app::App;
 use crate::app::sessions::Session;
@@ -539,6 +540,31 @@ pub async fn live(
 ) -> Response {
     let live = or_page!(s, live_of(&app, &s, &id).await);
     render(&LiveFragment { live })
+}
+
+#[derive(Template)]
+#[template(path = "console/agent_log.html")]
+struct AgentLogFragment {
+    id: String,
+    lines: Vec<String>,
+    /// Why there are no lines, if there are none.
+    note: &'static str,
+}
+
+/// The agent's recent log lines, asked of it when shown.
+pub async fn agent_log(
+    State(app): State<App>,
+    Extension(s): Extension<Session>,
+    Path(id): Path<String>,
+) -> Response {
+    let log = or_page!(s, app.agent_log(TENANT, &id).await);
+    let (lines, note) = match log {
+        AgentLog::Lines(l) if l.is_empty() => (l, "The agent has logged nothing yet."),
+        AgentLog::Lines(l) => (l, ""),
+        AgentLog::NotConnected => (Vec::new(), "No agent is connected."),
+        AgentLog::NoAnswer => (Vec::new(), "The agent did not answer in time."),
+    };
+    render(&AgentLogFragment { id, lines, note })
 }
 
 // ----------------------------------------------------------------- actions

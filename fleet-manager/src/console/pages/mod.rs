@@ -1,10 +1,12 @@
 //! One file per part of the console; each handler reads or acts through
 //! one `App` method and renders one template.
 
+pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod dashboard;
 pub mod forms;
+pub mod images;
 pub mod instance_form;
 pub mod instances;
 pub mod networks;

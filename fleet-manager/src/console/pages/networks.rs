@@ -76,6 +76,66 @@ struct Values {
     groups: String,
     auto_groups: bool,
     public_ip: bool,
+    dns: String,
+    zone: String,
+    https: String,
+    http: String,
+    mail: String,
+}
+
+impl Values {
+    /// The exposure settings as typed.
+    fn exposure(f: &Fields) -> Values {
+        Values {
+            dns: forms::field(f, "dnsStrategy"),
+            zone: forms::field(f, "awsRoute53PublicIPZoneId"),
+            https: forms::field(f, "httpsStrategy"),
+            http: forms::field(f, "httpStrategy"),
+            mail: forms::field(f, "contactMail"),
+            ..Default::default()
+        }
+    }
+
+    /// The exposure settings written over the network document `doc`;
+    /// an empty choice is the API's default.
+    fn put_exposure(&self, doc: &mut Map<String, Value>) {
+        for (k, v) in [
+            ("dnsStrategy", &self.dns),
+            ("httpsStrategy", &self.https),
+            ("httpStrategy", &self.http),
+            ("awsRoute53PublicIPZoneId", &self.zone),
+            ("contactMail", &self.mail),
+        ] {
+            doc.insert(k.into(), if v.is_empty() { Value::Null } else { json!(v) });
+        }
+    }
+}
+
+/// The choices of the exposure selects: (value, label).
+const DNS: [(&str, &str); 2] = [
+    ("NONE", "None"),
+    (
+        "VN_SPECIFIC_CLOUD_DNS_SERVICE",
+        "A Route 53 zone of this network",
+    ),
+];
+const HTTPS: [(&str, &str); 4] = [
+    ("NONE", "None (HTTP only)"),
+    ("SELF_SIGNED", "Self-signed certificate"),
+    ("CUSTOM_CERTIFICATE", "Custom certificate"),
+    ("LETSENCRYPT", "Let's Encrypt"),
+];
+const HTTP: [(&str, &str); 2] = [
+    ("DISABLE", "Refuse plain HTTP"),
+    ("REDIRECT", "Redirect to HTTPS"),
+];
+
+/// An enum of the API as its JSON name.
+fn api_name<T: serde::Serialize>(v: T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
 }
 
 #[derive(Template)]
@@ -85,7 +145,24 @@ struct NewPage {
     /// The network being edited; none for a new one.
     editing: Option<String>,
     v: Values,
+    dns: [(&'static str, &'static str); 2],
+    https: [(&'static str, &'static str); 4],
+    http: [(&'static str, &'static str); 2],
     problem: Option<Problem>,
+}
+
+impl NewPage {
+    fn of(s: &Session, editing: Option<String>, v: Values, problem: Option<Problem>) -> NewPage {
+        NewPage {
+            chrome: Some(Chrome::of(s, "networks")),
+            editing,
+            v,
+            dns: DNS,
+            https: HTTPS,
+            http: HTTP,
+            problem,
+        }
+    }
 }
 
 impl FormPage for NewPage {
@@ -95,6 +172,11 @@ impl FormPage for NewPage {
         "awsVpcId",
         "awsSubnetId",
         "awsSecurityGroups",
+        "dnsStrategy",
+        "awsRoute53PublicIPZoneId",
+        "httpsStrategy",
+        "httpStrategy",
+        "contactMail",
     ];
 
     fn problem(&self) -> &Option<Problem> {
@@ -103,17 +185,16 @@ impl FormPage for NewPage {
 }
 
 pub async fn new(Extension(s): Extension<Session>) -> Response {
-    crate::console::view::render(&NewPage {
-        chrome: Some(Chrome::of(&s, "networks")),
-        editing: None,
-        v: Values {
-            use_defaults: true,
-            auto_groups: true,
-            public_ip: true,
-            ..Default::default()
-        },
-        problem: None,
-    })
+    let v = Values {
+        use_defaults: true,
+        auto_groups: true,
+        public_ip: true,
+        dns: DNS[0].0.into(),
+        https: HTTPS[0].0.into(),
+        http: HTTP[0].0.into(),
+        ..Default::default()
+    };
+    crate::console::view::render(&NewPage::of(&s, None, v, None))
 }
 
 pub async fn create(
@@ -131,8 +212,10 @@ pub async fn create(
         groups: forms::field(&f, "awsSecurityGroups"),
         auto_groups: forms::ticked(&f, "awsAutoCreateSecurityGroups"),
         public_ip: forms::ticked(&f, "awsAssignPublicIP"),
+        ..Values::exposure(&f)
     };
     let mut doc = Map::new();
+    v.put_exposure(&mut doc);
     doc.insert("label".into(), json!(v.label));
     for (k, val) in [
         ("awsRegion", &v.region),
@@ -156,13 +239,7 @@ pub async fn create(
     match made {
         Ok(_) => see_other(&headers, "/console/networks"),
         Err(e @ (Error::InvalidInput(_) | Error::Conflict(_))) => {
-            let page = NewPage {
-                chrome: Some(Chrome::of(&s, "networks")),
-                editing: None,
-                v,
-                problem: Some(Problem::of(&e)),
-            };
-            forms::refused(&page, &e)
+            forms::refused(&NewPage::of(&s, None, v, Some(Problem::of(&e))), &e)
         }
         Err(e) => error_page(Some(&s), e),
     }
@@ -170,7 +247,14 @@ pub async fn create(
 
 /// The settings that reach a network's instances only when they are
 /// reprovisioned.
-const NEEDS_REPROVISION: &[&str] = &["awsAssignPublicIP", "awsSecurityGroups"];
+const NEEDS_REPROVISION: &[&str] = &[
+    "awsAssignPublicIP",
+    "awsSecurityGroups",
+    "dnsStrategy",
+    "awsRoute53PublicIPZoneId",
+    "httpsStrategy",
+    "httpStrategy",
+];
 
 pub async fn edit(
     State(app): State<App>,
@@ -178,21 +262,22 @@ pub async fn edit(
     Path(id): Path<String>,
 ) -> Response {
     let n = or_page!(s, app.network_get(TENANT, &id).await);
-    crate::console::view::render(&NewPage {
-        chrome: Some(Chrome::of(&s, "networks")),
-        editing: Some(id),
-        v: Values {
-            label: n.label,
-            use_defaults: false,
-            region: n.aws_region.unwrap_or_default(),
-            vpc: n.aws_vpc_id.unwrap_or_default(),
-            subnet: n.aws_subnet_id.unwrap_or_default(),
-            groups: n.aws_security_groups.join(", "),
-            auto_groups: n.aws_auto_create_security_groups,
-            public_ip: n.aws_assign_public_ip,
-        },
-        problem: None,
-    })
+    let v = Values {
+        use_defaults: false,
+        region: n.aws_region.unwrap_or_default(),
+        vpc: n.aws_vpc_id.unwrap_or_default(),
+        subnet: n.aws_subnet_id.unwrap_or_default(),
+        groups: n.aws_security_groups.join(", "),
+        auto_groups: n.aws_auto_create_security_groups,
+        public_ip: n.aws_assign_public_ip,
+        dns: api_name(n.dns_strategy),
+        zone: n.aws_route53_public_ip_zone_id.unwrap_or_default(),
+        https: api_name(n.https_strategy),
+        http: api_name(n.http_strategy),
+        mail: n.contact_mail.unwrap_or_default(),
+        label: n.label,
+    };
+    crate::console::view::render(&NewPage::of(&s, Some(id), v, None))
 }
 
 /// Saves the label, the security groups and the public-IP choice over the
@@ -223,10 +308,14 @@ pub async fn update(
             "awsAssignPublicIP".into(),
             json!(forms::ticked(&f, "awsAssignPublicIP")),
         );
+        Values::exposure(&f).put_exposure(&mut doc);
+        let n: VirtualNetwork = forms::decode(doc)?;
+        // Both sides as the API writes them (a null and an absent field are
+        // the same setting).
+        let after = serde_json::to_value(&n).map_err(Error::internal)?;
         let changed = NEEDS_REPROVISION
             .iter()
-            .any(|k| before.get(*k) != doc.get(*k));
-        let n: VirtualNetwork = forms::decode(doc)?;
+            .any(|k| before.get(*k) != after.get(*k));
         app.network_update(TENANT, &id, n).await?;
         Ok(changed)
     }
@@ -240,19 +329,14 @@ pub async fn update(
             ),
         ),
         Err(e @ (Error::InvalidInput(_) | Error::Conflict(_))) => {
-            let page = NewPage {
-                chrome: Some(Chrome::of(&s, "networks")),
-                editing: Some(id),
-                v: Values {
-                    label: forms::field(&f, "label"),
-                    groups: forms::field(&f, "awsSecurityGroups"),
-                    auto_groups: forms::ticked(&f, "awsAutoCreateSecurityGroups"),
-                    public_ip: forms::ticked(&f, "awsAssignPublicIP"),
-                    ..Default::default()
-                },
-                problem: Some(Problem::of(&e)),
+            let v = Values {
+                label: forms::field(&f, "label"),
+                groups: forms::field(&f, "awsSecurityGroups"),
+                auto_groups: forms::ticked(&f, "awsAutoCreateSecurityGroups"),
+                public_ip: forms::ticked(&f, "awsAssignPublicIP"),
+                ..Values::exposure(&f)
             };
-            forms::refused(&page, &e)
+            forms::refused(&NewPage::of(&s, Some(id), v, Some(Problem::of(&e))), &e)
         }
         Err(e) => error_page(Some(&s), e),
     }
