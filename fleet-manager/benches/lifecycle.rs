@@ -62,6 +62,7 @@ async fn main() {
     };
     let mut cfg = Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
     cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");
+    cfg.grpc_listen = "127.0.0.1:0".parse().expect("addr");
     cfg.lifecycle.port_base = 27000;
     cfg.future_wait = Duration::ZERO;
     assert!(

@@ -37,6 +37,7 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub future_wait_ms: Option<u64>,
     pub agent_listen: Option<String>,
+    pub grpc_listen: Option<String>,
     pub agent_url: Option<String>,
     #[serde(default)]
     pub operations: OperationsConfig,
@@ -272,6 +273,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub listen: SocketAddr,
+    /// The public gRPC API's listen address (`FM_GRPC_LISTEN`).
+    pub grpc_listen: SocketAddr,
     pub max_body_bytes: usize,
     pub future_wait: Duration,
     pub engine: crate::ops::EngineConfig,
@@ -369,6 +372,8 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:10000";
 pub const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:10001";
+/// Where the public gRPC API listens by default.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:10002";
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
     match std::env::var(name) {
@@ -566,6 +571,15 @@ impl Config {
             data_dir,
             database_url,
             listen,
+            grpc_listen: {
+                let a = std::env::var("FM_GRPC_LISTEN")
+                    .ok()
+                    .or(file.grpc_listen)
+                    .unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into());
+                a.parse().map_err(|_| {
+                    Error::invalid(format!("gRPC listen address '{a}' is not HOST:PORT"))
+                })?
+            },
             max_body_bytes: env_parse("FM_MAX_BODY_BYTES")?
                 .or(file.max_body_bytes)
                 .unwrap_or(1 << 20),

@@ -1,5 +1,6 @@
 //! Wiring: open the store, build the application, the engine and the
-//! agents port, then serve the REST API and the agent endpoint.
+//! agents port, then serve the REST API (and console), the public gRPC API
+//! and the agent endpoint.
 
 use crate::agents::AgentHub;
 use crate::agents::grpc::AgentEndpoint;
@@ -144,6 +145,8 @@ pub async fn open_app_with(cfg: &Config, extra_sagas: Vec<crate::ops::sagas::Sag
 pub struct Running {
     pub addr: std::net::SocketAddr,
     pub agent_addr: std::net::SocketAddr,
+    /// The public gRPC API's address.
+    pub grpc_addr: std::net::SocketAddr,
     pub app: App,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -204,6 +207,15 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
             ))
         })?;
     let agent_addr = agent_listener.local_addr().map_err(Error::internal)?;
+    let grpc_listener = tokio::net::TcpListener::bind(cfg.grpc_listen)
+        .await
+        .map_err(|e| {
+            Error::invalid(format!(
+                "can't listen for the gRPC API on {}: {e}",
+                cfg.grpc_listen
+            ))
+        })?;
+    let grpc_addr = grpc_listener.local_addr().map_err(Error::internal)?;
     let svc = app.engine.services().clone();
     let agent_url = cfg
         .lifecycle
@@ -368,12 +380,23 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
             }
         })
     };
+    let grpc_task = {
+        let stop = signal(&rx);
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::grpc::serve(app, grpc_listener, stop).await {
+                tracing::error!(error = %e, "gRPC API stopped");
+            }
+        })
+    };
+    tracing::info!(%grpc_addr, "gRPC API listening");
     Ok(Running {
         addr,
         agent_addr,
+        grpc_addr,
         app,
         shutdown: tx,
-        tasks: vec![http_task, agent_task, housekeeping, schedule],
+        tasks: vec![http_task, agent_task, grpc_task, housekeeping, schedule],
         workers,
     })
 }

@@ -69,6 +69,7 @@ def server_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FM_")}
     env["FM_FUTURE_WAIT_MS"] = FUTURE_WAIT_MS
     env["FM_AGENT_LISTEN"] = f"127.0.0.1:{free_port()}"
+    env["FM_GRPC_LISTEN"] = f"127.0.0.1:{free_port()}"
     # Lifecycle tests: quick heartbeats, node ports away from common ones.
     env["FM_HEARTBEAT_SECS"] = "2"
     env["FM_LOCAL_PORT_BASE"] = "23000"
@@ -305,6 +306,7 @@ class FmServer:
         last_error = None
         for _attempt in range(3):
             self.port = free_port()
+            self.grpc_port = free_port()
             log = open(self.log_path, "ab")
             try:
                 self.proc = subprocess.Popen(
@@ -318,7 +320,11 @@ class FmServer:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
-                    env={**server_env(), **self.extra_env},
+                    env={
+                        **server_env(),
+                        "FM_GRPC_LISTEN": f"127.0.0.1:{self.grpc_port}",
+                        **self.extra_env,
+                    },
                 )
             finally:
                 log.close()
@@ -516,12 +522,12 @@ class Ec2Rig:
 
 def pytest_generate_tests(metafunc):
     """Every suite runs on SQLite and PostgreSQL; the lifecycle also on the
-    `aws` cloud (SQLite, the EC2 emulator). The console's browser suite
-    runs once, on SQLite: its pages read through the same store calls the
-    other suites run on both."""
+    `aws` cloud (SQLite, the EC2 emulator). The console's browser suite and
+    the gRPC suite run once, on SQLite: they read through the same store
+    calls the other suites run on both."""
     if "fm_server" in metafunc.fixturenames:
         backends = ["sqlite", "postgres"]
-        if metafunc.module.__name__.endswith("test_console"):
+        if metafunc.module.__name__.endswith(("test_console", "test_grpc")):
             backends = ["sqlite"]
         if metafunc.module.__name__.endswith(("test_lifecycle", "test_backups")):
             backends.append("aws")

@@ -39,7 +39,7 @@ trap cleanup EXIT
 # The server: its own environment, nothing inherited that names another store.
 unset "${!FM_@}" 2>/dev/null || true
 export FM_FUTURE_WAIT_MS=100 NO_COLOR=1 FM_LOG="$LOG"
-export FM_AGENT_LISTEN="127.0.0.1:0"
+export FM_AGENT_LISTEN="127.0.0.1:0" FM_GRPC_LISTEN="127.0.0.1:0"
 # Nodes of provisioned instances listen from here (away from the e2e suite's).
 export FM_LOCAL_PORT_BASE=25000
 PORT="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"

@@ -91,6 +91,7 @@ pub async fn open_app(
     let mut cfg =
         fleet_manager::config::Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
     cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");
+    cfg.grpc_listen = "127.0.0.1:0".parse().expect("addr");
     let app = fleet_manager::server::open_app(&cfg)
         .await
         .expect("open app");

@@ -125,7 +125,12 @@ pub(crate) fn named(template: &str, path: &str) -> (Option<String>, Option<Strin
 }
 
 fn credentials(req: &Request) -> Option<(String, String)> {
-    let v = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    basic_credentials(req.headers().get(AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The API key id and secret of an `authorization` value `Basic
+/// base64(id:secret)`.
+pub(crate) fn basic_credentials(v: &str) -> Option<(String, String)> {
     let b64 = v
         .strip_prefix("Basic ")
         .or_else(|| v.strip_prefix("basic "))?;
@@ -175,17 +180,7 @@ pub async fn guard(
             // made-up ids must not fill the log.
             if refused.key_id.is_some()
                 && let Err(e) = app
-                    .audit_refused(
-                        &about,
-                        Refusal {
-                            actor: refused.actor,
-                            key_id: refused.key_id,
-                            role: None,
-                            status: 401,
-                            error: format!("Unauthorized: {}", refused.reason),
-                            request_id: None,
-                        },
-                    )
+                    .audit_refused(&about, Refusal::unauthenticated(refused))
                     .await
             {
                 return e.into_response();
@@ -238,17 +233,7 @@ async fn authorized(
             have: ctx.role,
         };
         if let Err(err) = app
-            .audit_refused(
-                about,
-                Refusal {
-                    actor: Some(ctx.actor_name()),
-                    key_id: ctx.key_id.clone(),
-                    role: Some(ctx.role.as_str().to_string()),
-                    status: 403,
-                    error: format!("{}: {}", e.error_type(), e.message()),
-                    request_id: Some(ctx.request_id.clone()),
-                },
-            )
+            .audit_refused(about, Refusal::of_caller(&ctx, 403, &e))
             .await
         {
             return err.into_response();

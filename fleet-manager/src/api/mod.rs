@@ -34,9 +34,7 @@ use tokio::sync::Semaphore;
 pub fn router(app: App, body_limit: usize) -> Router {
     let (api, doc) = openapi::api();
     let doc = openapi::render(&doc);
-    let roles = Arc::new(access::Roles::from_doc(
-        &serde_json::from_str(&doc).expect("the OpenAPI document is JSON"),
-    ));
+    let roles = Arc::new(roles_of(&doc));
     let public = api.route(
         "/openapi.json",
         get(move || async move { ([(CONTENT_TYPE, "application/json")], doc) }),
@@ -55,6 +53,15 @@ pub fn router(app: App, body_limit: usize) -> Router {
         .layer(axum::Extension(BodyLimit(body_limit)))
         .layer(middleware::from_fn(access_log))
         .with_state(app)
+}
+
+/// The REST surface's role table (the other surfaces ask it too).
+pub fn roles() -> access::Roles {
+    roles_of(&openapi::render(&openapi::api().1))
+}
+
+fn roles_of(doc: &str) -> access::Roles {
+    access::Roles::from_doc(&serde_json::from_str(doc).expect("the OpenAPI document is JSON"))
 }
 
 async fn not_found() -> Error {

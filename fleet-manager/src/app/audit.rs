@@ -37,6 +37,33 @@ pub struct Refusal {
     pub request_id: Option<String>,
 }
 
+impl Refusal {
+    /// Credentials that name a key but don't hold (401).
+    pub fn unauthenticated(r: super::auth::Refused) -> Refusal {
+        Refusal {
+            actor: r.actor,
+            key_id: r.key_id,
+            role: None,
+            status: 401,
+            error: format!("Unauthorized: {}", r.reason),
+            request_id: None,
+        }
+    }
+
+    /// A known caller refused with `status` and error `e` (a role too low,
+    /// a missing CSRF token...).
+    pub fn of_caller(ctx: &OpCtx, status: u16, e: &Error) -> Refusal {
+        Refusal {
+            actor: Some(ctx.actor_name()),
+            key_id: ctx.key_id.clone(),
+            role: Some(ctx.role.as_str().to_string()),
+            status: status as i32,
+            error: format!("{}: {}", e.error_type(), e.message()),
+            request_id: Some(ctx.request_id.clone()),
+        }
+    }
+}
+
 fn entry(r: audit::Model) -> AuditEntry {
     AuditEntry {
         id: r.id,

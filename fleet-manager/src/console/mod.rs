@@ -519,17 +519,7 @@ async fn guarded(app: App, table: &Table, template: &str, req: Request, next: Ne
 /// A refused change: audited, then answered with `status`.
 async fn refuse(app: &App, about: &AuditRequest, s: &Session, status: u16, e: Error) -> Response {
     if let Err(err) = app
-        .audit_refused(
-            about,
-            Refusal {
-                actor: Some(s.ctx.actor_name()),
-                key_id: None,
-                role: Some(s.ctx.role.as_str().to_string()),
-                status: status as i32,
-                error: format!("{}: {}", e.error_type(), e.message()),
-                request_id: Some(s.ctx.request_id.clone()),
-            },
-        )
+        .audit_refused(about, Refusal::of_caller(&s.ctx, status, &e))
         .await
     {
         return view::error_page(Some(s), err);

@@ -119,6 +119,7 @@ impl TestDb {
         let mut cfg = Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
         cfg.engine.poll_interval = Duration::from_millis(50);
         cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");
+        cfg.grpc_listen = "127.0.0.1:0".parse().expect("addr");
         // Packaging node kits takes a while; lifecycle tests turn it back on.
         cfg.lifecycle.standin_bin = PathBuf::from("/nonexistent/standin-node");
         cfg

@@ -191,6 +191,9 @@ impl FmProcess {
         if !env.iter().any(|(k, _)| k.as_ref() == "FM_AGENT_LISTEN") {
             cmd.env("FM_AGENT_LISTEN", format!("127.0.0.1:{}", free_port()));
         }
+        if !env.iter().any(|(k, _)| k.as_ref() == "FM_GRPC_LISTEN") {
+            cmd.env("FM_GRPC_LISTEN", "127.0.0.1:0");
+        }
         for (k, v) in env {
             cmd.env(k.as_ref(), v.as_ref());
         }

@@ -1,0 +1,93 @@
+//! `fm.fleet.v1.Operations`: FM's futures as long-running operations.
+
+use super::{audited, caller, source, status, tenant};
+use crate::app::App;
+use crate::model::operation::FutureState;
+use fm_proto::fleet::{
+    CancelOperationRequest, GetOperationRequest, Operation, WaitOperationRequest,
+};
+use std::time::{Duration, Instant};
+use tonic::{Request, Response, Status};
+
+pub struct Service {
+    pub app: App,
+}
+
+/// The longest a `WaitOperation` waits, and how often it looks.
+const WAIT_MAX: Duration = Duration::from_secs(60);
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+pub fn to_proto(f: FutureState) -> Operation {
+    let (error_type, error_message) = f
+        .error
+        .map(|e| (e.error_type, e.message))
+        .unwrap_or_default();
+    Operation {
+        name: f.job_id,
+        kind: f.kind,
+        target_id: f.target_id,
+        done: !f.alive,
+        state: f.state,
+        percent: f.progress.percent.into(),
+        current_step: f.progress.current_step.unwrap_or_default(),
+        error_type,
+        error_message,
+        result_json: f.result.map(|r| r.to_string()).unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl fm_proto::fleet::operations_server::Operations for Service {
+    async fn get_operation(
+        &self,
+        req: Request<GetOperationRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let r = req.into_inner();
+        let f = self
+            .app
+            .future_get(tenant(&r.tenant), &r.name, true)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(to_proto(f)))
+    }
+
+    async fn wait_operation(
+        &self,
+        req: Request<WaitOperationRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let r = req.into_inner();
+        let t = tenant(&r.tenant);
+        let wait = Duration::from_millis(r.timeout_ms.max(0) as u64).min(WAIT_MAX);
+        let until = Instant::now() + wait;
+        loop {
+            let f = self
+                .app
+                .future_get(t, &r.name, true)
+                .await
+                .map_err(status)?;
+            if !f.alive || Instant::now() >= until {
+                return Ok(Response::new(to_proto(f)));
+            }
+            tokio::time::sleep(WAIT_POLL.min(until - Instant::now())).await;
+        }
+    }
+
+    async fn cancel_operation(
+        &self,
+        req: Request<CancelOperationRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let ctx = caller(&req)?;
+        let from = source(&req);
+        let r = req.into_inner();
+        let t = tenant(&r.tenant);
+        let f = audited(
+            &self.app,
+            &ctx,
+            "Operations/CancelOperation",
+            (t, &r.name, from),
+            self.app.future_abort(t, &r.name),
+        )
+        .await?;
+        Ok(Response::new(to_proto(f)))
+    }
+}
