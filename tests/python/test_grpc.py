@@ -93,6 +93,11 @@ def test_calls_without_a_valid_key_are_unauthenticated_and_a_viewers_change_is_d
     wrong = basic(fm_server.key_id, "not-the-secret")
     assert code_of(lambda: inst.ListInstances(req, metadata=wrong, timeout=5)) \
         == grpc.StatusCode.UNAUTHENTICATED
+    # Which methods exist is told to key holders only.
+    nope = channel.unary_unary("/fm.fleet.v1.Instances/DropEverything")
+    assert code_of(lambda: nope(b"", timeout=5)) == grpc.StatusCode.UNAUTHENTICATED
+    admin = basic(fm_server.key_id, fm_server.secret)
+    assert code_of(lambda: nope(b"", metadata=admin, timeout=5)) == grpc.StatusCode.UNIMPLEMENTED
 
     name = f"viewer-{uuid.uuid4().hex[:8]}"
     key_id, secret = fm_server.user_key(name, "viewer")

@@ -200,6 +200,8 @@ impl AgentHub {
             .is_some_and(|s| s.id == session)
         {
             st.sessions.remove(instance_id);
+            // Its agent won't answer what it was asked.
+            st.log_waiters.retain(|_, (asked, _)| asked != instance_id);
         }
         drop(st);
         self.bump();
