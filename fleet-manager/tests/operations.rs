@@ -105,7 +105,16 @@ async fn idle_app() -> TestApp {
         vec![test_saga()],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await; // let the workers' first look pass
+    // The workers' first look at the queue has passed: they wait to be woken.
+    let workers = t.app.engine.workers();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.app.engine.idle_workers() < workers {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workers never went idle"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     t
 }
 

@@ -124,6 +124,8 @@ struct Inner {
     cfg: EngineConfig,
     sagas: HashMap<&'static str, Saga>,
     wake: Notify,
+    /// Workers waiting for work (between two looks at the queue).
+    idle: std::sync::atomic::AtomicUsize,
     finished: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
     injections: Mutex<HashMap<String, Injection>>,
@@ -154,6 +156,7 @@ impl Engine {
                 cfg,
                 sagas,
                 wake: Notify::new(),
+                idle: std::sync::atomic::AtomicUsize::new(0),
                 finished: watch::channel(0).0,
                 shutdown: watch::channel(false).0,
                 injections: Mutex::default(),
@@ -230,6 +233,16 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// How many workers the engine runs.
+    pub fn workers(&self) -> usize {
+        self.inner.cfg.workers
+    }
+
+    /// How many workers found the queue empty and wait for work.
+    pub fn idle_workers(&self) -> usize {
+        self.inner.idle.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Wakes a worker for newly submitted work.
     pub fn kick(&self) {
         self.inner.wake.notify_one();
@@ -294,11 +307,14 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "claiming an operation failed"),
             }
+            let idle = &self.inner.idle;
+            idle.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(self.inner.cfg.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
+            idle.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
 
