@@ -11,7 +11,6 @@ use crate::console::view::{Chrome, render};
 use crate::console::{TENANT, see_other};
 use crate::error::{Error, Result};
 use crate::model::image::Image;
-use crate::store::page::Page;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -47,14 +46,10 @@ pub async fn list(
     })
 }
 
-/// Every image, newest first: (id, "label (version)").
-async fn image_choices(app: &App) -> Result<Vec<(String, String)>> {
-    let all = Page {
-        after: None,
-        limit: Some(1000),
-    };
+/// The images of a select, newest first: (id, "label (version)").
+pub(super) async fn image_choices(app: &App) -> Result<Vec<(String, String)>> {
     Ok(app
-        .image_list(TENANT, &all)
+        .image_list(TENANT, &super::CHOICES)
         .await?
         .items
         .into_iter()

@@ -2,6 +2,7 @@
 //! chosen from what exists) and editing its settings (with the changes that
 //! wait for a reprovisioning named).
 
+use super::CHOICES;
 use super::forms::{self, Fields, FormPage, Problem};
 use super::or_page;
 use crate::app::App;
@@ -10,7 +11,6 @@ use crate::console::view::{Chrome, error_page, render};
 use crate::console::{TENANT, see_other};
 use crate::error::{Error, Result};
 use crate::model::instance::{Instance, needs_reprovision};
-use crate::store::page::Page;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -58,15 +58,9 @@ impl FormPage for NewPage {
     }
 }
 
-const CHOICES: Page = Page {
-    after: None,
-    limit: Some(500),
-};
-
 async fn choices(app: &App) -> Result<(Vec<Choice>, Vec<Choice>, Vec<Choice>)> {
     let t = app.template_list(TENANT, &CHOICES).await?;
     let n = app.network_list(TENANT, &CHOICES).await?;
-    let i = app.image_list(TENANT, &CHOICES).await?;
     Ok((
         t.items
             .into_iter()
@@ -76,11 +70,7 @@ async fn choices(app: &App) -> Result<(Vec<Choice>, Vec<Choice>, Vec<Choice>)> {
             .into_iter()
             .map(|n| (n.id.unwrap_or_default(), n.label))
             .collect(),
-        i.items
-            .into_iter()
-            .rev()
-            .map(|i| (i.id, format!("{} ({})", i.label, i.node_version)))
-            .collect(),
+        super::images::image_choices(app).await?,
     ))
 }
 

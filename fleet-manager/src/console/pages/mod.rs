@@ -21,6 +21,12 @@ use crate::store::page::Page;
 /// Rows per page of a console list.
 pub const PAGE_ROWS: u64 = 50;
 
+/// The rows a form's select offers at most (templates, networks, images).
+pub const CHOICES: Page = Page {
+    after: None,
+    limit: Some(500),
+};
+
 /// The page of a list a `pageToken` names.
 pub fn page_at(token: Option<&str>) -> Result<Page> {
     Ok(Page {
