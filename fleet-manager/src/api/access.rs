@@ -66,6 +66,15 @@ impl Roles {
             .copied()
     }
 
+    /// The role of the REST endpoint `method path` (`path` under
+    /// `/api/public`), for a surface that mirrors it; a path with no
+    /// declared role is a bug, found at start.
+    pub fn of_rest(&self, method: Method, path: &str) -> Role {
+        let template = format!("/api/public{path}");
+        self.needed(&method, &template)
+            .unwrap_or_else(|| panic!("no role is declared for REST {method} {template}"))
+    }
+
     /// Whether some method of the route `template` is declared.
     pub fn routes(&self, template: &str) -> bool {
         self.0.keys().any(|(_, p)| p == template)

@@ -120,12 +120,7 @@ impl<'a> Routes<'a> {
     /// The role the REST endpoint `method path` (under `/api/public`)
     /// declares.
     fn same_as(&self, method: Method, path: &str) -> Access {
-        let template = format!("/api/public{path}");
-        Access::Role(
-            self.rest
-                .needed(&method, &template)
-                .unwrap_or_else(|| panic!("no role is declared for REST {method} {template}")),
-        )
+        Access::Role(self.rest.of_rest(method, path))
     }
 }
 

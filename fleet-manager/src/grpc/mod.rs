@@ -43,13 +43,7 @@ const PACKAGE: &str = "fm.fleet.v1";
 
 /// Every method served (its HTTP/2 path) and who may call it.
 pub fn methods(rest: &Roles) -> HashMap<&'static str, Access> {
-    let same_as = |method: Method, path: &str| {
-        let template = format!("/api/public{path}");
-        Access::Role(
-            rest.needed(&method, &template)
-                .unwrap_or_else(|| panic!("no role is declared for REST {method} {template}")),
-        )
-    };
+    let same_as = |method: Method, path: &str| Access::Role(rest.of_rest(method, path));
     let instance = "/tenants/{tenantId}/instances/{instanceId}";
     let action = |a: &str| same_as(Method::GET, &format!("{instance}/actions/{a}"));
     let future = "/tenants/{tenantId}/futures/{jobId}";
