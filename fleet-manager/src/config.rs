@@ -349,6 +349,9 @@ pub struct LifecycleSettings {
     pub command_timeout: Duration,
     /// How often reconcilers (the snapshot schedule) run.
     pub reconcile_interval: Duration,
+    /// How often the rollout reconciler looks at running rollouts when
+    /// nothing wakes it (an operation finishing, a rollout created or moved).
+    pub rollout_tick: Duration,
     /// How long an "hour" of `automatedSnapshotPeriod` is: 3600 s, shorter
     /// only to test the schedule on a compressed clock.
     pub snapshot_hour: Duration,
@@ -643,6 +646,9 @@ impl Config {
                 ),
                 reconcile_interval: Duration::from_millis(
                     env_parse("FM_RECONCILE_MS")?.unwrap_or(30_000),
+                ),
+                rollout_tick: Duration::from_millis(
+                    env_parse("FM_ROLLOUT_TICK_MS")?.unwrap_or(1_000).max(10),
                 ),
                 snapshot_hour: Duration::from_millis(
                     env_parse("FM_SNAPSHOT_HOUR_MS")?.unwrap_or(3_600_000),

@@ -29,6 +29,10 @@ pub struct OpCtx {
     /// How long a call that starts an operation waits for it before it
     /// answers with the running operation; none: FM's configured wait.
     pub wait: Option<Duration>,
+    /// The id the operation this request starts takes, when the caller
+    /// chose it beforehand (a rollout records it before it starts a
+    /// target's operation); none: a new id.
+    pub operation_id: Option<String>,
     /// The operation the request started, for the audit row.
     started: Arc<Mutex<Option<String>>>,
 }
@@ -42,6 +46,7 @@ impl OpCtx {
             role,
             request_id: crate::model::new_id("req"),
             wait: None,
+            operation_id: None,
             started: Default::default(),
         }
     }
@@ -54,6 +59,7 @@ impl OpCtx {
             role: Role::Admin,
             request_id: crate::model::new_id("req"),
             wait: None,
+            operation_id: None,
             started: Default::default(),
         }
     }
@@ -62,6 +68,12 @@ impl OpCtx {
     /// starts (the console answers at once and shows the progress).
     pub fn waiting(mut self, wait: Duration) -> OpCtx {
         self.wait = Some(wait);
+        self
+    }
+
+    /// The same context, its operation taking the id `id`.
+    pub fn with_operation_id(mut self, id: String) -> OpCtx {
+        self.operation_id = Some(id);
         self
     }
 

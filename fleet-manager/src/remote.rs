@@ -1,5 +1,6 @@
-//! The CLI's client of a running FM's REST API (`fleet-manager backups
-//! ...`): one call, then, for an action, its future followed to the end.
+//! The CLI's client of a running FM's REST API (`fleet-manager backups|
+//! rollouts ...`): one call, then, for an action, its future (or rollout)
+//! followed to the end.
 
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -87,6 +88,48 @@ impl Remote {
                 f["state"].as_str().unwrap_or("failed"),
                 f["error"]["message"].as_str().unwrap_or("no message")
             )))
+        }
+    }
+
+    /// Follows a rollout until it ends, a line on stderr each time its
+    /// counts change; one that ends failed or cancelled is an error.
+    pub async fn wait_rollout(&self, rollout: Value) -> Result<Value> {
+        let id = rollout["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::internal("the answer names no rollout"))?;
+        let mut r = rollout;
+        let mut shown = String::new();
+        loop {
+            let c = &r["counts"];
+            let line = format!(
+                "{id} {}: {}/{} done, {} running, {} failed, {} skipped",
+                r["state"].as_str().unwrap_or("?"),
+                c["done"],
+                c["targets"],
+                c["running"],
+                c["failed"],
+                c["skipped"]
+            );
+            if line != shown {
+                eprintln!("{line}");
+                shown = line;
+            }
+            match r["state"].as_str() {
+                Some("done") => return Ok(r),
+                Some("failed") | Some("cancelled") => {
+                    return Err(Error::invalid(format!(
+                        "{id} {}: {}",
+                        r["state"].as_str().unwrap_or_default(),
+                        r["reason"].as_str().unwrap_or("no reason given")
+                    )));
+                }
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            r = self
+                .call(reqwest::Method::GET, &format!("/rollouts/{id}"), None)
+                .await?;
         }
     }
 }

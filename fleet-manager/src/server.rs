@@ -369,6 +369,43 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
             }
         })
     };
+    let rollouts = {
+        let app = app.clone();
+        let tick = cfg.lifecycle.rollout_tick;
+        let mut stop = rx.clone();
+        tokio::spawn(async move {
+            // One replica drives rollouts: the holder of their lease.
+            let owner = format!("{}/rollouts", app.engine.owner());
+            let ttl = (tick * 5).max(Duration::from_secs(10)).as_millis() as i64;
+            loop {
+                let moved = match app.reconcile_rollouts(&owner, ttl).await {
+                    Ok(p) => {
+                        if p.started > 0 || p.ended > 0 {
+                            tracing::info!(
+                                started = p.started,
+                                finished = p.finished,
+                                ended = p.ended,
+                                "rollouts"
+                            );
+                        }
+                        p.started > 0 || p.finished > 0
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rollout pass failed");
+                        false
+                    }
+                };
+                // A pass that moved targets may let the next one start more.
+                if moved {
+                    continue;
+                }
+                tokio::select! {
+                    _ = app.rollouts_wait(tick) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    };
     let workers = app.engine.start();
     let router = crate::api::router(app.clone(), cfg.max_body_bytes);
     let limits = cfg.limits.clone();
@@ -396,7 +433,14 @@ pub async fn start(app: App, cfg: &Config) -> Result<Running> {
         grpc_addr,
         app,
         shutdown: tx,
-        tasks: vec![http_task, agent_task, grpc_task, housekeeping, schedule],
+        tasks: vec![
+            http_task,
+            agent_task,
+            grpc_task,
+            housekeeping,
+            schedule,
+            rollouts,
+        ],
         workers,
     })
 }

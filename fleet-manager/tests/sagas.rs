@@ -22,14 +22,7 @@ use std::time::Duration;
 const TENANT: &str = "main";
 
 fn cloud(t: &TestApp) -> SimCloud {
-    t.app
-        .engine
-        .services()
-        .cloud
-        .as_any()
-        .downcast_ref::<SimCloud>()
-        .expect("the sim cloud")
-        .clone()
+    common::sim_cloud(t)
 }
 
 /// What the saga could leave behind: cloud resources and catalogue rows.

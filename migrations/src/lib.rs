@@ -14,6 +14,7 @@ mod m20261121_000005_backups;
 mod m20261202_000006_identity;
 mod m20261203_000007_sessions;
 mod m20261203_000008_runtime_state_index;
+mod m20261204_000009_rollouts;
 
 /// The ordered list of migrations.
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_identity::Migration),
             Box::new(m20261203_000007_sessions::Migration),
             Box::new(m20261203_000008_runtime_state_index::Migration),
+            Box::new(m20261204_000009_rollouts::Migration),
         ]
     }
 }

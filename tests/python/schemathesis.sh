@@ -73,9 +73,9 @@ account = post("/cloud-accounts", {"label": "schemathesis"})
 network = post("/virtual-networks", {"label": "schemathesis", "accountId": account}, useDefaultValues="true")
 template = post("/instance-settings-templates", {"label": "schemathesis"})
 image = requests.get(t + "/images", auth=auth, timeout=30).json()[-1]["id"]
-post("/instances", {"label": "schemathesis", "instanceSettingsTemplateId": template,
-                    "virtualNetworkId": network, "imageId": image})
-print(f"FM_ST_ACCOUNT={account} FM_ST_NETWORK={network} FM_ST_TEMPLATE={template} FM_ST_IMAGE={image}")
+instance = post("/instances", {"label": "schemathesis", "instanceSettingsTemplateId": template,
+                               "virtualNetworkId": network, "imageId": image})
+print(f"FM_ST_ACCOUNT={account} FM_ST_NETWORK={network} FM_ST_TEMPLATE={template} FM_ST_IMAGE={image} FM_ST_INSTANCE={instance}")
 PY
 export $(cat "$WORK/objects.env")
 export FM_ST_BASE="$BASE" FM_ST_KEY_ID="$KEY_ID" FM_ST_KEY_SECRET="$KEY_SECRET"
@@ -87,15 +87,31 @@ hooks = "$ROOT/tests/python/schemathesis_hooks.py"
 [parameters]
 tenantId = "main"
 # A body over the size limit is refused with 413 before it is read.
+# The checks: these, and no other.
+[checks]
+enabled = false
+not_a_server_error.enabled = true
+status_code_conformance.enabled = true
+content_type_conformance.enabled = true
+response_headers_conformance.enabled = true
+response_schema_conformance.enabled = true
+positive_data_acceptance.enabled = true
 [checks.negative_data_rejection]
+enabled = true
 expected-statuses = ["400", "401", "404", "405", "409", "413", "415"]
+# For this operation schemathesis 4.32 sends, as a "schema-violating"
+# case, a valid query (limit, pageToken) whose one violation, a missing
+# Authorization header, its --auth puts back; FM rightly answers 200. The
+# list's query checks are in fleet-manager/tests/rollouts.rs.
+[[operations]]
+include-name = "GET /tenants/{tenantId}/rollouts"
+checks.negative_data_rejection.enabled = false
 TOML
 
 start=$(date +%s)
 status=0
 "$VENV/bin/st" --config-file "$WORK/schemathesis.toml" run "$BASE/openapi.json" \
     --auth "$KEY_ID:$KEY_SECRET" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance \
     --phases examples,coverage,fuzzing \
     --max-examples "$EXAMPLES" \
     --workers 1 \

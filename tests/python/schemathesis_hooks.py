@@ -15,6 +15,10 @@ touched; schema-invalid ones go out as generated.
   `useDefaultValues=true` for the ones left out; those three can't change
   afterwards (a PUT keeps the stored ones), nor an instance's network.
 - A `license` is a JSON object written as a string.
+- A rollout's selector names at least one criterion (else `all: true`),
+  the instance, template, network and image made before the run
+  (FM_ST_INSTANCE...), no FM tag (that instance has none), and its
+  `healthTimeoutSeconds` is not shorter than its `healthSeconds`.
 """
 
 import json
@@ -27,6 +31,7 @@ TEMPLATE = os.environ["FM_ST_TEMPLATE"]
 NETWORK = os.environ["FM_ST_NETWORK"]
 IMAGE = os.environ["FM_ST_IMAGE"]
 ACCOUNT = os.environ["FM_ST_ACCOUNT"]
+INSTANCE = os.environ["FM_ST_INSTANCE"]
 BASE = os.environ["FM_ST_BASE"]
 AUTH = (os.environ["FM_ST_KEY_ID"], os.environ["FM_ST_KEY_SECRET"])
 PLACEMENT = ("awsRegion", "awsVpcId", "awsSubnetId")
@@ -82,3 +87,31 @@ def before_call(ctx, case, **kwargs):
                     body[k] = stored[k]
     if "license" in body and body["license"] is not None and not _json_object(body["license"]):
         body["license"] = "{}"
+    if path.endswith("/rollouts") and method == "POST":
+        _rollout(body)
+
+
+def _rollout(body):
+    sel = body.get("selector")
+    if isinstance(sel, dict):
+        if sel.get("instanceIds"):
+            sel["instanceIds"] = [INSTANCE]
+        for k, v in (("instanceSettingsTemplateId", TEMPLATE), ("virtualNetworkId", NETWORK),
+                     ("imageId", IMAGE)):
+            if sel.get(k) is not None:
+                sel[k] = v
+        if sel.get("dssNodeType") is not None:
+            sel["dssNodeType"] = "design"
+        sel.pop("fmTags", None)
+        criteria = ("instanceIds", "instanceSettingsTemplateId", "virtualNetworkId", "imageId",
+                    "dssNodeType")
+        if not any(sel.get(k) for k in criteria):
+            sel["all"] = True
+    action = body.get("action")
+    if isinstance(action, dict) and action.get("type") == "UPGRADE":
+        action["imageId"] = IMAGE
+    # The defaults: 10 and 600.
+    h, most = body.get("healthSeconds", 10), body.get("healthTimeoutSeconds", 600)
+    num = (int, float)
+    if isinstance(h, num) and isinstance(most, num) and most < h:
+        body["healthTimeoutSeconds"] = h

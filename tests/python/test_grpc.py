@@ -69,7 +69,7 @@ def code_of(call):
 
 def test_health_answers_serving_without_credentials(channel):
     stub = health_pb2_grpc.HealthStub(channel)
-    for service in ["", "fm.fleet.v1.Instances", "fm.fleet.v1.Operations"]:
+    for service in ["", "fm.fleet.v1.Instances", "fm.fleet.v1.Operations", "fm.fleet.v1.Rollouts"]:
         got = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert got.status == health_pb2.HealthCheckResponse.SERVING, service
 
@@ -79,7 +79,7 @@ def test_reflection_lists_the_fleet_services_to_a_key_holder_only(channel, admin
     ask = lambda: iter([reflection_pb2.ServerReflectionRequest(list_services="")])
     answers = list(stub.ServerReflectionInfo(ask(), metadata=admin_md, timeout=5))
     names = {s.name for s in answers[0].list_services_response.service}
-    assert {"fm.fleet.v1.Instances", "fm.fleet.v1.Operations"} <= names, names
+    assert {"fm.fleet.v1.Instances", "fm.fleet.v1.Operations", "fm.fleet.v1.Rollouts"} <= names, names
     assert code_of(lambda: list(stub.ServerReflectionInfo(ask(), timeout=5))) \
         == grpc.StatusCode.UNAUTHENTICATED
 
@@ -171,3 +171,80 @@ def test_instances_page_and_provision_through_an_operation(fm_server, channel, p
                                metadata=admin_md, timeout=40)
     assert op.state == "done", op
     target.delete().wait_for_result()
+
+
+def wait_rollout(ro_stub, msgs, md, rid, secs=60):
+    deadline = time.monotonic() + secs
+    while True:
+        r = ro_stub.GetRollout(msgs.GetRolloutRequest(id=rid), metadata=md, timeout=5)
+        if r.state in ("done", "failed", "cancelled"):
+            return r
+        assert time.monotonic() < deadline, r
+        time.sleep(0.2)
+
+
+def test_rollouts_are_started_read_and_refused_through_the_rollouts_service(
+        fm_server, channel, pb, client, admin_md, label):
+    msgs, stubs = pb
+    ro = stubs.RolloutsStub(channel)
+    vn = new_network(client, label("vn"))
+    tpl = new_template(client, label("tpl"))
+    image = an_image_id(client)
+    made = [new_instance(client, label(f"ro{i}"), tpl.id, vn.id, image) for i in range(2)]
+    ids = [m.id for m in made]
+
+    # Never provisioned: a restart trips the meltdown guard, nothing starts.
+    spec = msgs.RolloutSpec(
+        label="restart", selector=msgs.RolloutSelector(instance_ids=ids),
+        action=msgs.RolloutAction(type="RESTART_NODE"), max_in_flight="50%")
+    r = ro.CreateRollout(msgs.CreateRolloutRequest(spec=spec), metadata=admin_md, timeout=10)
+    assert r.state == "failed" and "meltdown guard" in r.reason, r
+    assert [t.state for t in r.targets] == ["skipped", "skipped"]
+    assert r.spec.max_in_flight == "50%" and r.spec.health_seconds == 10, r.spec
+
+    # A start of instances with no VM: each target fails; the budget of 1
+    # lets the first failure pass and stops at the second.
+    spec = msgs.RolloutSpec(
+        selector=msgs.RolloutSelector(instance_ids=ids), action=msgs.RolloutAction(type="START"),
+        max_errors="1", health_seconds=0)
+    r = ro.CreateRollout(msgs.CreateRolloutRequest(spec=spec), metadata=admin_md, timeout=10)
+    assert r.state == "running", r
+    r = wait_rollout(ro, msgs, admin_md, r.id)
+    assert r.state == "failed", r
+    assert r.counts.failed == 2 and r.counts.targets == 2, r.counts
+    assert all("not provisioned" in t.error and t.operation_id == "" for t in r.targets), r.targets
+    listed = ro.ListRollouts(msgs.ListRolloutsRequest(page_size=1), metadata=admin_md, timeout=5)
+    assert [x.id for x in listed.rollouts] == [r.id] and listed.next_page_token
+    assert not listed.rollouts[0].targets
+    rows = [x for x in fm_server.audit_log() if x["path"] == "/fm.fleet.v1.Rollouts/CreateRollout"]
+    assert len(rows) >= 2 and all(x["outcome"] == "ok" for x in rows), rows
+
+    # An ended rollout can't be paused; bad specs are named.
+    with pytest.raises(grpc.RpcError) as e:
+        ro.PauseRollout(msgs.RolloutActionRequest(id=r.id), metadata=admin_md, timeout=5)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is failed" in e.value.details()
+    for bad, needle in [
+        (msgs.RolloutSpec(selector=msgs.RolloutSelector(all=True),
+                          action=msgs.RolloutAction(type="FLY")), "FLY"),
+        (msgs.RolloutSpec(selector=msgs.RolloutSelector(),
+                          action=msgs.RolloutAction(type="STOP")), "all=true"),
+        (msgs.RolloutSpec(selector=msgs.RolloutSelector(all=True),
+                          action=msgs.RolloutAction(type="STOP"), max_in_flight="lots"), "percentage"),
+        (msgs.RolloutSpec(selector=msgs.RolloutSelector(all=True),
+                          action=msgs.RolloutAction(type="STOP", image_id=image)), "imageId"),
+    ]:
+        with pytest.raises(grpc.RpcError) as e:
+            ro.CreateRollout(msgs.CreateRolloutRequest(spec=bad), metadata=admin_md, timeout=5)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+        assert needle in e.value.details(), (needle, e.value.details())
+
+    # A viewer reads rollouts and starts none.
+    key_id, secret = fm_server.user_key(f"viewer-{uuid.uuid4().hex[:8]}", "viewer")
+    viewer = basic(key_id, secret)
+    assert ro.GetRollout(msgs.GetRolloutRequest(id=r.id), metadata=viewer, timeout=5).id == r.id
+    with pytest.raises(grpc.RpcError) as e:
+        ro.CreateRollout(msgs.CreateRolloutRequest(spec=spec), metadata=viewer, timeout=5)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for m in made:
+        m.delete().wait_for_result()

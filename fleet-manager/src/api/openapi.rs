@@ -277,6 +277,32 @@ fn refine(doc: &mut Value) {
             Value::Array(crate::model::setup_action::params_rules()),
         );
     }
+    // model::rollout: an action's variant takes only its own fields, and a
+    // selector names at least one criterion or `all: true`.
+    if let Some(variants) = doc["components"]["schemas"]["RolloutAction"]["oneOf"].as_array_mut() {
+        for v in variants {
+            v["additionalProperties"] = json!(false);
+        }
+    }
+    if let Some(schema) = doc["components"]["schemas"]
+        .get_mut("Selector")
+        .and_then(Value::as_object_mut)
+    {
+        let mut any: Vec<Value> = ["instanceIds", "fmTags"]
+            .iter()
+            .map(|k| json!({"required": [k], "properties": {*k: {"type": "array", "minItems": 1}}}))
+            .collect();
+        for k in [
+            "instanceSettingsTemplateId",
+            "virtualNetworkId",
+            "imageId",
+            "dssNodeType",
+        ] {
+            any.push(json!({"required": [k], "properties": {k: {"not": {"type": "null"}}}}));
+        }
+        any.push(json!({"required": ["all"], "properties": {"all": {"const": true}}}));
+        schema.insert("anyOf".into(), Value::Array(any));
+    }
     // Creation bodies: the update's schema and the secrets a mode needs.
     for (path, name, extra) in [
         (

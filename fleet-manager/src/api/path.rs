@@ -96,3 +96,13 @@ pub struct FuturePath {
     #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub job_id: String,
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Path)]
+pub struct RolloutPath {
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
+    pub tenant_id: String,
+    #[param(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
+    pub rollout_id: String,
+}

@@ -55,7 +55,7 @@ impl App {
             .ok_or_else(|| Error::not_found("backup", backup))
     }
 
-    fn backups_configured(&self) -> Result<()> {
+    pub(super) fn backups_configured(&self) -> Result<()> {
         backup_location(&self.engine.services().lc, None).map(|_| ())
     }
 

@@ -319,21 +319,7 @@ impl App {
         id: &str,
         reason: Option<&str>,
     ) -> Result<Snapshot> {
-        let rt = self.runtime_of(tenant, id).await?;
-        if rt.and_then(|r| r.volume_id).is_none() {
-            return Err(Error::conflict(format!(
-                "instance '{id}' has no data volume yet: provision it first"
-            )));
-        }
-        if let Some(r) = reason {
-            check_len("reasonForSnapshot", r, 1024)?;
-        }
-        let sid = new_id("snap");
-        let params = snap::Params {
-            snapshot_id: sid,
-            reason: reason.map(str::to_string),
-            automated: false,
-        };
+        let params = self.snapshot_params(tenant, id, reason).await?;
         let op = self
             .run_operation(ctx, tenant, id, &params, SNAPSHOT_WAIT)
             .await?;
@@ -346,6 +332,40 @@ impl App {
                     .unwrap_or_else(|| format!("the snapshot did not finish (future {})", op.id)),
             }),
         }
+    }
+
+    /// Starts a snapshot of the data volume and answers with its future.
+    pub async fn snapshot_start(
+        &self,
+        ctx: &OpCtx,
+        tenant: &str,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<StartedFuture> {
+        let params = self.snapshot_params(tenant, id, reason).await?;
+        self.start_operation(ctx, tenant, id, params).await
+    }
+
+    async fn snapshot_params(
+        &self,
+        tenant: &str,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<snap::Params> {
+        let rt = self.runtime_of(tenant, id).await?;
+        if rt.and_then(|r| r.volume_id).is_none() {
+            return Err(Error::conflict(format!(
+                "instance '{id}' has no data volume yet: provision it first"
+            )));
+        }
+        if let Some(r) = reason {
+            check_len("reasonForSnapshot", r, 1024)?;
+        }
+        Ok(snap::Params {
+            snapshot_id: new_id("snap"),
+            reason: reason.map(str::to_string),
+            automated: false,
+        })
     }
 
     pub async fn snapshot_delete(

@@ -13,6 +13,7 @@ mod instances;
 mod lifecycle;
 mod networks;
 pub mod overview;
+pub mod rollouts;
 mod schedules;
 pub mod sessions;
 mod templates;
@@ -63,6 +64,8 @@ pub struct App {
     cfg: AppConfig,
     keys: std::sync::Arc<auth::KeyTable>,
     logins: std::sync::Arc<sessions::Throttle>,
+    /// Wakes the rollout reconciler (a rollout created or moved).
+    rollout_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -75,6 +78,7 @@ impl App {
             cfg,
             keys,
             logins: Default::default(),
+            rollout_wake: Default::default(),
         }
     }
 

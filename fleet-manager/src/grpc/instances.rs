@@ -1,11 +1,10 @@
 //! `fm.fleet.v1.Instances`: each method one `App` call.
 
-use super::{audited, caller, source, status, tenant};
-use crate::api::page::{decode_token, encode_token};
+use super::{audited, caller, page_of, source, status, tenant};
+use crate::api::page::encode_token;
 use crate::app::{Action, App, StartedFuture};
 use crate::error::Error;
 use crate::model::instance::Instance as Model;
-use crate::store::page::Page;
 use fm_proto::fleet::{
     GetInstanceRequest, Instance, InstanceActionRequest, ListInstancesRequest,
     ListInstancesResponse, Operation,
@@ -97,22 +96,7 @@ impl fm_proto::fleet::instances_server::Instances for Service {
         req: Request<ListInstancesRequest>,
     ) -> Result<Response<ListInstancesResponse>, Status> {
         let r = req.into_inner();
-        if !(0..=PAGE_MAX).contains(&r.page_size) {
-            return Err(status(Error::invalid(format!(
-                "page_size must be between 0 and {PAGE_MAX}"
-            ))));
-        }
-        let page = Page {
-            after: (!r.page_token.is_empty())
-                .then(|| decode_token(&r.page_token))
-                .transpose()
-                .map_err(status)?,
-            limit: Some(if r.page_size == 0 {
-                PAGE_DEFAULT
-            } else {
-                r.page_size as u64
-            }),
-        };
+        let page = page_of(r.page_size, &r.page_token, PAGE_MAX, PAGE_DEFAULT)?;
         let docs = self
             .app
             .instance_list_json(tenant(&r.tenant), &page)

@@ -14,6 +14,7 @@
 
 mod instances;
 mod operations;
+mod rollouts;
 
 use crate::api::access::Roles;
 use crate::app::App;
@@ -47,6 +48,9 @@ pub fn methods(rest: &Roles) -> HashMap<&'static str, Access> {
     let instance = "/tenants/{tenantId}/instances/{instanceId}";
     let action = |a: &str| same_as(Method::GET, &format!("{instance}/actions/{a}"));
     let future = "/tenants/{tenantId}/futures/{jobId}";
+    let rollouts = "/tenants/{tenantId}/rollouts";
+    let rollout = "/tenants/{tenantId}/rollouts/{rolloutId}";
+    let rollout_action = |a: &str| same_as(Method::POST, &format!("{rollout}/actions/{a}"));
     HashMap::from([
         ("/grpc.health.v1.Health/Check", Access::Public),
         ("/grpc.health.v1.Health/Watch", Access::Public),
@@ -84,6 +88,30 @@ pub fn methods(rest: &Roles) -> HashMap<&'static str, Access> {
             "/fm.fleet.v1.Operations/CancelOperation",
             same_as(Method::DELETE, future),
         ),
+        (
+            "/fm.fleet.v1.Rollouts/CreateRollout",
+            same_as(Method::POST, rollouts),
+        ),
+        (
+            "/fm.fleet.v1.Rollouts/GetRollout",
+            same_as(Method::GET, rollout),
+        ),
+        (
+            "/fm.fleet.v1.Rollouts/ListRollouts",
+            same_as(Method::GET, rollouts),
+        ),
+        (
+            "/fm.fleet.v1.Rollouts/PauseRollout",
+            rollout_action("pause"),
+        ),
+        (
+            "/fm.fleet.v1.Rollouts/ResumeRollout",
+            rollout_action("resume"),
+        ),
+        (
+            "/fm.fleet.v1.Rollouts/CancelRollout",
+            rollout_action("cancel"),
+        ),
     ])
 }
 
@@ -110,6 +138,33 @@ pub fn status(e: Error) -> Status {
         s.metadata_mut().insert("error-type", v);
     }
     s
+}
+
+/// The page a list request asks for (AIP-158): `page_size` from 0 (the
+/// default, `default`) to `max`, after the `page_token` of the previous
+/// page.
+fn page_of(
+    page_size: i32,
+    page_token: &str,
+    max: i32,
+    default: u64,
+) -> std::result::Result<crate::store::page::Page, Status> {
+    if !(0..=max).contains(&page_size) {
+        return Err(status(Error::invalid(format!(
+            "page_size must be between 0 and {max}"
+        ))));
+    }
+    Ok(crate::store::page::Page {
+        after: (!page_token.is_empty())
+            .then(|| crate::api::page::decode_token(page_token))
+            .transpose()
+            .map_err(status)?,
+        limit: Some(if page_size == 0 {
+            default
+        } else {
+            page_size as u64
+        }),
+    })
 }
 
 /// The tenant a request names; empty is the default one.
@@ -299,6 +354,7 @@ pub async fn serve(
 ) -> Result<()> {
     use fm_proto::fleet::instances_server::InstancesServer;
     use fm_proto::fleet::operations_server::OperationsServer;
+    use fm_proto::fleet::rollouts_server::RolloutsServer;
     let methods = Arc::new(methods(&crate::api::roles()));
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
@@ -306,6 +362,9 @@ pub async fn serve(
         .await;
     health
         .set_serving::<OperationsServer<operations::Service>>()
+        .await;
+    health
+        .set_serving::<RolloutsServer<rollouts::Service>>()
         .await;
     // Reflection in both versions clients speak (grpcurl v1, grpcio's
     // own client v1alpha).
@@ -330,7 +389,10 @@ pub async fn serve(
         .add_service(InstancesServer::new(instances::Service {
             app: app.clone(),
         }))
-        .add_service(OperationsServer::new(operations::Service { app }))
+        .add_service(OperationsServer::new(operations::Service {
+            app: app.clone(),
+        }))
+        .add_service(RolloutsServer::new(rollouts::Service { app }))
         .serve_with_incoming_shutdown(incoming, stop)
         .await
         .map_err(|e| Error::internal(format!("gRPC API: {e}")))

@@ -12,6 +12,7 @@ pub mod instance;
 pub mod lifecycle;
 pub mod network;
 pub mod operation;
+pub mod rollout;
 pub mod schema;
 pub mod setup_action;
 pub mod snapshot;

@@ -336,3 +336,69 @@ pub fn exclusions() -> Array {
         .max_items(Some(100))
         .build()
 }
+
+/// Free text of at most 255 characters (a rollout's label).
+pub fn text_255() -> Object {
+    text(false, 255)
+}
+
+/// At most 50 labels (the FM tags a rollout's selector asks for).
+pub fn labels() -> Array {
+    ArrayBuilder::new()
+        .schema_type(Type::Array)
+        .items(label())
+        .max_items(Some(50))
+        .build()
+}
+
+/// At most 10,000 ids (the instances a rollout's selector names).
+pub fn ids_10000() -> Array {
+    ArrayBuilder::new()
+        .schema_type(Type::Array)
+        .items(id())
+        .max_items(Some(10_000))
+        .build()
+}
+
+/// Seconds of a rollout's health watch: 0 to 3600.
+pub fn health_seconds() -> Object {
+    integer(false, 0, 3600)
+}
+
+/// Seconds a rollout's health watch may last: 0 to 86400 (and at least
+/// `healthSeconds`, which JSON Schema can't say).
+pub fn health_timeout_seconds() -> Object {
+    integer(false, 0, 86_400)
+}
+
+/// A share in percent: 0 to 100.
+pub fn percent() -> Object {
+    integer(false, 0, 100)
+}
+
+/// A rollout's limit ([`super::rollout::Limit`]): a count of targets, or a
+/// share of them (`"25%"`), written without spaces or leading zeros; at
+/// least 1 (or 1%) for `maxInFlight`.
+fn limit(min: u32) -> utoipa::openapi::schema::Schema {
+    let pattern = if min == 0 {
+        r"^(0|[1-9][0-9]{0,8}|(100|[1-9]?[0-9])%)$"
+    } else {
+        r"^([1-9][0-9]{0,8}|(100|[1-9][0-9]?)%)$"
+    };
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(integer(false, u64::from(min), u64::from(u32::MAX)))
+        .item(string(false).pattern(Some(pattern)).build())
+        .description(Some(
+            "a count of targets, or a share of them such as \"25%\"",
+        ))
+        .build()
+        .into()
+}
+
+pub fn limit_from_0() -> utoipa::openapi::schema::Schema {
+    limit(0)
+}
+
+pub fn limit_from_1() -> utoipa::openapi::schema::Schema {
+    limit(1)
+}

@@ -209,7 +209,10 @@ impl Engine {
         op_insert(
             &self.inner.store.db,
             NewOperation {
-                id: crate::model::new_id("op"),
+                id: ctx
+                    .operation_id
+                    .clone()
+                    .unwrap_or_else(|| crate::model::new_id("op")),
                 tenant_id: tenant.to_string(),
                 kind: kind.to_string(),
                 target_id: target_id.to_string(),
@@ -241,6 +244,11 @@ impl Engine {
     /// How many workers found the queue empty and wait for work.
     pub fn idle_workers(&self) -> usize {
         self.inner.idle.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Changes each time an operation finishes.
+    pub fn finished_watch(&self) -> watch::Receiver<u64> {
+        self.inner.finished.subscribe()
     }
 
     /// Wakes a worker for newly submitted work.

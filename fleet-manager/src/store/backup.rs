@@ -54,6 +54,8 @@ macro_rules! each_table {
         $mac!(operation_log, "operation_logs", $($args)*);
         $mac!(event, "events", $($args)*);
         $mac!(audit, "audit_log", $($args)*);
+        $mac!(rollout, "rollouts", $($args)*);
+        $mac!(rollout_target, "rollout_targets", $($args)*);
     };
 }
 
@@ -139,6 +141,8 @@ impl Store {
                     $ent::Entity::delete_many().exec($txn).await?;
                 };
             }
+            wipe!(rollout_target, "rollout_targets", &txn, ());
+            wipe!(rollout, "rollouts", &txn, ());
             wipe!(audit, "audit_log", &txn, ());
             wipe!(event, "events", &txn, ());
             wipe!(operation_log, "operation_logs", &txn, ());

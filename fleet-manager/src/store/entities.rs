@@ -415,3 +415,56 @@ pub mod backup {
     }
     entity_boilerplate!();
 }
+
+pub mod rollout {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
+    #[sea_orm(table_name = "rollouts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub tenant_id: String,
+        pub label: String,
+        /// What was asked, as the public document's JSON.
+        pub spec: String,
+        pub state: String,
+        /// Why it stopped, when it did not finish every target.
+        pub reason: Option<String>,
+        pub initiated_by: Option<String>,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub finished_at: Option<i64>,
+    }
+    entity_boilerplate!();
+}
+
+pub mod rollout_target {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
+    #[sea_orm(table_name = "rollout_targets")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub rollout_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i32,
+        pub instance_id: String,
+        pub canary: bool,
+        pub state: String,
+        /// The operation FM started (or is about to start) for it.
+        pub operation_id: Option<String>,
+        pub error: Option<String>,
+        pub started_at: Option<i64>,
+        /// When its operation finished and the health watch began.
+        pub watch_since: Option<i64>,
+        /// Since when the node has been healthy without a break.
+        pub healthy_since: Option<i64>,
+        pub finished_at: Option<i64>,
+    }
+    entity_boilerplate!();
+}

@@ -649,3 +649,21 @@ pub async fn runtime_list_with_volume<C: ConnectionTrait>(
         .all(c)
         .await?)
 }
+
+/// The runtimes of these instances (those that have one), in no order.
+pub async fn runtimes_of<C: ConnectionTrait>(
+    c: &C,
+    instance_ids: &[String],
+) -> Result<Vec<instance_runtime::Model>> {
+    let mut out = Vec::with_capacity(instance_ids.len());
+    // Chunks keep each statement under the backends' parameter limits.
+    for chunk in instance_ids.chunks(500) {
+        out.extend(
+            instance_runtime::Entity::find()
+                .filter(instance_runtime::Column::InstanceId.is_in(chunk.iter().cloned()))
+                .all(c)
+                .await?,
+        );
+    }
+    Ok(out)
+}

@@ -14,6 +14,7 @@ pub mod operations;
 pub mod overview;
 pub mod page;
 pub mod resources;
+pub mod rollouts;
 pub mod sealed;
 pub mod sessions;
 

@@ -162,3 +162,15 @@ pub async fn sim_app_with(tune: impl FnOnce(&mut fleet_manager::config::Config))
     }
     t
 }
+
+/// The sim cloud of an FM started by [`sim_app`].
+pub fn sim_cloud(t: &TestApp) -> fleet_manager::cloud::sim::SimCloud {
+    t.app
+        .engine
+        .services()
+        .cloud
+        .as_any()
+        .downcast_ref::<fleet_manager::cloud::sim::SimCloud>()
+        .expect("the sim cloud")
+        .clone()
+}

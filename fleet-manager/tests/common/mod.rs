@@ -342,7 +342,8 @@ mod console;
 mod ec2;
 mod lifecycle;
 mod process;
+mod rollouts;
 
 // Each suite uses a part of the harness.
 #[allow(unused_imports)]
-pub use {chaos::*, console::*, ec2::*, lifecycle::*, process::*};
+pub use {chaos::*, console::*, ec2::*, lifecycle::*, process::*, rollouts::*};

@@ -8,6 +8,7 @@ pub mod futures;
 pub mod images;
 pub mod instances;
 pub mod networks;
+pub mod rollouts;
 pub mod snapshots;
 pub mod templates;
 pub mod tenant;
@@ -30,6 +31,7 @@ pub fn routes() -> OpenApiRouter<App> {
         .merge(backups::routes())
         .merge(images::routes())
         .merge(futures::routes())
+        .merge(rollouts::routes())
         .merge(audit::routes())
 }
 
