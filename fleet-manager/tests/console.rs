@@ -1080,3 +1080,93 @@ async fn an_admin_keeps_a_cloud_accounts_secret_write_only_from_the_console() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn an_operator_follows_pauses_and_cancels_a_rollout_and_a_viewer_only_reads_it() {
+    let t = sim_app().await;
+    let net = t.api.create_network().await;
+    let tpl = t.api.create_template().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = t.api.create_instance(&tpl, &net).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        common::assert_done(&common::act(&t.api, &id, "reprovision").await);
+        ids.push(id);
+    }
+    // A long health watch keeps the first target in flight.
+    let r = common::rollout_create(
+        &t.api,
+        serde_json::json!({"label": "restart all", "selector": {"instanceIds": ids},
+            "action": {"type": "RESTART_NODE"}, "healthSeconds": 3600,
+            "healthTimeoutSeconds": 3600}),
+    )
+    .await;
+    let rid = r["id"].as_str().unwrap().to_string();
+    let mut o = signed_in(&t, "olga", Role::Operator).await;
+    let list = o.get("/console/rollouts").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert!(list.body.contains("restart all"), "{}", list.body);
+    assert!(list.body.contains(&format!("/console/rollouts/{rid}")));
+
+    let page = o.get(&format!("/console/rollouts/{rid}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("RESTART_NODE"), "{}", page.body);
+    assert!(page.body.contains(&ids[0]), "{}", page.body);
+    assert!(
+        page.body.contains("hx-trigger=\"every 2s\""),
+        "polled while it runs"
+    );
+    assert!(
+        page.body
+            .contains(&format!("/console/rollouts/{rid}/pause"))
+    );
+
+    let p = o.post(&format!("/console/rollouts/{rid}/pause"), &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let live = o.get(&format!("/console/rollouts/{rid}/live")).await;
+    assert!(live.body.contains("data-state=\"paused\""), "{}", live.body);
+    assert!(
+        live.body
+            .contains(&format!("/console/rollouts/{rid}/resume"))
+    );
+    // Pausing twice is refused with FM's message.
+    let p = o.post(&format!("/console/rollouts/{rid}/pause"), &[]).await;
+    assert_eq!(p.status, StatusCode::CONFLICT, "{}", p.body);
+    assert!(p.body.contains("is paused"), "{}", p.body);
+
+    // A viewer reads it, sees no button and can't move it.
+    let mut v = signed_in(&t, "vera", Role::Viewer).await;
+    let page = v.get(&format!("/console/rollouts/{rid}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("/cancel"), "{}", page.body);
+    let p = v
+        .post(&format!("/console/rollouts/{rid}/cancel"), &[])
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+
+    let p = o
+        .post(&format!("/console/rollouts/{rid}/cancel"), &[])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let (_, now) = t.api.get(&format!("/tenants/main/rollouts/{rid}")).await;
+    assert_eq!(now["state"], "cancelling", "{now}");
+    let moves: Vec<Value> = audit(&t)
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["actor"] == "olga"
+                && r["path"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("/console/rollouts/")
+        })
+        .collect();
+    assert_eq!(
+        moves.iter().filter(|r| r["outcome"] == "ok").count(),
+        2,
+        "the pause and the cancel: {moves:?}"
+    );
+    t.stop().await;
+}

@@ -129,8 +129,8 @@ pub fn router(app: App, rest: &Roles) -> Router<App> {
     use Access::Public;
     use pages::instances::{self, Verb};
     use pages::{
-        accounts, audit, auth, dashboard, images, instance_form, networks, operations, templates,
-        users,
+        accounts, audit, auth, dashboard, images, instance_form, networks, operations, rollouts,
+        templates, users,
     };
     let viewer = Access::Role(Role::Viewer);
     // Users and keys have no REST endpoint (the admin CLI manages them).
@@ -170,6 +170,18 @@ pub fn router(app: App, rest: &Roles) -> Router<App> {
     let account_update = r.same_as(
         Method::PUT,
         "/tenants/{tenantId}/cloud-accounts/{accountId}",
+    );
+    let rollouts_read = r.same_as(Method::GET, "/tenants/{tenantId}/rollouts");
+    let rollout_move = |r: &Routes, a: &str| {
+        r.same_as(
+            Method::POST,
+            &format!("/tenants/{{tenantId}}/rollouts/{{rolloutId}}/actions/{a}"),
+        )
+    };
+    let (pause, resume, cancel) = (
+        rollout_move(&r, "pause"),
+        rollout_move(&r, "resume"),
+        rollout_move(&r, "cancel"),
     );
     // The confirmation of an action asks for the role the actions need.
     let (m, p) = Verb::Start.rest();
@@ -272,6 +284,12 @@ pub fn router(app: App, rest: &Roles) -> Router<App> {
         .get("/console/operations/{id}", viewer, operations::show)
         .get("/console/operations/{id}/live", viewer, operations::live)
         .post("/console/operations/{id}/abort", abort, operations::abort)
+        .get("/console/rollouts", rollouts_read, rollouts::list)
+        .get("/console/rollouts/{id}", rollouts_read, rollouts::show)
+        .get("/console/rollouts/{id}/live", rollouts_read, rollouts::live)
+        .post("/console/rollouts/{id}/pause", pause, rollouts::pause)
+        .post("/console/rollouts/{id}/resume", resume, rollouts::resume)
+        .post("/console/rollouts/{id}/cancel", cancel, rollouts::cancel)
         .get("/console/audit", audit_read, audit::list)
         .get("/console/users", admin, users::list)
         .post("/console/users", admin, users::create_user)

@@ -11,6 +11,7 @@ pub mod instance_form;
 pub mod instances;
 pub mod networks;
 pub mod operations;
+pub mod rollouts;
 pub mod templates;
 pub mod users;
 
