@@ -1,6 +1,6 @@
 //! Compiles `proto/**/*.proto` with protox (pure Rust) into a descriptor set
 //! and generates the tonic/prost code from it: no system `protoc` needed.
-//! The public API's descriptor set is also kept (`fleet_descriptor.bin`) for
+//! The public API's descriptor set (with the well-known types it imports) is also kept (`fleet_descriptor.bin`) for
 //! the server's reflection service.
 
 use prost::Message;
@@ -16,9 +16,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(files, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let mut fleet = descriptors.clone();
-    fleet
-        .file
-        .retain(|f| f.package.as_deref() == Some("fm.fleet.v1"));
+    // With the well-known types it imports, so reflection resolves them.
+    fleet.file.retain(|f| {
+        matches!(
+            f.package.as_deref(),
+            Some("fm.fleet.v1" | "google.protobuf")
+        )
+    });
     std::fs::write(out.join("fleet_descriptor.bin"), fleet.encode_to_vec())?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
     Ok(())

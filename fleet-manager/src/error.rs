@@ -22,6 +22,9 @@ pub enum Error {
     NotFound { kind: &'static str, id: String },
     /// The request is valid but clashes with the current state (HTTP 409).
     Conflict(String),
+    /// The object changed since the version the caller read (its etag no
+    /// longer matches; HTTP 412).
+    Stale(String),
     /// The body is larger than the configured limit (HTTP 413).
     PayloadTooLarge { limit: usize },
     /// The body is not JSON (HTTP 415).
@@ -108,6 +111,13 @@ impl Error {
         Error::Conflict(message.into())
     }
 
+    /// The object `what` changed since the caller read it.
+    pub fn stale(what: impl fmt::Display) -> Self {
+        Error::Stale(format!(
+            "{what} changed since it was read (its etag no longer matches): read it again and retry"
+        ))
+    }
+
     pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
         Error::NotFound {
             kind,
@@ -137,6 +147,7 @@ impl Error {
             Error::Forbidden { .. } => "Forbidden",
             Error::NotFound { .. } => "NotFound",
             Error::Conflict(_) => "Conflict",
+            Error::Stale(_) => "Stale",
             Error::PayloadTooLarge { .. } => "PayloadTooLarge",
             Error::UnsupportedMediaType(_) => "UnsupportedMediaType",
             Error::MethodNotAllowed => "MethodNotAllowed",
@@ -149,7 +160,7 @@ impl Error {
     /// The message shown to the caller.
     pub fn message(&self) -> String {
         match self {
-            Error::InvalidInput(m) | Error::Conflict(m) => m.clone(),
+            Error::InvalidInput(m) | Error::Conflict(m) | Error::Stale(m) => m.clone(),
             Error::Unauthorized => {
                 "authentication required: use HTTP Basic with an API key id and secret".into()
             }

@@ -15,6 +15,7 @@ mod m20261202_000006_identity;
 mod m20261203_000007_sessions;
 mod m20261203_000008_runtime_state_index;
 mod m20261204_000009_rollouts;
+mod m20261204_000010_request_ids;
 
 /// The ordered list of migrations.
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000007_sessions::Migration),
             Box::new(m20261203_000008_runtime_state_index::Migration),
             Box::new(m20261204_000009_rollouts::Migration),
+            Box::new(m20261204_000010_request_ids::Migration),
         ]
     }
 }

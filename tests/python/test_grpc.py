@@ -2,8 +2,10 @@
 grpcio-tools when the suite starts, against the real server binary. Health
 answers without credentials; reflection lists FM's services; a call
 without a key is UNAUTHENTICATED and a viewer's change PERMISSION_DENIED
-(and audited as refused); an instance made through the public client is
-read, listed page by page and provisioned through an Operation and
+(and audited as refused); a network, a template and an instance made
+through the API, once per request id, checked only with `validate_only`,
+updated through a field mask with an etag (a stale one ABORTED); instances
+listed page by page and provisioned through an Operation and
 `WaitOperation`, all under the caller's name in the audit log."""
 
 import base64
@@ -17,6 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from google.protobuf import field_mask_pb2, struct_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from test_fmclient import an_image_id, new_instance, new_network, new_template
@@ -67,6 +70,27 @@ def code_of(call):
     return e.value.code()
 
 
+def settings(**kw):
+    s = struct_pb2.Struct()
+    s.update(kw)
+    return s
+
+
+def error_type(call):
+    with pytest.raises(grpc.RpcError) as e:
+        call()
+    trailers = dict(e.value.trailing_metadata() or ())
+    return e.value.code(), trailers.get("error-type"), e.value.details()
+
+
+def grpc_network(msgs, stubs, channel, md, label, **kw):
+    vn = msgs.VirtualNetwork(label=label, settings=settings(
+        awsRegion="eu-west-3", awsVpcId="vpc-0a1b2c3d", awsSubnetId="subnet-0a1b2c3d",
+        awsAutoCreateSecurityGroups=True))
+    return stubs.VirtualNetworksStub(channel).CreateVirtualNetwork(
+        msgs.CreateVirtualNetworkRequest(virtual_network=vn, **kw), metadata=md, timeout=10)
+
+
 def test_health_answers_serving_without_credentials(channel):
     stub = health_pb2_grpc.HealthStub(channel)
     for service in ["", "fm.fleet.v1.Instances", "fm.fleet.v1.Operations", "fm.fleet.v1.Rollouts"]:
@@ -114,6 +138,8 @@ def test_calls_without_a_valid_key_are_unauthenticated_and_a_viewers_change_is_d
         inst.ReprovisionInstance(msgs.InstanceActionRequest(id=target.id), metadata=viewer, timeout=5)
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "operator" in e.value.details()
+    assert code_of(lambda: grpc_network(msgs, stubs, channel, viewer, label("vvn"))) \
+        == grpc.StatusCode.PERMISSION_DENIED
     refused = [r for r in fm_server.audit_log()
                if r["path"] == "/fm.fleet.v1.Instances/ReprovisionInstance" and r["actor"] == name]
     assert [r["outcome"] for r in refused] == ["refused"], refused
@@ -131,7 +157,12 @@ def test_instances_page_and_provision_through_an_operation(fm_server, channel, p
     vn = new_network(client, label("vn"))
     tpl = new_template(client, label("tpl"))
     image = an_image_id(client)
-    made = [new_instance(client, label(f"inst{i}"), tpl.id, vn.id, image) for i in range(3)]
+    made = [new_instance(client, label(f"inst{i}"), tpl.id, vn.id, image) for i in range(2)]
+    # The one provisioned is made through the API.
+    made.insert(0, client.get_instance(inst.CreateInstance(msgs.CreateInstanceRequest(
+        instance=msgs.Instance(label=label("inst-grpc"), instance_settings_template_id=tpl.id,
+                               virtual_network_id=vn.id, image_id=image, dss_node_type="design")),
+        metadata=admin_md, timeout=10).id))
 
     # Every instance once, a page of one at a time.
     seen, token = [], ""
@@ -171,6 +202,103 @@ def test_instances_page_and_provision_through_an_operation(fm_server, channel, p
                                metadata=admin_md, timeout=40)
     assert op.state == "done", op
     target.delete().wait_for_result()
+
+
+def test_networks_templates_and_instances_are_made_once_per_request_id_and_validated_without_a_trace(
+        channel, pb, admin_md, client, label):
+    msgs, stubs = pb
+    vns = stubs.VirtualNetworksStub(channel)
+    tpls = stubs.InstanceTemplatesStub(channel)
+    insts = stubs.InstancesStub(channel)
+    rid = str(uuid.uuid4())
+    vn = grpc_network(msgs, stubs, channel, admin_md, label("vn"), request_id=rid)
+    assert vn.id.startswith("vn-") and vn.etag and vn.nb_instances == 0, vn
+    assert vn.settings["awsVpcId"] == "vpc-0a1b2c3d"
+    # The retry answers the same network; nothing new is made.
+    again = grpc_network(msgs, stubs, channel, admin_md, label("vn"), request_id=rid)
+    assert again.id == vn.id and again.etag == vn.etag
+    labels = [n.vn_data["label"] for n in client.list_virtual_networks()]
+    assert labels.count(label("vn")) == 1, labels
+    # The same id for another request is refused, naming it.
+    code, etype, details = error_type(
+        lambda: grpc_network(msgs, stubs, channel, admin_md, label("other"), request_id=rid))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and etype == "InvalidInput", details
+    assert rid in details
+    # validate_only: checked, answered, not stored.
+    dry = grpc_network(msgs, stubs, channel, admin_md, label("dry"), validate_only=True)
+    assert dry.id == "" and dry.label == label("dry")
+    assert label("dry") not in [n.vn_data["label"] for n in client.list_virtual_networks()]
+    # A bad field is the caller's error, by name, for a dry run too.
+    bad = msgs.VirtualNetwork(label=label("bad"), settings=settings(awsRegion="eu-west-3", awsVpcId="not-a-vpc"))
+    code, etype, details = error_type(lambda: vns.CreateVirtualNetwork(
+        msgs.CreateVirtualNetworkRequest(virtual_network=bad, validate_only=True), metadata=admin_md, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "awsVpcId" in details, details
+    twice = msgs.VirtualNetwork(label=label("twice"), settings=settings(label="x"))
+    code, _, details = error_type(lambda: vns.CreateVirtualNetwork(
+        msgs.CreateVirtualNetworkRequest(virtual_network=twice), metadata=admin_md, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "settings.label" in details, details
+
+    tpl = tpls.CreateInstanceTemplate(msgs.CreateInstanceTemplateRequest(
+        instance_template=msgs.InstanceTemplate(label=label("tpl"), settings=settings(
+            setupActions=[{"type": "ADD_AUTHORIZED_KEY", "params": {"sshKey": "ssh-ed25519 AAAAC3Nza test@fm"}}])),
+        request_id=str(uuid.uuid4())), metadata=admin_md, timeout=10)
+    assert tpl.id.startswith("ist-") and tpl.settings["setupActions"][0]["type"] == "ADD_AUTHORIZED_KEY", tpl
+
+    image = an_image_id(client)
+    irid = str(uuid.uuid4())
+    want = msgs.Instance(label=label("inst"), instance_settings_template_id=tpl.id,
+                         virtual_network_id=vn.id, image_id=image, dss_node_type="automation",
+                         fm_tags=["grpc"], settings=settings(dataVolumeSizeGB=60))
+    made = [insts.CreateInstance(msgs.CreateInstanceRequest(instance=want, request_id=irid),
+                                 metadata=admin_md, timeout=10) for _ in range(2)]
+    assert made[0].id and made[0].id == made[1].id, made
+    got = insts.GetInstance(msgs.GetInstanceRequest(id=made[0].id), metadata=admin_md, timeout=5)
+    assert got.dss_node_type == "automation" and list(got.fm_tags) == ["grpc"]
+    # A whole number goes through the Struct as the integer it is.
+    assert client.get_instance(made[0].id).instance_data["dataVolumeSizeGB"] == 60
+    assert [i.id for i in client.list_instances()].count(made[0].id) == 1
+    assert vns.GetVirtualNetwork(msgs.GetVirtualNetworkRequest(id=vn.id),
+                                 metadata=admin_md, timeout=5).nb_instances == 1
+
+
+def test_an_update_takes_the_masked_fields_only_and_a_stale_etag_is_aborted(channel, pb, admin_md, label):
+    msgs, stubs = pb
+    vns = stubs.VirtualNetworksStub(channel)
+    vn = grpc_network(msgs, stubs, channel, admin_md, label("vn"))
+    # Only the label, though the message carries other settings.
+    change = msgs.VirtualNetwork(id=vn.id, etag=vn.etag, label=label("renamed"),
+                                 settings=settings(contactMail="ignored@example.com"))
+    up = vns.UpdateVirtualNetwork(msgs.UpdateVirtualNetworkRequest(
+        virtual_network=change, update_mask=field_mask_pb2.FieldMask(paths=["label"])),
+        metadata=admin_md, timeout=10)
+    assert up.label == label("renamed") and "contactMail" not in up.settings, up
+    assert up.etag and up.etag != vn.etag
+    # The etag read before that change is stale now.
+    stale = msgs.VirtualNetwork(id=vn.id, etag=vn.etag, label=label("lost"))
+    code, etype, details = error_type(lambda: vns.UpdateVirtualNetwork(msgs.UpdateVirtualNetworkRequest(
+        virtual_network=stale, update_mask=field_mask_pb2.FieldMask(paths=["label"])),
+        metadata=admin_md, timeout=10))
+    assert code == grpc.StatusCode.ABORTED and etype == "Stale", details
+    now = vns.GetVirtualNetwork(msgs.GetVirtualNetworkRequest(id=vn.id), metadata=admin_md, timeout=5)
+    assert now.label == label("renamed") and now.etag == up.etag
+    # One setting by name; a dry run changes nothing; a path that names nothing is refused.
+    one = msgs.VirtualNetwork(id=vn.id, etag=now.etag, settings=settings(contactMail="ops@example.com"))
+    mask = field_mask_pb2.FieldMask(paths=["settings.contactMail"])
+    dry = vns.UpdateVirtualNetwork(msgs.UpdateVirtualNetworkRequest(
+        virtual_network=one, update_mask=mask, validate_only=True), metadata=admin_md, timeout=10)
+    assert dry.settings["contactMail"] == "ops@example.com" and dry.label == label("renamed")
+    assert vns.GetVirtualNetwork(msgs.GetVirtualNetworkRequest(id=vn.id), metadata=admin_md,
+                                 timeout=5).etag == now.etag
+    up = vns.UpdateVirtualNetwork(msgs.UpdateVirtualNetworkRequest(virtual_network=one, update_mask=mask),
+                                  metadata=admin_md, timeout=10)
+    assert up.settings["contactMail"] == "ops@example.com" and up.label == label("renamed")
+    code, _, details = error_type(lambda: vns.UpdateVirtualNetwork(msgs.UpdateVirtualNetworkRequest(
+        virtual_network=msgs.VirtualNetwork(id=vn.id), update_mask=field_mask_pb2.FieldMask(paths=["nope"])),
+        metadata=admin_md, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "nope" in details, details
+    # Deleting it is an operation.
+    op = vns.DeleteVirtualNetwork(msgs.DeleteVirtualNetworkRequest(id=vn.id), metadata=admin_md, timeout=10)
+    assert op.name and op.target_id == vn.id, op
 
 
 def wait_rollout(ro_stub, msgs, md, rid, secs=60):

@@ -4,6 +4,7 @@
 //! return it as it is, without decoding (listing 10,000 instances is a
 //! concatenation).
 
+use super::changes::{Change, Made, Versioned, etag_of};
 use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::error::{Error, Result};
 use crate::model::instance::Instance;
@@ -68,18 +69,56 @@ impl App {
         Ok(())
     }
 
-    pub async fn instance_create(&self, tenant: &str, mut input: Instance) -> Result<String> {
+    pub async fn instance_create(&self, tenant: &str, input: Instance) -> Result<String> {
+        let made = self
+            .instance_create_with(tenant, input, &Change::default())
+            .await?;
+        Ok(made.value)
+    }
+
+    /// The instance's public JSON with its etag.
+    pub async fn instance_get_versioned(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Versioned<String>> {
+        let doc = self.instance_row(tenant, id).await?.doc;
+        let etag = etag_of(&[&doc]);
+        Ok(Versioned { value: doc, etag })
+    }
+
+    /// Creates an instance record as `change` says (see [`Change`]) and
+    /// answers its public JSON; a validated-only instance has no id.
+    pub async fn instance_create_with(
+        &self,
+        tenant: &str,
+        mut input: Instance,
+        change: &Change,
+    ) -> Result<Versioned<String>> {
         self.tenant(tenant).await?;
+        if let Some(earlier) = self.replayed(tenant, change).await? {
+            return self.instance_get_versioned(tenant, &earlier).await;
+        }
         input.validate()?;
         self.check_instance_refs(tenant, &input).await?;
         let now = now_ms();
-        let id = new_id("inst");
-        input.id = Some(id.clone());
         input.created_at = now;
         input.updated_at = now;
+        if change.validate_only {
+            input.id = None;
+            let doc = to_doc(&input)?;
+            let etag = etag_of(&[&doc]);
+            return Ok(Versioned { value: doc, etag });
+        }
+        let id = new_id("inst");
+        input.id = Some(id.clone());
         let doc = to_doc(&input)?;
+        let txn = match self.begin_create(tenant, change, &id).await? {
+            Made::New(txn) => txn,
+            Made::Earlier(earlier) => return self.instance_get_versioned(tenant, &earlier).await,
+        };
         q::instance_insert(
-            &self.store.db,
+            &txn,
             instance::Model {
                 id,
                 tenant_id: tenant.to_string(),
@@ -94,19 +133,32 @@ impl App {
             },
         )
         .await?;
-        Ok(doc)
+        txn.commit().await?;
+        let etag = etag_of(&[&doc]);
+        Ok(Versioned { value: doc, etag })
     }
 
     /// Replaces the instance's settings with the whole JSON given. The
     /// network can't change: an instance stays in the network it was
     /// created in.
-    pub async fn instance_update(
+    pub async fn instance_update(&self, tenant: &str, id: &str, input: Instance) -> Result<String> {
+        let done = self
+            .instance_update_with(tenant, id, input, &Change::default())
+            .await?;
+        Ok(done.value)
+    }
+
+    /// [`App::instance_update`] as `change` says (see [`Change`]).
+    pub async fn instance_update_with(
         &self,
         tenant: &str,
         id: &str,
         mut input: Instance,
-    ) -> Result<String> {
+        change: &Change,
+    ) -> Result<Versioned<String>> {
         let m = self.instance_row(tenant, id).await?;
+        let what = format!("instance '{id}'");
+        change.check_etag(&what, &etag_of(&[&m.doc]))?;
         check_body_id(id, input.id.as_deref())?;
         input.validate()?;
         if input.virtual_network_id != m.network_id {
@@ -120,8 +172,13 @@ impl App {
         input.created_at = m.created_at;
         input.updated_at = now;
         let doc = to_doc(&input)?;
+        let etag = etag_of(&[&doc]);
+        if change.validate_only {
+            return Ok(Versioned { value: doc, etag });
+        }
+        let expect = change.etag.is_some().then_some(m.generation);
         let generation = m.generation + 1;
-        q::instance_update(
+        let written = q::instance_update(
             &self.store.db,
             instance::Model {
                 label: input.label.clone(),
@@ -132,9 +189,13 @@ impl App {
                 updated_at: now,
                 ..m
             },
+            expect,
         )
         .await?;
-        Ok(doc)
+        if !written {
+            return Err(Error::stale(&what));
+        }
+        Ok(Versioned { value: doc, etag })
     }
 
     /// Starts the deletion of an instance and everything it owns.

@@ -6,6 +6,7 @@ mod accounts;
 pub mod audit;
 mod auth;
 pub mod backups;
+mod changes;
 mod drift;
 mod futures;
 mod images;
@@ -30,6 +31,7 @@ use crate::store::entities::{image, tenant};
 use crate::store::resources as q;
 use std::time::Duration;
 
+pub use changes::{Change, ClientRequest, Versioned, etag_of};
 pub use drift::DriftReport;
 pub use futures::StartedFuture;
 pub use images::file_sha256;

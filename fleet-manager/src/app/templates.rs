@@ -1,5 +1,6 @@
 //! Instance templates.
 
+use super::changes::{Change, Made, Versioned, etag_of};
 use super::{App, StartedFuture, check_body_id, from_doc, to_doc};
 use crate::crypto::Place;
 use crate::error::{Error, Result};
@@ -24,6 +25,17 @@ impl App {
         t.has_dataiku_aws_secret_access_key = m.secret.is_some();
         t.nb_instances = nb_instances;
         Ok(t)
+    }
+
+    fn template_versioned(
+        &self,
+        m: &instance_template::Model,
+        nb_instances: u64,
+    ) -> Result<Versioned<InstanceTemplate>> {
+        Ok(Versioned {
+            value: self.template_view(m, nb_instances)?,
+            etag: template_etag(m),
+        })
     }
 
     async fn template_row(&self, tenant: &str, id: &str) -> Result<instance_template::Model> {
@@ -126,41 +138,90 @@ impl App {
         tenant: &str,
         page: &Page,
     ) -> Result<Paged<InstanceTemplate>> {
+        Ok(self
+            .template_list_versioned(tenant, page)
+            .await?
+            .map(|v| v.value))
+    }
+
+    pub async fn template_list_versioned(
+        &self,
+        tenant: &str,
+        page: &Page,
+    ) -> Result<Paged<Versioned<InstanceTemplate>>> {
         self.tenant(tenant).await?;
         let counts =
             q::instance_counts_by(&self.store.db, tenant, instance::Column::TemplateId).await?;
         q::template_list(&self.store.db, tenant, page)
             .await?
-            .try_map(|m| self.template_view(&m, counts.get(&m.id).copied().unwrap_or(0)))
+            .try_map(|m| self.template_versioned(&m, counts.get(&m.id).copied().unwrap_or(0)))
     }
 
     pub async fn template_get(&self, tenant: &str, id: &str) -> Result<InstanceTemplate> {
+        Ok(self.template_get_versioned(tenant, id).await?.value)
+    }
+
+    pub async fn template_get_versioned(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Versioned<InstanceTemplate>> {
         let m = self.template_row(tenant, id).await?;
         let n = q::instances_using_template(&self.store.db, id).await?;
-        self.template_view(&m, n)
+        self.template_versioned(&m, n)
     }
 
     pub async fn template_create(
         &self,
         tenant: &str,
-        mut input: InstanceTemplate,
+        input: InstanceTemplate,
     ) -> Result<InstanceTemplate> {
+        let made = self
+            .template_create_with(tenant, input, &Change::default())
+            .await?;
+        Ok(made.value)
+    }
+
+    /// Creates a template as `change` says (see [`Change`]); a
+    /// validated-only template has no id.
+    pub async fn template_create_with(
+        &self,
+        tenant: &str,
+        mut input: InstanceTemplate,
+        change: &Change,
+    ) -> Result<Versioned<InstanceTemplate>> {
         self.tenant(tenant).await?;
+        if let Some(earlier) = self.replayed(tenant, change).await? {
+            return self.template_get_versioned(tenant, &earlier).await;
+        }
         input.validate()?;
         let id = new_id("ist");
         self.seal_secret_params(&id, &mut input)?;
         let secret = self.template_secret(&id, &mut input, None, true)?;
         input.id = None;
-        let m = q::template_insert(
-            &self.store.db,
-            tenant,
-            &id,
-            &input.label,
-            to_doc(&input)?,
+        let doc = to_doc(&input)?;
+        let now = crate::model::now_ms();
+        let row = instance_template::Model {
+            id: id.clone(),
+            tenant_id: tenant.to_string(),
+            label: input.label.clone(),
+            doc,
             secret,
-        )
-        .await?;
-        self.template_view(&m, 0)
+            created_at: now,
+            updated_at: now,
+        };
+        if change.validate_only {
+            let mut v = self.template_versioned(&row, 0)?;
+            v.value.id = None;
+            return Ok(v);
+        }
+        let txn = match self.begin_create(tenant, change, &id).await? {
+            Made::New(txn) => txn,
+            Made::Earlier(earlier) => return self.template_get_versioned(tenant, &earlier).await,
+        };
+        let m = q::template_insert(&txn, tenant, &id, &row.label, row.doc, row.secret).await?;
+        txn.commit().await?;
+        self.template_versioned(&m, 0)
     }
 
     pub async fn template_update(
@@ -169,7 +230,23 @@ impl App {
         id: &str,
         input: InstanceTemplate,
     ) -> Result<InstanceTemplate> {
+        let done = self
+            .template_update_with(tenant, id, input, &Change::default())
+            .await?;
+        Ok(done.value)
+    }
+
+    /// Replaces the template's settings as `change` says (see [`Change`]).
+    pub async fn template_update_with(
+        &self,
+        tenant: &str,
+        id: &str,
+        input: InstanceTemplate,
+        change: &Change,
+    ) -> Result<Versioned<InstanceTemplate>> {
         let m = self.template_row(tenant, id).await?;
+        let what = format!("instance template '{id}'");
+        change.check_etag(&what, &template_etag(&m))?;
         check_body_id(id, input.id.as_deref())?;
         let old: InstanceTemplate = from_doc(&m.doc)?;
         // Masked secrets stand for the stored values: validate and store
@@ -179,17 +256,30 @@ impl App {
         self.seal_secret_params(id, &mut input)?;
         let secret = self.template_secret(id, &mut input, m.secret.clone(), false)?;
         input.id = None;
+        let doc = to_doc(&input)?;
+        let n = q::instances_using_template(&self.store.db, id).await?;
+        if change.validate_only {
+            let would = instance_template::Model {
+                label: input.label.clone(),
+                doc,
+                secret,
+                ..m
+            };
+            return self.template_versioned(&would, n);
+        }
+        let expect = change.etag.is_some().then_some(m.doc.as_str());
         let m = q::template_update(
             &self.store.db,
             tenant,
             id,
             &input.label,
-            to_doc(&input)?,
+            doc,
             secret,
+            expect,
         )
-        .await?;
-        let n = q::instances_using_template(&self.store.db, id).await?;
-        self.template_view(&m, n)
+        .await?
+        .ok_or_else(|| Error::stale(&what))?;
+        self.template_versioned(&m, n)
     }
 
     /// Starts the deletion; refused at once while instances use the template.
@@ -209,6 +299,11 @@ impl App {
         self.start_operation(ctx, tenant, id, DeleteTemplate {})
             .await
     }
+}
+
+/// A template's etag: its document and its sealed secret.
+fn template_etag(m: &instance_template::Model) -> String {
+    etag_of(&[&m.doc, m.secret.as_deref().unwrap_or("")])
 }
 
 /// Replaces sealed setup-action parameters by the mask.

@@ -1,14 +1,16 @@
 //! `fm.fleet.v1.Instances`: each method one `App` call.
 
+use super::fields::{self, Typed};
 use super::{audited, caller, page_of, source, status, tenant};
 use crate::api::page::encode_token;
-use crate::app::{Action, App, StartedFuture};
-use crate::error::Error;
+use crate::app::{Action, App, Change, StartedFuture, etag_of};
+use crate::error::{Error, Result as DomainResult};
 use crate::model::instance::Instance as Model;
 use fm_proto::fleet::{
-    GetInstanceRequest, Instance, InstanceActionRequest, ListInstancesRequest,
-    ListInstancesResponse, Operation,
+    CreateInstanceRequest, GetInstanceRequest, Instance, InstanceActionRequest,
+    ListInstancesRequest, ListInstancesResponse, Operation, UpdateInstanceRequest,
 };
+use serde_json::{Map, Value as Json};
 use tonic::{Request, Response, Status};
 
 pub struct Service {
@@ -19,8 +21,34 @@ pub struct Service {
 const PAGE_MAX: i32 = 1000;
 const PAGE_DEFAULT: u64 = 100;
 
-fn to_proto(m: Model) -> Instance {
-    Instance {
+/// The typed fields one can set (by proto and REST name).
+const TYPED: &[Typed] = &[
+    ("label", "label"),
+    ("description", "description"),
+    (
+        "instance_settings_template_id",
+        "instanceSettingsTemplateId",
+    ),
+    ("virtual_network_id", "virtualNetworkId"),
+    ("image_id", "imageId"),
+    ("dss_node_type", "dssNodeType"),
+    ("fm_tags", "fmTags"),
+];
+/// Typed output-only fields.
+const OUTPUT_ONLY: &[&str] = &["id", "createdAt", "updatedAt"];
+
+/// The message of an instance's stored public JSON.
+fn to_proto(doc: &str) -> DomainResult<Instance> {
+    let m: Model = serde_json::from_str(doc)
+        .map_err(|e| Error::internal(format!("corrupt stored instance: {e}")))?;
+    let mut json: Json = serde_json::from_str(doc).map_err(Error::internal)?;
+    if let Some(o) = json.as_object_mut() {
+        for k in OUTPUT_ONLY {
+            o.remove(*k);
+        }
+    }
+    let (_, settings) = fields::split(json, TYPED);
+    Ok(Instance {
         id: m.id.unwrap_or_default(),
         label: m.label,
         description: m.description,
@@ -31,7 +59,28 @@ fn to_proto(m: Model) -> Instance {
         fm_tags: m.fm_tags,
         created_at_ms: m.created_at,
         updated_at_ms: m.updated_at,
+        settings: Some(settings),
+        etag: etag_of(&[doc]),
+    })
+}
+
+/// The document a message stands for (without its output-only fields).
+fn to_doc(i: Instance) -> DomainResult<Map<String, Json>> {
+    let mut f = Map::new();
+    let s = |v: String| Json::String(v);
+    f.insert("label".into(), s(i.label));
+    f.insert("description".into(), s(i.description));
+    f.insert(
+        "instanceSettingsTemplateId".into(),
+        s(i.instance_settings_template_id),
+    );
+    f.insert("virtualNetworkId".into(), s(i.virtual_network_id));
+    f.insert("imageId".into(), s(i.image_id));
+    if !i.dss_node_type.is_empty() {
+        f.insert("dssNodeType".into(), s(i.dss_node_type));
     }
+    f.insert("fmTags".into(), Json::from(i.fm_tags));
+    fields::join(f, i.settings, TYPED)
 }
 
 /// The actions the service starts.
@@ -40,6 +89,7 @@ enum Act {
     Reprovision,
     Start,
     Stop,
+    Delete,
 }
 
 impl Act {
@@ -48,6 +98,7 @@ impl Act {
             Act::Reprovision => "Instances/ReprovisionInstance",
             Act::Start => "Instances/StartInstance",
             Act::Stop => "Instances/StopInstance",
+            Act::Delete => "Instances/DeleteInstance",
         }
     }
 }
@@ -69,6 +120,7 @@ impl Service {
                 Act::Reprovision => app.instance_reprovision(&ctx, t, &r.id, false, None).await,
                 Act::Start => app.instance_action(&ctx, t, &r.id, Action::Start).await,
                 Act::Stop => app.instance_action(&ctx, t, &r.id, Action::Stop).await,
+                Act::Delete => app.instance_delete(&ctx, t, &r.id).await,
             }
         };
         let f: StartedFuture = audited(app, &ctx, act.method(), (t, &r.id, from), started).await?;
@@ -83,12 +135,12 @@ impl fm_proto::fleet::instances_server::Instances for Service {
         req: Request<GetInstanceRequest>,
     ) -> Result<Response<Instance>, Status> {
         let r = req.into_inner();
-        let m = self
+        let v = self
             .app
-            .instance_get(tenant(&r.tenant), &r.id)
+            .instance_get_versioned(tenant(&r.tenant), &r.id)
             .await
             .map_err(status)?;
-        Ok(Response::new(to_proto(m)))
+        Ok(Response::new(to_proto(&v.value).map_err(status)?))
     }
 
     async fn list_instances(
@@ -105,13 +157,74 @@ impl fm_proto::fleet::instances_server::Instances for Service {
         let instances = docs
             .items
             .iter()
-            .map(|d| serde_json::from_str::<Model>(d).map(to_proto))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| status(Error::internal(format!("corrupt stored instance: {e}"))))?;
+            .map(|d| to_proto(d))
+            .collect::<DomainResult<Vec<_>>>()
+            .map_err(status)?;
         Ok(Response::new(ListInstancesResponse {
             instances,
             next_page_token: docs.next.as_ref().map(encode_token).unwrap_or_default(),
         }))
+    }
+
+    async fn create_instance(
+        &self,
+        req: Request<CreateInstanceRequest>,
+    ) -> Result<Response<Instance>, Status> {
+        const METHOD: &str = "Instances/CreateInstance";
+        let ctx = caller(&req)?;
+        let from = source(&req);
+        let mut r = req.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        let validate_only = std::mem::take(&mut r.validate_only);
+        let change =
+            fields::create_change(METHOD, &request_id, validate_only, &r).map_err(status)?;
+        let t = tenant(&r.tenant).to_string();
+        let i = r.instance.unwrap_or_default();
+        let app = &self.app;
+        let made = async {
+            let input: Model = fields::to_model(to_doc(i)?)?;
+            app.instance_create_with(&t, input, &change).await
+        };
+        let v = audited(app, &ctx, METHOD, (&t, "", from), made).await?;
+        Ok(Response::new(to_proto(&v.value).map_err(status)?))
+    }
+
+    async fn update_instance(
+        &self,
+        req: Request<UpdateInstanceRequest>,
+    ) -> Result<Response<Instance>, Status> {
+        const METHOD: &str = "Instances/UpdateInstance";
+        let ctx = caller(&req)?;
+        let from = source(&req);
+        let r = req.into_inner();
+        let t = tenant(&r.tenant).to_string();
+        let i = r.instance.unwrap_or_default();
+        let id = i.id.clone();
+        let change = Change {
+            validate_only: r.validate_only,
+            request: None,
+            etag: (!i.etag.is_empty()).then(|| i.etag.clone()),
+        };
+        let app = &self.app;
+        let updated = async {
+            let current = app.instance_get_versioned(&t, &id).await?;
+            // The mask applies to what the caller read.
+            change.check_etag(format!("instance '{id}'"), &current.etag)?;
+            let read: Model = serde_json::from_str(&current.value)
+                .map_err(|e| Error::internal(format!("corrupt stored instance: {e}")))?;
+            let mask = r.update_mask.as_ref();
+            let input: Model = fields::masked_update(&read, to_doc(i)?, mask, TYPED, OUTPUT_ONLY)?;
+            app.instance_update_with(&t, &id, input, &change).await
+        };
+        let v = audited(app, &ctx, METHOD, (&t, &id, from), updated).await?;
+        Ok(Response::new(to_proto(&v.value).map_err(status)?))
+    }
+
+    async fn delete_instance(
+        &self,
+        req: Request<InstanceActionRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        self.act(req, Act::Delete).await
     }
 
     async fn reprovision_instance(

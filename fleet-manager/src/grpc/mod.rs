@@ -12,9 +12,12 @@
 //! are audited by the services (they know the tenant, the object and the
 //! outcome). [`status`] is the one mapping from the domain error.
 
+mod fields;
 mod instances;
+mod networks;
 mod operations;
 mod rollouts;
+mod templates;
 
 use crate::api::access::Roles;
 use crate::app::App;
@@ -51,6 +54,10 @@ pub fn methods(rest: &Roles) -> HashMap<&'static str, Access> {
     let rollouts = "/tenants/{tenantId}/rollouts";
     let rollout = "/tenants/{tenantId}/rollouts/{rolloutId}";
     let rollout_action = |a: &str| same_as(Method::POST, &format!("{rollout}/actions/{a}"));
+    let networks = "/tenants/{tenantId}/virtual-networks";
+    let network = "/tenants/{tenantId}/virtual-networks/{networkId}";
+    let templates = "/tenants/{tenantId}/instance-settings-templates";
+    let template = "/tenants/{tenantId}/instance-settings-templates/{templateId}";
     HashMap::from([
         ("/grpc.health.v1.Health/Check", Access::Public),
         ("/grpc.health.v1.Health/Watch", Access::Public),
@@ -76,6 +83,55 @@ pub fn methods(rest: &Roles) -> HashMap<&'static str, Access> {
         ),
         ("/fm.fleet.v1.Instances/StartInstance", action("start")),
         ("/fm.fleet.v1.Instances/StopInstance", action("stop")),
+        (
+            "/fm.fleet.v1.Instances/CreateInstance",
+            same_as(Method::POST, "/tenants/{tenantId}/instances"),
+        ),
+        (
+            "/fm.fleet.v1.Instances/UpdateInstance",
+            same_as(Method::PUT, instance),
+        ),
+        ("/fm.fleet.v1.Instances/DeleteInstance", action("delete")),
+        (
+            "/fm.fleet.v1.VirtualNetworks/GetVirtualNetwork",
+            same_as(Method::GET, network),
+        ),
+        (
+            "/fm.fleet.v1.VirtualNetworks/ListVirtualNetworks",
+            same_as(Method::GET, networks),
+        ),
+        (
+            "/fm.fleet.v1.VirtualNetworks/CreateVirtualNetwork",
+            same_as(Method::POST, networks),
+        ),
+        (
+            "/fm.fleet.v1.VirtualNetworks/UpdateVirtualNetwork",
+            same_as(Method::PUT, network),
+        ),
+        (
+            "/fm.fleet.v1.VirtualNetworks/DeleteVirtualNetwork",
+            same_as(Method::DELETE, network),
+        ),
+        (
+            "/fm.fleet.v1.InstanceTemplates/GetInstanceTemplate",
+            same_as(Method::GET, template),
+        ),
+        (
+            "/fm.fleet.v1.InstanceTemplates/ListInstanceTemplates",
+            same_as(Method::GET, templates),
+        ),
+        (
+            "/fm.fleet.v1.InstanceTemplates/CreateInstanceTemplate",
+            same_as(Method::POST, templates),
+        ),
+        (
+            "/fm.fleet.v1.InstanceTemplates/UpdateInstanceTemplate",
+            same_as(Method::PUT, template),
+        ),
+        (
+            "/fm.fleet.v1.InstanceTemplates/DeleteInstanceTemplate",
+            same_as(Method::DELETE, template),
+        ),
         (
             "/fm.fleet.v1.Operations/GetOperation",
             same_as(Method::GET, future),
@@ -124,6 +180,7 @@ pub fn status(e: Error) -> Status {
         Error::Forbidden { .. } => Code::PermissionDenied,
         Error::NotFound { .. } => Code::NotFound,
         Error::Conflict(_) => Code::FailedPrecondition,
+        Error::Stale(_) => Code::Aborted,
         Error::PayloadTooLarge { .. } => Code::ResourceExhausted,
         Error::MethodNotAllowed => Code::Unimplemented,
         Error::OperationFailed { .. } => Code::FailedPrecondition,
@@ -352,9 +409,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    use fm_proto::fleet::instance_templates_server::InstanceTemplatesServer;
     use fm_proto::fleet::instances_server::InstancesServer;
     use fm_proto::fleet::operations_server::OperationsServer;
     use fm_proto::fleet::rollouts_server::RolloutsServer;
+    use fm_proto::fleet::virtual_networks_server::VirtualNetworksServer;
     let methods = Arc::new(methods(&crate::api::roles()));
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
@@ -365,6 +424,12 @@ pub async fn serve(
         .await;
     health
         .set_serving::<RolloutsServer<rollouts::Service>>()
+        .await;
+    health
+        .set_serving::<VirtualNetworksServer<networks::Service>>()
+        .await;
+    health
+        .set_serving::<InstanceTemplatesServer<templates::Service>>()
         .await;
     // Reflection in both versions clients speak (grpcurl v1, grpcio's
     // own client v1alpha).
@@ -390,6 +455,12 @@ pub async fn serve(
             app: app.clone(),
         }))
         .add_service(OperationsServer::new(operations::Service {
+            app: app.clone(),
+        }))
+        .add_service(VirtualNetworksServer::new(networks::Service {
+            app: app.clone(),
+        }))
+        .add_service(InstanceTemplatesServer::new(templates::Service {
             app: app.clone(),
         }))
         .add_service(RolloutsServer::new(rollouts::Service { app }))
@@ -420,7 +491,7 @@ mod tests {
                 }
             }
         }
-        assert!(n >= 8, "only {n} methods");
+        assert!(n >= 27, "only {n} methods");
     }
 
     #[test]

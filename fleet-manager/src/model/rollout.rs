@@ -522,27 +522,31 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    /// The view of a stored rollout; `targets` listed when `with_targets`.
-    pub fn from_rows(
-        r: &rollout::Model,
-        targets: &[rollout_target::Model],
-        with_targets: bool,
-    ) -> Result<Rollout> {
-        let spec: RolloutSpec = serde_json::from_str(&r.spec).map_err(|e| {
-            Error::internal(format!("rollout {} has a spec FM can't read: {e}", r.id))
-        })?;
+    /// The view of a stored rollout with every target.
+    pub fn from_rows(r: &rollout::Model, targets: &[rollout_target::Model]) -> Result<Rollout> {
         let states: Vec<TargetState> = targets
             .iter()
             .map(|t| TargetState::parse(&t.state))
             .collect();
+        let mut view = Rollout::summary(r, &states)?;
+        view.targets = Some(targets.iter().map(RolloutTarget::from_row).collect());
+        Ok(view)
+    }
+
+    /// The view of a stored rollout with its counts only, from its
+    /// targets' states (a list).
+    pub fn summary(r: &rollout::Model, states: &[TargetState]) -> Result<Rollout> {
+        let spec: RolloutSpec = serde_json::from_str(&r.spec).map_err(|e| {
+            Error::internal(format!("rollout {} has a spec FM can't read: {e}", r.id))
+        })?;
         Ok(Rollout {
             id: r.id.clone(),
             label: r.label.clone(),
             state: RolloutState::parse(&r.state),
             reason: r.reason.clone(),
             spec,
-            counts: RolloutCounts::of(&states),
-            targets: with_targets.then(|| targets.iter().map(RolloutTarget::from_row).collect()),
+            counts: RolloutCounts::of(states),
+            targets: None,
             initiated_by: r.initiated_by.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,

@@ -56,6 +56,7 @@ macro_rules! each_table {
         $mac!(audit, "audit_log", $($args)*);
         $mac!(rollout, "rollouts", $($args)*);
         $mac!(rollout_target, "rollout_targets", $($args)*);
+        $mac!(request_id, "request_ids", $($args)*);
     };
 }
 
@@ -141,6 +142,7 @@ impl Store {
                     $ent::Entity::delete_many().exec($txn).await?;
                 };
             }
+            wipe!(request_id, "request_ids", &txn, ());
             wipe!(rollout_target, "rollout_targets", &txn, ());
             wipe!(rollout, "rollouts", &txn, ());
             wipe!(audit, "audit_log", &txn, ());

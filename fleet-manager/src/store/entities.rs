@@ -468,3 +468,27 @@ pub mod rollout_target {
     }
     entity_boilerplate!();
 }
+
+pub mod request_id {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(
+        Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize,
+    )]
+    #[sea_orm(table_name = "request_ids")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tenant_id: String,
+        /// The client's id for the request (AIP-155).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        /// The method it was given to (`VirtualNetworks/CreateVirtualNetwork`).
+        pub method: String,
+        /// A hash of the request, so the id reused for another is refused.
+        pub fingerprint: String,
+        /// The object the request made.
+        pub object_id: String,
+        pub created_at: i64,
+    }
+    entity_boilerplate!();
+}

@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod operations;
 pub mod overview;
 pub mod page;
+pub mod requests;
 pub mod resources;
 pub mod rollouts;
 pub mod sealed;

@@ -203,7 +203,8 @@ pub async fn network_update<C: ConnectionTrait>(
     account_id: Option<&str>,
     label: &str,
     doc: String,
-) -> Result<virtual_network::Model> {
+    expect_doc: Option<&str>,
+) -> Result<Option<virtual_network::Model>> {
     let am = virtual_network::ActiveModel {
         id: Unchanged(id.to_string()),
         account_id: Set(account_id.map(str::to_string)),
@@ -212,10 +213,12 @@ pub async fn network_update<C: ConnectionTrait>(
         updated_at: Set(now_ms()),
         ..Default::default()
     };
-    Ok(virtual_network::Entity::update(am)
-        .filter(virtual_network::Column::TenantId.eq(tenant))
-        .exec(c)
-        .await?)
+    let mut q =
+        virtual_network::Entity::update(am).filter(virtual_network::Column::TenantId.eq(tenant));
+    if let Some(d) = expect_doc {
+        q = q.filter(virtual_network::Column::Doc.eq(d));
+    }
+    updated(q.exec(c).await)
 }
 
 pub async fn template_insert<C: ConnectionTrait>(
@@ -247,7 +250,8 @@ pub async fn template_update<C: ConnectionTrait>(
     label: &str,
     doc: String,
     sealed_secret: Option<String>,
-) -> Result<instance_template::Model> {
+    expect_doc: Option<&str>,
+) -> Result<Option<instance_template::Model>> {
     let am = instance_template::ActiveModel {
         id: Unchanged(id.to_string()),
         label: Set(label.to_string()),
@@ -256,10 +260,21 @@ pub async fn template_update<C: ConnectionTrait>(
         updated_at: Set(now_ms()),
         ..Default::default()
     };
-    Ok(instance_template::Entity::update(am)
-        .filter(instance_template::Column::TenantId.eq(tenant))
-        .exec(c)
-        .await?)
+    let mut q = instance_template::Entity::update(am)
+        .filter(instance_template::Column::TenantId.eq(tenant));
+    if let Some(d) = expect_doc {
+        q = q.filter(instance_template::Column::Doc.eq(d));
+    }
+    updated(q.exec(c).await)
+}
+
+/// The row an update wrote; none when its conditions matched no row.
+fn updated<M>(r: std::result::Result<M, sea_orm::DbErr>) -> Result<Option<M>> {
+    match r {
+        Ok(m) => Ok(Some(m)),
+        Err(sea_orm::DbErr::RecordNotUpdated) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Stores a new instance record as given (its document carries the same
@@ -284,8 +299,13 @@ pub async fn instance_insert<C: ConnectionTrait>(c: &C, m: instance::Model) -> R
 
 /// Replaces an instance's settings with those of `m`: label, template,
 /// image, document, generation and `updated_at` (its network, tenant and
-/// creation time stay).
-pub async fn instance_update<C: ConnectionTrait>(c: &C, m: instance::Model) -> Result<()> {
+/// creation time stay). With `expect_generation`, only if the stored row
+/// is still that generation; false when it was not.
+pub async fn instance_update<C: ConnectionTrait>(
+    c: &C,
+    m: instance::Model,
+    expect_generation: Option<i64>,
+) -> Result<bool> {
     let am = instance::ActiveModel {
         id: Unchanged(m.id),
         label: Set(m.label),
@@ -296,11 +316,11 @@ pub async fn instance_update<C: ConnectionTrait>(c: &C, m: instance::Model) -> R
         updated_at: Set(m.updated_at),
         ..Default::default()
     };
-    instance::Entity::update(am)
-        .filter(instance::Column::TenantId.eq(m.tenant_id))
-        .exec(c)
-        .await?;
-    Ok(())
+    let mut q = instance::Entity::update(am).filter(instance::Column::TenantId.eq(m.tenant_id));
+    if let Some(g) = expect_generation {
+        q = q.filter(instance::Column::Generation.eq(g));
+    }
+    Ok(updated(q.exec(c).await)?.is_some())
 }
 
 /// Whether a virtual network with this id exists, in any tenant.

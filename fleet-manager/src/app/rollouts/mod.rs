@@ -111,14 +111,14 @@ impl App {
             .rollout_insert(row.clone(), targets.clone())
             .await?;
         self.rollouts_kick();
-        Rollout::from_rows(&row, &targets, true)
+        Rollout::from_rows(&row, &targets)
     }
 
     /// A rollout with every target.
     pub async fn rollout_get(&self, tenant: &str, id: &str) -> Result<Rollout> {
         let row = self.rollout_row(tenant, id).await?;
         let targets = self.store.rollout_targets(id).await?;
-        Rollout::from_rows(&row, &targets, true)
+        Rollout::from_rows(&row, &targets)
     }
 
     /// A page of the tenant's rollouts, newest first, with their counts.
@@ -126,29 +126,16 @@ impl App {
         self.tenant(tenant).await?;
         let rows = self.store.rollout_page(tenant, page).await?;
         let ids: Vec<String> = rows.items.iter().map(|r| r.id.clone()).collect();
-        let mut by_rollout: HashMap<String, Vec<rollout_target::Model>> = HashMap::new();
+        let mut by_rollout: HashMap<String, Vec<TargetState>> = HashMap::new();
         for (rid, state) in self.store.rollout_target_states(&ids).await? {
-            // Only the state counts in a list.
             by_rollout
-                .entry(rid.clone())
+                .entry(rid)
                 .or_default()
-                .push(rollout_target::Model {
-                    rollout_id: rid,
-                    seq: 0,
-                    instance_id: String::new(),
-                    canary: false,
-                    state,
-                    operation_id: None,
-                    error: None,
-                    started_at: None,
-                    watch_since: None,
-                    healthy_since: None,
-                    finished_at: None,
-                });
+                .push(TargetState::parse(&state));
         }
         rows.try_map(|r| {
-            let targets = by_rollout.remove(&r.id).unwrap_or_default();
-            Rollout::from_rows(&r, &targets, false)
+            let states = by_rollout.remove(&r.id).unwrap_or_default();
+            Rollout::summary(&r, &states)
         })
     }
 

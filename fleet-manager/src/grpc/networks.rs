@@ -1,0 +1,172 @@
+//! `fm.fleet.v1.VirtualNetworks`: each method one `App` call.
+
+use super::fields::{self, Typed};
+use super::{audited, caller, page_of, source, status, tenant};
+use crate::api::page::encode_token;
+use crate::app::{App, Change, Versioned};
+use crate::model::network::VirtualNetwork as Model;
+use fm_proto::fleet::{
+    CreateVirtualNetworkRequest, DeleteVirtualNetworkRequest, GetVirtualNetworkRequest,
+    ListVirtualNetworksRequest, ListVirtualNetworksResponse, Operation,
+    UpdateVirtualNetworkRequest, VirtualNetwork,
+};
+use serde_json::{Map, Value as Json};
+use tonic::{Request, Response, Status};
+
+pub struct Service {
+    pub app: App,
+}
+
+const PAGE_MAX: i32 = 1000;
+const PAGE_DEFAULT: u64 = 100;
+
+/// The typed fields besides the output-only ones.
+const TYPED: &[Typed] = &[("label", "label"), ("account_id", "accountId")];
+const OUTPUT_ONLY: &[&str] = &["id", "nbInstances"];
+
+fn to_proto(v: Versioned<Model>) -> Result<VirtualNetwork, Status> {
+    let mut doc = fields::to_doc(&v.value).map_err(status)?;
+    if let Some(m) = doc.as_object_mut() {
+        for k in OUTPUT_ONLY {
+            m.remove(*k);
+        }
+    }
+    let (f, settings) = fields::split(doc, TYPED);
+    let s = |k: &str| {
+        f.get(k)
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok(VirtualNetwork {
+        id: v.value.id.clone().unwrap_or_default(),
+        label: s("label"),
+        account_id: s("accountId"),
+        settings: Some(settings),
+        nb_instances: v.value.nb_instances as i64,
+        etag: v.etag,
+    })
+}
+
+/// The document a message stands for (without its output-only fields).
+fn to_doc(n: VirtualNetwork) -> crate::error::Result<Map<String, Json>> {
+    let mut f = Map::new();
+    f.insert("label".into(), Json::String(n.label));
+    if !n.account_id.is_empty() {
+        f.insert("accountId".into(), Json::String(n.account_id));
+    }
+    fields::join(f, n.settings, TYPED)
+}
+
+#[tonic::async_trait]
+impl fm_proto::fleet::virtual_networks_server::VirtualNetworks for Service {
+    async fn get_virtual_network(
+        &self,
+        req: Request<GetVirtualNetworkRequest>,
+    ) -> Result<Response<VirtualNetwork>, Status> {
+        let r = req.into_inner();
+        let v = self
+            .app
+            .network_get_versioned(tenant(&r.tenant), &r.id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(to_proto(v)?))
+    }
+
+    async fn list_virtual_networks(
+        &self,
+        req: Request<ListVirtualNetworksRequest>,
+    ) -> Result<Response<ListVirtualNetworksResponse>, Status> {
+        let r = req.into_inner();
+        let page = page_of(r.page_size, &r.page_token, PAGE_MAX, PAGE_DEFAULT)?;
+        let got = self
+            .app
+            .network_list_versioned(tenant(&r.tenant), &page)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ListVirtualNetworksResponse {
+            next_page_token: got.next.as_ref().map(encode_token).unwrap_or_default(),
+            virtual_networks: got
+                .items
+                .into_iter()
+                .map(to_proto)
+                .collect::<Result<_, _>>()?,
+        }))
+    }
+
+    async fn create_virtual_network(
+        &self,
+        req: Request<CreateVirtualNetworkRequest>,
+    ) -> Result<Response<VirtualNetwork>, Status> {
+        const METHOD: &str = "VirtualNetworks/CreateVirtualNetwork";
+        let ctx = caller(&req)?;
+        let from = source(&req);
+        let mut r = req.into_inner();
+        let request_id = std::mem::take(&mut r.request_id);
+        let validate_only = std::mem::take(&mut r.validate_only);
+        let change =
+            fields::create_change(METHOD, &request_id, validate_only, &r).map_err(status)?;
+        let t = tenant(&r.tenant).to_string();
+        let n = r.virtual_network.unwrap_or_default();
+        let app = &self.app;
+        let made = async {
+            let input: Model = fields::to_model(to_doc(n)?)?;
+            app.network_create_with(&t, input, r.use_default_values, &change)
+                .await
+        };
+        let v = audited(app, &ctx, METHOD, (&t, "", from), made).await?;
+        Ok(Response::new(to_proto(v)?))
+    }
+
+    async fn update_virtual_network(
+        &self,
+        req: Request<UpdateVirtualNetworkRequest>,
+    ) -> Result<Response<VirtualNetwork>, Status> {
+        const METHOD: &str = "VirtualNetworks/UpdateVirtualNetwork";
+        let ctx = caller(&req)?;
+        let from = source(&req);
+        let r = req.into_inner();
+        let t = tenant(&r.tenant).to_string();
+        let n = r.virtual_network.unwrap_or_default();
+        let id = n.id.clone();
+        let change = Change {
+            validate_only: r.validate_only,
+            request: None,
+            etag: (!n.etag.is_empty()).then(|| n.etag.clone()),
+        };
+        let app = &self.app;
+        let updated = async {
+            let current = app.network_get_versioned(&t, &id).await?;
+            // The mask applies to what the caller read: a stale etag is
+            // refused before anything is merged.
+            change.check_etag(format!("virtual network '{id}'"), &current.etag)?;
+            let mask = r.update_mask.as_ref();
+            let input: Model =
+                fields::masked_update(&current.value, to_doc(n)?, mask, TYPED, OUTPUT_ONLY)?;
+            app.network_update_with(&t, &id, input, &change).await
+        };
+        let v = audited(app, &ctx, METHOD, (&t, &id, from), updated).await?;
+        Ok(Response::new(to_proto(v)?))
+    }
+
+    async fn delete_virtual_network(
+        &self,
+        req: Request<DeleteVirtualNetworkRequest>,
+    ) -> Result<Response<Operation>, Status> {
+        let ctx = caller(&req)?;
+        let from = source(&req);
+        let r = req.into_inner();
+        let t = tenant(&r.tenant);
+        let app = &self.app;
+        let started = app.network_delete(&ctx, t, &r.id);
+        let f = audited(
+            app,
+            &ctx,
+            "VirtualNetworks/DeleteVirtualNetwork",
+            (t, &r.id, from),
+            started,
+        )
+        .await?;
+        Ok(Response::new(super::operations::to_proto(f)))
+    }
+}
