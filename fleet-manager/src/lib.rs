@@ -15,6 +15,7 @@ pub mod config;
 pub mod console;
 pub mod crypto;
 pub mod error;
+pub mod fleetfile;
 pub mod grpc;
 pub mod listen;
 pub mod model;

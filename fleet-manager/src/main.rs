@@ -51,6 +51,39 @@ enum Command {
         #[command(subcommand)]
         command: RolloutCommand,
     },
+    /// Preview what makes the fleet as a fleet file (YAML) declares: one
+    /// block per object (`+` create, `~` in place, `-/+` reprovision, `-`
+    /// delete) and a summary line. Exit status 0: no changes; 2: changes;
+    /// 1: an error. Secrets are references (`{fromEnv: NAME}`,
+    /// `{fromFile: PATH}`), never shown.
+    Plan {
+        #[command(flatten)]
+        remote: fleet_manager::remote::Remote,
+        /// The fleet file.
+        #[arg(short = 'f', long = "file")]
+        file: std::path::PathBuf,
+        /// Save the plan here, for `apply` (readable by its owner only).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// `text` (default) or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
+    /// Make a saved plan's changes, only if the fleet is still as the plan
+    /// read it (a stale plan is refused before anything changes); then
+    /// follow the reprovisioning rollout and the deletions to their end
+    /// unless --no-wait.
+    Apply {
+        #[command(flatten)]
+        remote: fleet_manager::remote::Remote,
+        /// A plan saved by `plan --out`.
+        plan: std::path::PathBuf,
+        #[arg(long)]
+        no_wait: bool,
+        /// `text` (default) or `json`.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
     /// Administration of the store.
     Admin {
         #[command(subcommand)]
@@ -311,8 +344,30 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli.command)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let done = rt.block_on(async {
+        match cli.command {
+            Command::Plan {
+                remote,
+                file,
+                out,
+                output,
+            } => {
+                fleet_manager::fleetfile::plan(&remote, &file, out.as_deref(), output == "json")
+                    .await
+            }
+            Command::Apply {
+                remote,
+                plan,
+                no_wait,
+                output,
+            } => fleet_manager::fleetfile::apply(&remote, &plan, no_wait, output == "json")
+                .await
+                .map(|()| 0),
+            other => run(other).await.map(|()| 0),
+        }
+    });
+    match done {
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("fleet-manager: {}", e.message());
             std::process::ExitCode::FAILURE
@@ -508,6 +563,9 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
             };
             print_json(&v)
         }
+        Command::Plan { .. } | Command::Apply { .. } => Err(fleet_manager::error::Error::internal(
+            "plan and apply are run by main",
+        )),
         Command::Admin { command } => match command {
             AdminCommand::CreateApiKey {
                 store,

@@ -8,6 +8,7 @@ mod auth;
 pub mod backups;
 mod changes;
 mod drift;
+mod fleet;
 mod futures;
 mod images;
 mod instances;

@@ -12,6 +12,8 @@ use crate::ops::sagas::resource_delete::DeleteTemplate;
 use crate::store::entities::{instance, instance_template};
 use crate::store::page::{Page, Paged};
 use crate::store::resources as q;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 impl App {
     fn template_view(
@@ -299,10 +301,86 @@ impl App {
         self.start_operation(ctx, tenant, id, DeleteTemplate {})
             .await
     }
+    /// A stored template as a plan compares it: its document with every
+    /// secret replaced by [`sensitive`] of its value, read-only fields left
+    /// out.
+    pub(super) fn template_compared(&self, m: &instance_template::Model) -> Result<Value> {
+        let mut t: InstanceTemplate = from_doc(&m.doc)?;
+        for a in &mut t.setup_actions {
+            let keys = a.secret_params();
+            for (key, v) in a.params.iter_mut().flat_map(|p| p.iter_mut()) {
+                let Some(sealed) = v.as_str().and_then(|s| s.strip_prefix(SEALED_PREFIX)) else {
+                    continue;
+                };
+                if keys.contains(&key.as_str()) {
+                    let plain = self
+                        .secrets
+                        .open(&Place::template_param(&m.id, key), sealed)?;
+                    *v = Value::String(sensitive(&plain));
+                }
+            }
+        }
+        let secret = match &m.secret {
+            Some(sealed) => Some(sensitive(
+                &self.secrets.open(&Place::template_secret(&m.id), sealed)?,
+            )),
+            None => None,
+        };
+        compared_doc(&t, secret)
+    }
+}
+
+/// What stands for a secret's value in the documents a plan compares: a
+/// digest of it behind [`SENSITIVE`], never shown.
+pub(super) fn sensitive(plain: &str) -> String {
+    let d = Sha256::digest(plain.as_bytes());
+    format!("{SENSITIVE}{}", hex::encode(d))
+}
+
+/// Marks the stand-ins of secrets (see [`sensitive`]).
+pub(super) const SENSITIVE: &str = "\u{1}sensitive:";
+
+/// A template as given, validated, as a plan compares it with
+/// [`App::template_compared`]: an inline secret not given stands for the
+/// stored one (`stored`), as an update keeps it.
+pub(super) fn template_desired(input: &InstanceTemplate, stored: Option<&Value>) -> Result<Value> {
+    let mut t = input.clone();
+    t.validate()?;
+    for a in &mut t.setup_actions {
+        let keys = a.secret_params();
+        for (key, v) in a.params.iter_mut().flat_map(|p| p.iter_mut()) {
+            if keys.contains(&key.as_str()) && !v.is_null() {
+                *v = Value::String(sensitive(&v.to_string()));
+            }
+        }
+    }
+    let secret = match t.dataiku_aws_secret_access_key.take() {
+        Some(s) if t.needs_inline_secret() => Some(sensitive(&s)),
+        None if t.needs_inline_secret() => stored
+            .and_then(|s| s.get("dataikuAwsSecretAccessKey")?.as_str())
+            .map(str::to_string),
+        _ => None,
+    };
+    compared_doc(&t, secret)
+}
+
+/// The document without what FM sets (id, counts), with the stand-in of
+/// its inline secret (a write-only field, so not in the document).
+fn compared_doc(t: &InstanceTemplate, secret: Option<String>) -> Result<Value> {
+    let mut v = serde_json::to_value(t).map_err(Error::internal)?;
+    if let Some(m) = v.as_object_mut() {
+        for k in ["id", "nbInstances", "hasDataikuAwsSecretAccessKey"] {
+            m.remove(k);
+        }
+        if let Some(s) = secret {
+            m.insert("dataikuAwsSecretAccessKey".into(), Value::String(s));
+        }
+    }
+    Ok(v)
 }
 
 /// A template's etag: its document and its sealed secret.
-fn template_etag(m: &instance_template::Model) -> String {
+pub(super) fn template_etag(m: &instance_template::Model) -> String {
     etag_of(&[&m.doc, m.secret.as_deref().unwrap_or("")])
 }
 

@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod backup;
+pub mod fleet;
 pub mod image;
 pub mod instance;
 pub mod lifecycle;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod backups;
+pub mod fleet;
 pub mod futures;
 pub mod images;
 pub mod instances;
@@ -32,6 +33,7 @@ pub fn routes() -> OpenApiRouter<App> {
         .merge(images::routes())
         .merge(futures::routes())
         .merge(rollouts::routes())
+        .merge(fleet::routes())
         .merge(audit::routes())
 }
 
