@@ -19,6 +19,9 @@ touched; schema-invalid ones go out as generated.
   the instance, template, network and image made before the run
   (FM_ST_INSTANCE...), no FM tag (that instance has none), and its
   `healthTimeoutSeconds` is not shorter than its `healthSeconds`.
+- A fleet file's objects follow their own schemas (left out: a generated
+  one is noise), it prunes nothing (the run's own objects stay), and an
+  apply carries the fingerprint its plan answers now.
 """
 
 import json
@@ -89,6 +92,26 @@ def before_call(ctx, case, **kwargs):
         body["license"] = "{}"
     if path.endswith("/rollouts") and method == "POST":
         _rollout(body)
+    if path.endswith("/fleet/plan"):
+        _fleet(body)
+    if path.endswith("/fleet/apply") and isinstance(body.get("fleet"), dict):
+        _fleet(body["fleet"])
+        r = requests.post(BASE + case.path.format(**(case.path_parameters or {})).replace(
+            "/apply", "/plan"), json=body["fleet"], auth=AUTH, timeout=60)
+        if r.status_code == 200:
+            body["fingerprint"] = r.json()["fingerprint"]
+
+
+def _fleet(body):
+    # Each declared object follows its own schema (the document says so in
+    # prose); a generated one is left out. Nothing is pruned: the run's own
+    # objects stay.
+    for k in ("networks", "templates", "instances"):
+        if k in body:
+            body[k] = []
+    body["prune"] = False
+    if isinstance(body.get("rollout"), dict):
+        _health(body["rollout"])
 
 
 def _rollout(body):
@@ -110,6 +133,10 @@ def _rollout(body):
     action = body.get("action")
     if isinstance(action, dict) and action.get("type") == "UPGRADE":
         action["imageId"] = IMAGE
+    _health(body)
+
+
+def _health(body):
     # The defaults: 10 and 600.
     h, most = body.get("healthSeconds", 10), body.get("healthTimeoutSeconds", 600)
     num = (int, float)

@@ -4,7 +4,10 @@
 //! with a fingerprint of both, so that `apply` runs only the plan that was
 //! read (Terraform's plan symbols, Nomad's `job plan` + `-check-index`).
 
-use super::rollout::{Limit, RolloutAction, RolloutSpec, Selector};
+use super::rollout::{
+    Limit, RolloutAction, RolloutSpec, Selector, health_seconds, health_timeout_seconds,
+    meltdown_percent, one, zero,
+};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -39,65 +42,84 @@ pub struct FleetSpec {
     #[serde(default)]
     pub prune: bool,
     /// How instances that need a new VM are reprovisioned.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub rollout: FleetRollout,
 }
 
-/// The rollout settings of a fleet file (those of a rollout, without its
-/// selector and action).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Reads a struct from a JSON object only (serde would take an array of
+/// its fields too).
+fn object<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match Value::deserialize(d)? {
+        v @ Value::Object(_) => serde_json::from_value(v).map_err(serde::de::Error::custom),
+        _ => Err(serde::de::Error::custom("expected an object")),
+    }
+}
+
+/// The rollout settings of a fleet file: those of a rollout, without its
+/// selector and action, with the same defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FleetRollout {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = super::schema::nullable_u32)]
-    pub canaries: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    #[schema(schema_with = super::schema::u32)]
+    pub canaries: u32,
+    #[serde(default = "one")]
     #[schema(schema_with = super::schema::limit_from_1)]
-    pub max_in_flight: Option<Limit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Limit,
+    #[serde(default = "zero")]
     #[schema(schema_with = super::schema::limit_from_0)]
-    pub max_errors: Option<Limit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = super::schema::nullable_u32)]
-    pub health_seconds: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = super::schema::nullable_u32)]
-    pub health_timeout_seconds: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = super::schema::nullable_u32)]
-    pub meltdown_percent: Option<u32>,
+    pub max_errors: Limit,
+    #[serde(default = "health_seconds")]
+    #[schema(schema_with = super::schema::health_seconds)]
+    pub health_seconds: u32,
+    #[serde(default = "health_timeout_seconds")]
+    #[schema(schema_with = super::schema::health_timeout_seconds)]
+    pub health_timeout_seconds: u32,
+    #[serde(default = "meltdown_percent")]
+    #[schema(schema_with = super::schema::percent)]
+    pub meltdown_percent: u32,
     /// Reprovision onto an older image when the file asks for one.
     #[serde(default)]
     pub allow_downgrade: bool,
 }
 
+impl Default for FleetRollout {
+    fn default() -> Self {
+        FleetRollout {
+            canaries: 0,
+            max_in_flight: one(),
+            max_errors: zero(),
+            health_seconds: health_seconds(),
+            health_timeout_seconds: health_timeout_seconds(),
+            meltdown_percent: meltdown_percent(),
+            allow_downgrade: false,
+        }
+    }
+}
+
 impl FleetRollout {
-    /// The rollout that reprovisions `ids`, with these settings and the
-    /// rollout's defaults for the rest.
+    /// The rollout that reprovisions `ids` with these settings.
     pub fn spec(&self, label: &str, ids: Vec<String>) -> Result<RolloutSpec> {
-        let mut m = match serde_json::to_value(self).map_err(Error::internal)? {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        m.remove("allowDowngrade");
-        m.insert("label".into(), label.into());
-        m.insert(
-            "selector".into(),
-            serde_json::to_value(Selector {
+        let spec = RolloutSpec {
+            label: label.to_string(),
+            selector: Selector {
                 instance_ids: ids,
                 ..Selector::default()
-            })
-            .map_err(Error::internal)?,
-        );
-        m.insert(
-            "action".into(),
-            serde_json::to_value(RolloutAction::Reprovision {
+            },
+            action: RolloutAction::Reprovision {
                 allow_downgrade: self.allow_downgrade,
-            })
-            .map_err(Error::internal)?,
-        );
-        let spec: RolloutSpec = serde_json::from_value(Value::Object(m))
-            .map_err(|e| Error::invalid(format!("rollout: {e}")))?;
+            },
+            canaries: self.canaries,
+            max_in_flight: self.max_in_flight,
+            max_errors: self.max_errors,
+            health_seconds: self.health_seconds,
+            health_timeout_seconds: self.health_timeout_seconds,
+            meltdown_percent: self.meltdown_percent,
+        };
         spec.validate()
             .map_err(|e| Error::invalid(format!("rollout: {}", e.message())))?;
         Ok(spec)
@@ -299,6 +321,7 @@ fn short(v: &Value) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApplyRequest {
+    #[serde(deserialize_with = "object")]
     pub fleet: FleetSpec,
     #[schema(pattern = "^[0-9a-f]{64}$")]
     pub fingerprint: String,
@@ -411,6 +434,8 @@ mod tests {
         let e = bad.spec("apply", vec!["inst-1".into()]).unwrap_err();
         assert!(e.message().contains("rollout: healthSeconds"), "{e}");
         assert!(serde_json::from_value::<FleetRollout>(json!({"selector": {}})).is_err());
+        let e = serde_json::from_value::<FleetSpec>(json!({"rollout": [null, null]})).unwrap_err();
+        assert!(e.to_string().contains("expected an object"), "{e}");
     }
 
     #[test]

@@ -195,19 +195,19 @@ impl<'de> Deserialize<'de> for Limit {
     }
 }
 
-fn one() -> Limit {
+pub(crate) fn one() -> Limit {
     Limit::Count(1)
 }
-fn zero() -> Limit {
+pub(crate) fn zero() -> Limit {
     Limit::Count(0)
 }
-fn health_seconds() -> u32 {
+pub(crate) fn health_seconds() -> u32 {
     10
 }
-fn health_timeout_seconds() -> u32 {
+pub(crate) fn health_timeout_seconds() -> u32 {
     600
 }
-fn meltdown_percent() -> u32 {
+pub(crate) fn meltdown_percent() -> u32 {
     50
 }
 

@@ -22,6 +22,12 @@ impl App {
         tenant: &str,
         req: ApplyRequest,
     ) -> Result<Applied> {
+        let f = &req.fingerprint;
+        if f.len() != 64 || !f.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(Error::invalid(
+                "fingerprint: the 64 lowercase hex digits of a plan's fingerprint",
+            ));
+        }
         let planned = self.fleet_planned(tenant, &req.fleet).await?;
         if planned.plan.fingerprint != req.fingerprint {
             return Err(Error::Stale(format!(
