@@ -137,21 +137,13 @@ async fn reads(backend: &'static str, url: String, dir: std::path::PathBuf, n: u
 async fn rollout_overhead(targets: usize) -> (Duration, Duration) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = fleet_manager::store::Store::sqlite_url(dir.path());
-    let args = fleet_manager::config::StoreArgs {
-        data_dir: Some(dir.path().to_path_buf()),
-        database_url: Some(url),
-        config: None,
-        cloud: None,
-    };
-    let mut cfg =
-        fleet_manager::config::Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
-    cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");
-    cfg.grpc_listen = "127.0.0.1:0".parse().expect("addr");
-    cfg.cloud.kind = fleet_manager::config::CloudKind::Sim;
-    cfg.future_wait = Duration::ZERO;
-    // Each step of an operation takes a little while, as a cloud call does.
-    cfg.engine.step_delay = Duration::from_millis(20);
-    let app = server::open_app(&cfg).await.expect("open app");
+    let (cfg, app) = support::open_app_with(url, dir.path().to_path_buf(), |cfg| {
+        cfg.cloud.kind = fleet_manager::config::CloudKind::Sim;
+        cfg.future_wait = Duration::ZERO;
+        // Each step of an operation takes a little while, as a cloud call does.
+        cfg.engine.step_delay = Duration::from_millis(20);
+    })
+    .await;
     let kit = dir.path().join("sim-kit.tar.gz");
     std::fs::write(&kit, b"a simulated node kit").expect("kit");
     for (i, v) in ["13.5.4", "14.2.0"].iter().enumerate() {

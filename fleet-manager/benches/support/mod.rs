@@ -82,6 +82,15 @@ pub async fn open_app(
     url: String,
     dir: PathBuf,
 ) -> (fleet_manager::config::Config, fleet_manager::app::App) {
+    open_app_with(url, dir, |_| {}).await
+}
+
+/// [`open_app`] with the configuration adjusted by `tune`.
+pub async fn open_app_with(
+    url: String,
+    dir: PathBuf,
+    tune: impl FnOnce(&mut fleet_manager::config::Config),
+) -> (fleet_manager::config::Config, fleet_manager::app::App) {
     let args = fleet_manager::config::StoreArgs {
         data_dir: Some(dir),
         database_url: Some(url),
@@ -92,6 +101,7 @@ pub async fn open_app(
         fleet_manager::config::Config::resolve(&args, Some("127.0.0.1:0")).expect("config");
     cfg.lifecycle.agent_listen = "127.0.0.1:0".parse().expect("addr");
     cfg.grpc_listen = "127.0.0.1:0".parse().expect("addr");
+    tune(&mut cfg);
     let app = fleet_manager::server::open_app(&cfg)
         .await
         .expect("open app");
