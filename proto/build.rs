@@ -5,6 +5,25 @@
 
 use prost::Message;
 
+/// The public API's resources (what the CLI prints).
+const RESOURCES: &[&str] = &[
+    "Instance",
+    "VirtualNetwork",
+    "InstanceTemplate",
+    "CloudAccount",
+    "Image",
+    "Snapshot",
+    "Backup",
+    "BackupVerification",
+    "Operation",
+    "Rollout",
+    "RolloutSpec",
+    "RolloutSelector",
+    "RolloutAction",
+    "RolloutCounts",
+    "RolloutTarget",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/fm/agent/v1/agent.proto",
@@ -24,6 +43,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
     });
     std::fs::write(out.join("fleet_descriptor.bin"), fleet.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // The resources serialize to JSON (the CLI's `--output json`), with the
+    // REST API's camelCase names and `settings` as a plain object.
+    let mut config = tonic_prost_build::configure();
+    for m in RESOURCES {
+        config = config.type_attribute(
+            format!(".fm.fleet.v1.{m}"),
+            "#[derive(serde::Serialize)] #[serde(rename_all = \"camelCase\")]",
+        );
+    }
+    for m in [
+        "Instance",
+        "VirtualNetwork",
+        "InstanceTemplate",
+        "CloudAccount",
+    ] {
+        config = config.field_attribute(
+            format!(".fm.fleet.v1.{m}.settings"),
+            "#[serde(serialize_with = \"crate::json::settings\")]",
+        );
+    }
+    config.compile_fds(descriptors)?;
     Ok(())
 }

@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod api;
 pub mod app;
+pub mod cli;
 pub mod cloud;
 pub mod config;
 pub mod console;
@@ -17,6 +18,7 @@ pub mod crypto;
 pub mod error;
 pub mod fleetfile;
 pub mod grpc;
+pub mod human;
 pub mod listen;
 pub mod model;
 pub mod opctx;

@@ -27,17 +27,8 @@ enum Command {
         #[arg(long, env = "FM_LISTEN")]
         listen: Option<String>,
     },
-    /// Agent backups of an instance, through a running FM's REST API
-    /// (actions wait for their future unless --no-wait).
-    Backups {
-        #[command(flatten)]
-        remote: fleet_manager::remote::Remote,
-        /// Print the future at once instead of waiting for its end.
-        #[arg(long, global = true)]
-        no_wait: bool,
-        #[command(subcommand)]
-        command: BackupCommand,
-    },
+    #[command(flatten)]
+    Fleet(fleet_manager::cli::Resource),
     /// Rollouts: one action over a selection of instances, canaries first,
     /// a few at a time, through a running FM's REST API. `create` follows
     /// the rollout to its end (progress on stderr) unless --no-wait; a
@@ -88,34 +79,6 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum BackupCommand {
-    /// The instance's backups, oldest first.
-    List { instance: String },
-    /// Take a backup now.
-    Take {
-        instance: String,
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Delete a backup (objects and record).
-    Delete { instance: String, backup: String },
-    /// Replace the instance's data with the backup.
-    Restore { instance: String, backup: String },
-    /// Restore into a scratch dir and compare with the manifest.
-    Verify { instance: String, backup: String },
-    /// A new instance provisioned from the backup.
-    Clone {
-        instance: String,
-        backup: String,
-        #[arg(long)]
-        label: String,
-        /// The new instance's image (the source's by default).
-        #[arg(long)]
-        image_id: Option<String>,
     },
 }
 
@@ -425,54 +388,7 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
             running.stop().await;
             Ok(())
         }
-        Command::Backups {
-            remote,
-            no_wait,
-            command,
-        } => {
-            use reqwest::Method;
-            let base = |i: &str| format!("/instances/{i}/backups");
-            let (method, path, body) = match &command {
-                BackupCommand::List { instance } => (Method::GET, base(instance), None),
-                BackupCommand::Take { instance, reason } => {
-                    let q = reason
-                        .as_deref()
-                        .map(|r| format!("?reason={}", urlencode(r)))
-                        .unwrap_or_default();
-                    (Method::POST, format!("{}{q}", base(instance)), None)
-                }
-                BackupCommand::Delete { instance, backup } => {
-                    (Method::DELETE, format!("{}/{backup}", base(instance)), None)
-                }
-                BackupCommand::Restore { instance, backup } => (
-                    Method::POST,
-                    format!("{}/{backup}/restore", base(instance)),
-                    None,
-                ),
-                BackupCommand::Verify { instance, backup } => (
-                    Method::POST,
-                    format!("{}/{backup}/verify", base(instance)),
-                    None,
-                ),
-                BackupCommand::Clone {
-                    instance,
-                    backup,
-                    label,
-                    image_id,
-                } => (
-                    Method::POST,
-                    format!("{}/{backup}/clone", base(instance)),
-                    Some(serde_json::json!({"label": label, "imageId": image_id})),
-                ),
-            };
-            let v = remote.call(method, &path, body).await?;
-            let v = if no_wait || matches!(command, BackupCommand::List { .. }) {
-                v
-            } else {
-                remote.wait(v).await?
-            };
-            print_json(&v)
-        }
+        Command::Fleet(r) => fleet_manager::cli::run(r).await,
         Command::Rollouts {
             remote,
             no_wait,
@@ -693,7 +609,6 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
     }
 }
 
-/// Percent-encodes a query value.
 /// A rollout spec from a JSON file, `-` for standard input.
 fn read_spec(f: &std::path::Path) -> fleet_manager::error::Result<serde_json::Value> {
     use fleet_manager::error::Error;
@@ -710,17 +625,6 @@ fn read_spec(f: &std::path::Path) -> fleet_manager::error::Result<serde_json::Va
 /// `5` as a number, `25%` as text: the REST API takes both.
 fn limit_arg(s: String) -> serde_json::Value {
     s.parse::<u32>().map(Into::into).unwrap_or(s.into())
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn shutdown_signal() {

@@ -472,12 +472,14 @@ async fn automated_backups_keep_coming_and_hold_the_retention() {
     t.stop().await;
 }
 
-/// `fleet-manager backups ...` against the running FM; stdout as JSON.
-fn cli(api: &Api, args: &[&str]) -> Result<Value, String> {
+/// `fleet-manager backups ... --output json` against the running FM's
+/// gRPC API; stdout as JSON.
+fn cli(api: &Api, grpc: &str, args: &[&str]) -> Result<Value, String> {
     let out = std::process::Command::new(common::bin())
         .arg("backups")
         .args(args)
-        .env("FM_URL", &api.base)
+        .args(["--output", "json"])
+        .env("FM_GRPC_URL", grpc)
         .env("FM_API_KEY_ID", &api.key.0)
         .env("FM_API_KEY_SECRET", &api.key.1)
         .output()
@@ -493,21 +495,44 @@ fn cli(api: &Api, args: &[&str]) -> Result<Value, String> {
 async fn the_cli_takes_lists_verifies_and_deletes_backups() {
     let t = lifecycle_app(26000, |_| {}).await;
     let api = t.api.clone();
+    let grpc = t.grpc_url();
     let id = provisioned(&api).await;
     let b = tokio::task::spawn_blocking({
         let (api, id) = (api.clone(), id.clone());
         move || {
-            let b = cli(&api, &["take", &id, "--reason", "before upgrade"]).unwrap();
-            let list = cli(&api, &["list", &id]).unwrap();
+            let cli = |args: &[&str]| cli(&api, &grpc, args);
+            let b = cli(&["take", &id, "--reason", "before upgrade"]).unwrap();
+            let list = cli(&["list", &id]).unwrap();
             assert_eq!(list[0]["id"], b["id"], "{list}");
             assert_eq!(list[0]["reason"], "before upgrade");
             let bid = b["id"].as_str().unwrap().to_string();
-            let v = cli(&api, &["verify", &id, &bid]).unwrap();
+            // For people: a table, one row per backup under its header.
+            let table = std::process::Command::new(common::bin())
+                .args(["backups", "list", &id])
+                .env("FM_GRPC_URL", &grpc)
+                .env("FM_API_KEY_ID", &api.key.0)
+                .env("FM_API_KEY_SECRET", &api.key.1)
+                .output()
+                .unwrap();
+            let table = String::from_utf8(table.stdout).unwrap();
+            let lines: Vec<&str> = table.lines().collect();
+            assert!(
+                lines[0].starts_with("ID") && lines[0].contains("VERIFIED"),
+                "{table}"
+            );
+            assert!(
+                lines[1].starts_with(&bid) && lines[1].contains("never"),
+                "{table}"
+            );
+            let v = cli(&["verify", &id, &bid]).unwrap();
             assert_eq!(v["lastVerification"]["ok"], true, "{v}");
-            cli(&api, &["delete", &id, &bid]).unwrap();
-            assert_eq!(cli(&api, &["list", &id]).unwrap(), json!([]));
-            let e = cli(&api, &["restore", &id, &bid]).unwrap_err();
-            assert!(e.contains("404") && e.contains("does not exist"), "{e}");
+            cli(&["delete", &id, &bid]).unwrap();
+            assert_eq!(cli(&["list", &id]).unwrap(), json!([]));
+            let e = cli(&["restore", &id, &bid]).unwrap_err();
+            assert!(
+                e.contains("NotFound") && e.contains("does not exist"),
+                "{e}"
+            );
             b
         }
     })

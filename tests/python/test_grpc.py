@@ -6,7 +6,9 @@ without a key is UNAUTHENTICATED and a viewer's change PERMISSION_DENIED
 through the API, once per request id, checked only with `validate_only`,
 updated through a field mask with an etag (a stale one ABORTED); instances
 listed page by page and provisioned through an Operation and
-`WaitOperation`, all under the caller's name in the audit log."""
+`WaitOperation`, all under the caller's name in the audit log; cloud
+accounts (their secret never read back), the image catalog, and an
+instance's snapshots and backups through their own services."""
 
 import base64
 import importlib
@@ -376,3 +378,124 @@ def test_rollouts_are_started_read_and_refused_through_the_rollouts_service(
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     for m in made:
         m.delete().wait_for_result()
+
+
+def wait_op(ops, msgs, md, op, secs=PROVISION_TIMEOUT_S):
+    deadline = time.monotonic() + secs
+    while not op.done:
+        assert time.monotonic() < deadline, op
+        op = ops.WaitOperation(msgs.WaitOperationRequest(name=op.name, timeout_ms=30_000),
+                               metadata=md, timeout=40)
+    return op
+
+
+def test_cloud_accounts_keep_their_secret_sealed_and_are_made_once_per_request_id(
+        fm_server, channel, pb, admin_md, client, label):
+    msgs, stubs = pb
+    accts = stubs.CloudAccountsStub(channel)
+    ops = stubs.OperationsStub(channel)
+    secret = "grpcSecret" + uuid.uuid4().hex[:30]
+    fm_server.secrets.append(secret)
+    want = msgs.CloudAccount(label=label("ca"), description="through gRPC", settings=settings(
+        awsAuthenticationMode="KEYPAIR", awsAccessKeyId="AKIAGRPCEXAMPLE00000", awsSecretAccessKey=secret))
+    rid = str(uuid.uuid4())
+    made = [accts.CreateCloudAccount(msgs.CreateCloudAccountRequest(cloud_account=want, request_id=rid),
+                                     metadata=admin_md, timeout=10) for _ in range(2)]
+    a = made[0]
+    assert a.id.startswith("ca-") and a.id == made[1].id and a.etag == made[1].etag, made
+    assert a.has_aws_secret_access_key and "awsSecretAccessKey" not in a.settings, a
+    assert a.settings["awsAccessKeyId"] == "AKIAGRPCEXAMPLE00000"
+    assert [x.id for x in accts.ListCloudAccounts(msgs.ListCloudAccountsRequest(), metadata=admin_md,
+                                                  timeout=5).cloud_accounts].count(a.id) == 1
+    # KEYPAIR without a secret is the caller's error, for a dry run too.
+    bare = msgs.CloudAccount(label=label("bare"), settings=settings(awsAuthenticationMode="KEYPAIR",
+                                                                     awsAccessKeyId="AKIAGRPCEXAMPLE00000"))
+    code, _, details = error_type(lambda: accts.CreateCloudAccount(
+        msgs.CreateCloudAccountRequest(cloud_account=bare, validate_only=True), metadata=admin_md, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "awsSecretAccessKey" in details, details
+    # A masked update keeps the stored secret; the etag it read goes stale.
+    up = accts.UpdateCloudAccount(msgs.UpdateCloudAccountRequest(
+        cloud_account=msgs.CloudAccount(id=a.id, etag=a.etag, description="renamed"),
+        update_mask=field_mask_pb2.FieldMask(paths=["description"])), metadata=admin_md, timeout=10)
+    assert up.description == "renamed" and up.has_aws_secret_access_key and up.etag != a.etag, up
+    code, etype, _ = error_type(lambda: accts.UpdateCloudAccount(msgs.UpdateCloudAccountRequest(
+        cloud_account=msgs.CloudAccount(id=a.id, etag=a.etag, description="lost"),
+        update_mask=field_mask_pb2.FieldMask(paths=["description"])), metadata=admin_md, timeout=10))
+    assert code == grpc.StatusCode.ABORTED and etype == "Stale"
+    # In use by a network: deleting it is refused before anything starts.
+    vn = new_network(client, label("vn"), account=client.get_cloud_account(a.id))
+    code, _, details = error_type(lambda: accts.DeleteCloudAccount(
+        msgs.DeleteCloudAccountRequest(id=a.id), metadata=admin_md, timeout=10))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "1 virtual network" in details, details
+    vn.delete().wait_for_result()
+    op = wait_op(ops, msgs, admin_md, accts.DeleteCloudAccount(
+        msgs.DeleteCloudAccountRequest(id=a.id), metadata=admin_md, timeout=10))
+    assert op.state == "done", op
+    code, _, _ = error_type(lambda: accts.GetCloudAccount(
+        msgs.GetCloudAccountRequest(id=a.id), metadata=admin_md, timeout=5))
+    assert code == grpc.StatusCode.NOT_FOUND
+    # The catalog, to a viewer too.
+    key_id, vsecret = fm_server.user_key(f"viewer-{uuid.uuid4().hex[:8]}", "viewer")
+    images = stubs.ImagesStub(channel).ListImages(msgs.ListImagesRequest(), metadata=basic(key_id, vsecret),
+                                                  timeout=5).images
+    assert [i.id for i in images] == [i["id"] for i in client.list_instance_images()]
+    assert all(i.node_version for i in images)
+
+
+def test_an_instances_snapshots_and_backups_are_taken_read_verified_and_deleted_as_operations(
+        channel, pb, admin_md, client, label):
+    msgs, stubs = pb
+    inst_stub = stubs.InstancesStub(channel)
+    ops = stubs.OperationsStub(channel)
+    snaps = stubs.SnapshotsStub(channel)
+    bks = stubs.BackupsStub(channel)
+    vn = new_network(client, label("vn"))
+    tpl = new_template(client, label("tpl"))
+    inst = new_instance(client, label("data"), tpl.id, vn.id, an_image_id(client))
+    # Not provisioned yet: no volume to snapshot, nothing to back up.
+    code, _, details = error_type(lambda: snaps.CreateSnapshot(
+        msgs.CreateSnapshotRequest(instance_id=inst.id), metadata=admin_md, timeout=10))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "provision" in details, details
+    op = wait_op(ops, msgs, admin_md, inst_stub.ReprovisionInstance(
+        msgs.InstanceActionRequest(id=inst.id), metadata=admin_md, timeout=10))
+    assert op.state == "done", op
+
+    op = wait_op(ops, msgs, admin_md, snaps.CreateSnapshot(
+        msgs.CreateSnapshotRequest(instance_id=inst.id, reason="before the upgrade"),
+        metadata=admin_md, timeout=10))
+    assert op.state == "done" and op.kind, op
+    listed = snaps.ListSnapshots(msgs.ListSnapshotsRequest(instance_id=inst.id), metadata=admin_md,
+                                 timeout=5).snapshots
+    assert len(listed) == 1 and listed[0].reason == "before the upgrade", listed
+    got = snaps.GetSnapshot(msgs.SnapshotRequest(instance_id=inst.id, id=listed[0].id),
+                            metadata=admin_md, timeout=5)
+    assert got.cloud_snapshot_id and got.instance_id == inst.id and not got.automated, got
+    op = wait_op(ops, msgs, admin_md, snaps.DeleteSnapshot(
+        msgs.SnapshotRequest(instance_id=inst.id, id=got.id), metadata=admin_md, timeout=10))
+    assert op.state == "done", op
+    assert not snaps.ListSnapshots(msgs.ListSnapshotsRequest(instance_id=inst.id), metadata=admin_md,
+                                   timeout=5).snapshots
+
+    op = wait_op(ops, msgs, admin_md, bks.CreateBackup(
+        msgs.CreateBackupRequest(instance_id=inst.id, reason="grpc"), metadata=admin_md, timeout=10))
+    assert op.state == "done", op
+    (b,) = bks.ListBackups(msgs.ListBackupsRequest(instance_id=inst.id), metadata=admin_md,
+                           timeout=5).backups
+    assert b.reason == "grpc" and b.files > 0 and len(b.manifest_sha256) == 64, b
+    assert not b.HasField("last_verification")
+    op = wait_op(ops, msgs, admin_md, bks.VerifyBackup(
+        msgs.BackupRequest(instance_id=inst.id, id=b.id), metadata=admin_md, timeout=10))
+    assert op.state == "done", op
+    b = bks.GetBackup(msgs.BackupRequest(instance_id=inst.id, id=b.id), metadata=admin_md, timeout=5)
+    assert b.last_verification.ok and b.last_verification.verified_at_ms > 0, b
+    # Every step is in the operations' list, newest first.
+    names = [o.name for o in ops.ListOperations(msgs.ListOperationsRequest(page_size=20),
+                                                metadata=admin_md, timeout=5).operations]
+    assert op.name == names[0], names
+    op = wait_op(ops, msgs, admin_md, bks.DeleteBackup(
+        msgs.BackupRequest(instance_id=inst.id, id=b.id), metadata=admin_md, timeout=10))
+    assert op.state == "done", op
+    code, _, _ = error_type(lambda: bks.GetBackup(
+        msgs.BackupRequest(instance_id=inst.id, id=b.id), metadata=admin_md, timeout=5))
+    assert code == grpc.StatusCode.NOT_FOUND
+    inst.delete().wait_for_result()

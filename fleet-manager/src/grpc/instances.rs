@@ -22,7 +22,7 @@ const PAGE_MAX: i32 = 1000;
 const PAGE_DEFAULT: u64 = 100;
 
 /// The typed fields one can set (by proto and REST name).
-const TYPED: &[Typed] = &[
+pub(crate) const TYPED: &[Typed] = &[
     ("label", "label"),
     ("description", "description"),
     (

@@ -12,12 +12,14 @@
 //! are audited by the services (they know the tenant, the object and the
 //! outcome). [`status`] is the one mapping from the domain error.
 
-mod fields;
-mod instances;
-mod networks;
+pub(crate) mod accounts;
+pub(crate) mod fields;
+pub(crate) mod instances;
+pub(crate) mod networks;
 mod operations;
 mod rollouts;
-mod templates;
+mod snapshots;
+pub(crate) mod templates;
 
 use crate::api::access::Roles;
 use crate::app::App;
@@ -58,8 +60,90 @@ pub fn methods(rest: &Roles) -> HashMap<&'static str, Access> {
     let network = "/tenants/{tenantId}/virtual-networks/{networkId}";
     let templates = "/tenants/{tenantId}/instance-settings-templates";
     let template = "/tenants/{tenantId}/instance-settings-templates/{templateId}";
+    let accounts = "/tenants/{tenantId}/cloud-accounts";
+    let account = "/tenants/{tenantId}/cloud-accounts/{accountId}";
+    let snapshots = format!("{instance}/snapshots");
+    let snapshot = format!("{instance}/snapshots/{{snapshotId}}");
+    let backups = format!("{instance}/backups");
+    let backup = format!("{instance}/backups/{{backupId}}");
     HashMap::from([
         ("/grpc.health.v1.Health/Check", Access::Public),
+        (
+            "/fm.fleet.v1.CloudAccounts/GetCloudAccount",
+            same_as(Method::GET, account),
+        ),
+        (
+            "/fm.fleet.v1.CloudAccounts/ListCloudAccounts",
+            same_as(Method::GET, accounts),
+        ),
+        (
+            "/fm.fleet.v1.CloudAccounts/CreateCloudAccount",
+            same_as(Method::POST, accounts),
+        ),
+        (
+            "/fm.fleet.v1.CloudAccounts/UpdateCloudAccount",
+            same_as(Method::PUT, account),
+        ),
+        (
+            "/fm.fleet.v1.CloudAccounts/DeleteCloudAccount",
+            same_as(Method::DELETE, account),
+        ),
+        (
+            "/fm.fleet.v1.Images/ListImages",
+            same_as(Method::GET, "/tenants/{tenantId}/images"),
+        ),
+        (
+            "/fm.fleet.v1.Snapshots/GetSnapshot",
+            same_as(Method::GET, &snapshot),
+        ),
+        (
+            "/fm.fleet.v1.Snapshots/ListSnapshots",
+            same_as(Method::GET, &snapshots),
+        ),
+        (
+            "/fm.fleet.v1.Snapshots/CreateSnapshot",
+            same_as(Method::POST, &snapshots),
+        ),
+        (
+            "/fm.fleet.v1.Snapshots/DeleteSnapshot",
+            same_as(Method::DELETE, &snapshot),
+        ),
+        (
+            "/fm.fleet.v1.Snapshots/ReprovisionFromSnapshot",
+            same_as(Method::POST, &format!("{snapshot}/reprovision")),
+        ),
+        (
+            "/fm.fleet.v1.Backups/GetBackup",
+            same_as(Method::GET, &backup),
+        ),
+        (
+            "/fm.fleet.v1.Backups/ListBackups",
+            same_as(Method::GET, &backups),
+        ),
+        (
+            "/fm.fleet.v1.Backups/CreateBackup",
+            same_as(Method::POST, &backups),
+        ),
+        (
+            "/fm.fleet.v1.Backups/DeleteBackup",
+            same_as(Method::DELETE, &backup),
+        ),
+        (
+            "/fm.fleet.v1.Backups/RestoreBackup",
+            same_as(Method::POST, &format!("{backup}/restore")),
+        ),
+        (
+            "/fm.fleet.v1.Backups/VerifyBackup",
+            same_as(Method::POST, &format!("{backup}/verify")),
+        ),
+        (
+            "/fm.fleet.v1.Backups/CloneBackup",
+            same_as(Method::POST, &format!("{backup}/clone")),
+        ),
+        (
+            "/fm.fleet.v1.Operations/ListOperations",
+            same_as(Method::GET, "/tenants/{tenantId}/futures"),
+        ),
         ("/grpc.health.v1.Health/Watch", Access::Public),
         (
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -279,6 +363,18 @@ async fn audited<T>(
     out.map_err(status)
 }
 
+/// Starts an operation under an audit row (see [`audited`]) and answers it.
+async fn started(
+    app: &App,
+    ctx: &OpCtx,
+    method: &str,
+    about: (&str, &str, Option<String>),
+    start: impl Future<Output = Result<crate::app::StartedFuture>>,
+) -> std::result::Result<tonic::Response<fm_proto::fleet::Operation>, Status> {
+    let f = audited(app, ctx, method, about, start).await?;
+    Ok(tonic::Response::new(operations::to_proto(f)))
+}
+
 /// The key id and secret of an `authorization` value.
 fn credentials(v: &str) -> Option<(String, String)> {
     if let Some(b) = v
@@ -409,10 +505,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    use fm_proto::fleet::backups_server::BackupsServer;
+    use fm_proto::fleet::cloud_accounts_server::CloudAccountsServer;
+    use fm_proto::fleet::images_server::ImagesServer;
     use fm_proto::fleet::instance_templates_server::InstanceTemplatesServer;
     use fm_proto::fleet::instances_server::InstancesServer;
     use fm_proto::fleet::operations_server::OperationsServer;
     use fm_proto::fleet::rollouts_server::RolloutsServer;
+    use fm_proto::fleet::snapshots_server::SnapshotsServer;
     use fm_proto::fleet::virtual_networks_server::VirtualNetworksServer;
     let methods = Arc::new(methods(&crate::api::roles()));
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -430,6 +530,18 @@ pub async fn serve(
         .await;
     health
         .set_serving::<InstanceTemplatesServer<templates::Service>>()
+        .await;
+    health
+        .set_serving::<CloudAccountsServer<accounts::Service>>()
+        .await;
+    health
+        .set_serving::<ImagesServer<accounts::ImagesService>>()
+        .await;
+    health
+        .set_serving::<SnapshotsServer<snapshots::Service>>()
+        .await;
+    health
+        .set_serving::<BackupsServer<snapshots::BackupsService>>()
         .await;
     // Reflection in both versions clients speak (grpcurl v1, grpcio's
     // own client v1alpha).
@@ -463,6 +575,18 @@ pub async fn serve(
         .add_service(InstanceTemplatesServer::new(templates::Service {
             app: app.clone(),
         }))
+        .add_service(CloudAccountsServer::new(accounts::Service {
+            app: app.clone(),
+        }))
+        .add_service(ImagesServer::new(accounts::ImagesService {
+            app: app.clone(),
+        }))
+        .add_service(SnapshotsServer::new(snapshots::Service {
+            app: app.clone(),
+        }))
+        .add_service(BackupsServer::new(snapshots::BackupsService {
+            app: app.clone(),
+        }))
         .add_service(RolloutsServer::new(rollouts::Service { app }))
         .serve_with_incoming_shutdown(incoming, stop)
         .await
@@ -491,7 +615,7 @@ mod tests {
                 }
             }
         }
-        assert!(n >= 27, "only {n} methods");
+        assert!(n >= 46, "only {n} methods");
     }
 
     #[test]

@@ -21,7 +21,7 @@ const PAGE_MAX: i32 = 1000;
 const PAGE_DEFAULT: u64 = 100;
 
 /// The typed fields besides the output-only ones.
-const TYPED: &[Typed] = &[("label", "label"), ("account_id", "accountId")];
+pub(crate) const TYPED: &[Typed] = &[("label", "label"), ("account_id", "accountId")];
 const OUTPUT_ONLY: &[&str] = &["id", "nbInstances"];
 
 fn to_proto(v: Versioned<Model>) -> Result<VirtualNetwork, Status> {

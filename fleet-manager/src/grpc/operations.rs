@@ -1,10 +1,12 @@
 //! `fm.fleet.v1.Operations`: FM's futures as long-running operations.
 
-use super::{audited, caller, source, status, tenant};
+use super::{audited, caller, page_of, source, status, tenant};
+use crate::api::page::encode_token;
 use crate::app::App;
 use crate::model::operation::FutureState;
 use fm_proto::fleet::{
-    CancelOperationRequest, GetOperationRequest, Operation, WaitOperationRequest,
+    CancelOperationRequest, GetOperationRequest, ListOperationsRequest, ListOperationsResponse,
+    Operation, WaitOperationRequest,
 };
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
@@ -49,6 +51,23 @@ impl fm_proto::fleet::operations_server::Operations for Service {
             .await
             .map_err(status)?;
         Ok(Response::new(to_proto(f)))
+    }
+
+    async fn list_operations(
+        &self,
+        req: Request<ListOperationsRequest>,
+    ) -> Result<Response<ListOperationsResponse>, Status> {
+        let r = req.into_inner();
+        let page = page_of(r.page_size, &r.page_token, 500, 50)?;
+        let got = self
+            .app
+            .future_list(tenant(&r.tenant), &page)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ListOperationsResponse {
+            next_page_token: got.next.as_ref().map(encode_token).unwrap_or_default(),
+            operations: got.items.into_iter().map(to_proto).collect(),
+        }))
     }
 
     async fn wait_operation(

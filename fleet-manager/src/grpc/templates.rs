@@ -21,7 +21,7 @@ const PAGE_MAX: i32 = 1000;
 const PAGE_DEFAULT: u64 = 100;
 
 /// The typed fields besides the output-only ones.
-const TYPED: &[Typed] = &[("label", "label")];
+pub(crate) const TYPED: &[Typed] = &[("label", "label")];
 /// Shown as typed fields.
 const SHOWN_TYPED: &[&str] = &["id", "nbInstances"];
 const OUTPUT_ONLY: &[&str] = &["id", "nbInstances", "hasDataikuAwsSecretAccessKey"];

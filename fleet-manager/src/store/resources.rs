@@ -159,7 +159,8 @@ pub async fn account_update<C: ConnectionTrait>(
     label: &str,
     doc: String,
     sealed_secret: Option<String>,
-) -> Result<cloud_account::Model> {
+    expect: Option<&cloud_account::Model>,
+) -> Result<Option<cloud_account::Model>> {
     let am = cloud_account::ActiveModel {
         id: Unchanged(id.to_string()),
         label: Set(label.to_string()),
@@ -168,10 +169,17 @@ pub async fn account_update<C: ConnectionTrait>(
         updated_at: Set(now_ms()),
         ..Default::default()
     };
-    Ok(cloud_account::Entity::update(am)
-        .filter(cloud_account::Column::TenantId.eq(tenant))
-        .exec(c)
-        .await?)
+    let mut q =
+        cloud_account::Entity::update(am).filter(cloud_account::Column::TenantId.eq(tenant));
+    // Only while the row is as the caller read it (document and secret).
+    if let Some(m) = expect {
+        q = q.filter(cloud_account::Column::Doc.eq(m.doc.as_str()));
+        q = match &m.secret {
+            Some(s) => q.filter(cloud_account::Column::Secret.eq(s.as_str())),
+            None => q.filter(cloud_account::Column::Secret.is_null()),
+        };
+    }
+    updated(q.exec(c).await)
 }
 
 pub async fn network_insert<C: ConnectionTrait>(

@@ -316,6 +316,14 @@ impl TestApp {
         }
     }
 
+    /// The public gRPC API's URL.
+    pub fn grpc_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.running.as_ref().expect("running").grpc_addr
+        )
+    }
+
     /// Where the agent endpoint listens.
     pub fn agent_addr(&self) -> std::net::SocketAddr {
         self.running.as_ref().expect("running").agent_addr
