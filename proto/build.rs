@@ -16,6 +16,7 @@ const RESOURCES: &[&str] = &[
     "Backup",
     "BackupVerification",
     "Operation",
+    "InstanceEvent",
     "Rollout",
     "RolloutSpec",
     "RolloutSelector",

@@ -123,13 +123,22 @@ async fn reads(backend: &'static str, url: String, dir: std::path::PathBuf, n: u
     }
     lists.sort();
     running.stop().await;
-    Figures {
+    let f = Figures {
         backend,
         get_p50: percentile(&gets, 0.5),
         get_p99: percentile(&gets, 0.99),
         list_p50: percentile(&lists, 0.5),
         list_p99: percentile(&lists, 0.99),
-    }
+    };
+    // As each backend finishes, so a cut-short run still tells something.
+    eprintln!(
+        "{backend}: GetInstance p50 {} p99 {}; list {n} p50 {} p99 {}",
+        ms(f.get_p50),
+        ms(f.get_p99),
+        ms(f.list_p50),
+        ms(f.list_p99)
+    );
+    f
 }
 
 /// A rollout of `targets` reprovisions, one at a time: (its wall time, the

@@ -2,14 +2,16 @@
 //! accounts|images|operations ...`), the real binary against FM on the sim
 //! cloud: resources made from `--set` fields (once per request id),
 //! printed as tables for people and JSON for scripts, updated field by
-//! field with a stale etag refused, actions followed to their end, secrets
-//! from the environment never printed, and exit statuses scripts can trust.
+//! field with a stale etag refused, actions followed to their end and
+//! watched as they end, secrets from the environment never printed, and
+//! exit statuses scripts can trust.
 
 mod common;
 
 use common::sim_app;
 use serde_json::Value;
 use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
 
 const SECRET: &str = "cliSecretKey0000000000000000000000000000";
 
@@ -172,10 +174,35 @@ async fn resources_are_made_listed_updated_and_acted_on_from_the_command_line() 
     assert_eq!(code, 1);
     assert!(err.contains("--set"), "{err}");
 
+    // A watcher prints each operation on the instance as it ends.
+    let mut watch = tokio::process::Command::new(common::bin())
+        .args(["instances", "watch", &id, "--output", "json"])
+        .env("FM_GRPC_URL", &cli.url)
+        .env("FM_API_KEY_ID", &cli.key.0)
+        .env("FM_API_KEY_SECRET", &cli.key.1)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
     // An action is followed to its end; the operation is listed.
     let op = cli.json(&["instances", "reprovision", &id]).await;
     assert_eq!(op["state"], "done", "{op}");
     assert_eq!(op["done"], true);
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the watcher prints the operation's end")
+        .unwrap()
+        .expect("a line");
+    let ev: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(ev["operation"], op["name"], "{line}");
+    assert_eq!(
+        (ev["instanceId"].as_str(), ev["state"].as_str()),
+        (Some(id.as_str()), Some("done"))
+    );
+    watch.kill().await.unwrap();
     let ops = cli.json(&["operations", "list", "--limit", "5"]).await;
     assert!(
         ops.as_array()

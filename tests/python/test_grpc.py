@@ -8,7 +8,9 @@ updated through a field mask with an etag (a stale one ABORTED); instances
 listed page by page and provisioned through an Operation and
 `WaitOperation`, all under the caller's name in the audit log; cloud
 accounts (their secret never read back), the image catalog, and an
-instance's snapshots and backups through their own services."""
+instance's snapshots and backups through their own services; watchers of
+the instances' changes (resumed from the last event seen) and of an
+operation until it is done."""
 
 import base64
 import importlib
@@ -499,3 +501,47 @@ def test_an_instances_snapshots_and_backups_are_taken_read_verified_and_deleted_
         msgs.BackupRequest(instance_id=inst.id, id=b.id), metadata=admin_md, timeout=5))
     assert code == grpc.StatusCode.NOT_FOUND
     inst.delete().wait_for_result()
+
+
+def test_watchers_see_an_instances_operations_end_and_an_operation_move_until_done(
+        channel, pb, admin_md, client, label):
+    msgs, stubs = pb
+    insts = stubs.InstancesStub(channel)
+    ops = stubs.OperationsStub(channel)
+    vn = new_network(client, label("vn"))
+    tpl = new_template(client, label("tpl"))
+    image = an_image_id(client)
+    a = new_instance(client, label("watched"), tpl.id, vn.id, image)
+    b = new_instance(client, label("other"), tpl.id, vn.id, image)
+    events = insts.WatchInstances(msgs.WatchInstancesRequest(instance_ids=[a.id]),
+                                  metadata=admin_md, timeout=PROVISION_TIMEOUT_S)
+    # The stream reads its starting point when it opens; give it that moment.
+    time.sleep(1)
+    # Another instance's change is not this watcher's.
+    b.delete().wait_for_result()
+    op = insts.ReprovisionInstance(msgs.InstanceActionRequest(id=a.id), metadata=admin_md, timeout=10)
+    moves = list(ops.WatchOperation(msgs.WatchOperationRequest(name=op.name), metadata=admin_md,
+                                    timeout=PROVISION_TIMEOUT_S))
+    assert moves[-1].done and moves[-1].state == "done", moves[-1]
+    # One message per change; only the last one done (the first too when
+    # it had ended by the time the watch began).
+    assert not any(m.done for m in moves[:-1]), moves
+    assert op.done or len(moves) >= 2, moves
+    percents = [m.percent for m in moves]
+    assert percents == sorted(percents), percents
+    ev = next(events)
+    assert (ev.instance_id, ev.operation, ev.kind, ev.state) == (a.id, op.name, "PROVISION_INSTANCE", "done"), ev
+    events.cancel()
+
+    # After a reconnect, resuming from the last event seen misses nothing.
+    stop = insts.StopInstance(msgs.InstanceActionRequest(id=a.id), metadata=admin_md, timeout=10)
+    assert wait_op(ops, msgs, admin_md, stop).state == "done"
+    resumed = insts.WatchInstances(msgs.WatchInstancesRequest(instance_ids=[a.id], after_event_id=ev.event_id),
+                                   metadata=admin_md, timeout=30)
+    ev2 = next(resumed)
+    assert ev2.operation == stop.name and ev2.event_id > ev.event_id and ev2.kind == "STOP_INSTANCE", ev2
+    resumed.cancel()
+    code, _, _ = error_type(lambda: list(ops.WatchOperation(
+        msgs.WatchOperationRequest(name="op-doesnotexist"), metadata=admin_md, timeout=5)))
+    assert code == grpc.StatusCode.NOT_FOUND
+    a.delete().wait_for_result()

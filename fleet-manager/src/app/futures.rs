@@ -3,7 +3,7 @@
 use super::App;
 use crate::error::{Error, Result};
 use crate::model::check_id;
-use crate::model::operation::{FutureError, FutureProgress, FutureState, OpState};
+use crate::model::operation::{FleetEvent, FutureError, FutureProgress, FutureState, OpState};
 use crate::opctx::OpCtx;
 use crate::ops::sagas::SagaParams;
 use crate::store::entities::operation;
@@ -15,7 +15,45 @@ pub type StartedFuture = FutureState;
 
 const LOG_TAIL: u64 = 200;
 
+/// The most events one read answers.
+const EVENTS_MAX: u64 = 500;
+
 impl App {
+    /// The tenant's events after cursor `after` (`None`: from now on), and
+    /// the cursor to read the next ones from.
+    pub async fn events_after(
+        &self,
+        tenant: &str,
+        after: Option<i64>,
+    ) -> Result<(Vec<FleetEvent>, i64)> {
+        self.tenant(tenant).await?;
+        let Some(after) = after else {
+            return Ok((
+                Vec::new(),
+                crate::store::resources::event_latest(&self.store.db).await?,
+            ));
+        };
+        let rows = crate::store::resources::events_after(&self.store.db, tenant, after, EVENTS_MAX)
+            .await?;
+        let next = rows.last().map_or(after, |r| r.id);
+        let events = rows
+            .into_iter()
+            .map(|r| {
+                let d: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
+                FleetEvent {
+                    id: r.id,
+                    at: r.at,
+                    kind: r.kind,
+                    target_id: r.target_id,
+                    operation_id: r.operation_id,
+                    state: d["state"].as_str().unwrap_or_default().to_string(),
+                    error: d["error"].as_str().map(str::to_string),
+                }
+            })
+            .collect();
+        Ok((events, next))
+    }
+
     /// Deletes the history older than `retention`: finished operations
     /// with their logs, outbox events, expired enrollment tokens.
     pub async fn history_prune(

@@ -167,6 +167,15 @@ pub enum InstanceCommand {
     Stop {
         id: String,
     },
+    /// Print each operation on these instances (every one when none is
+    /// named) as it ends, until interrupted: a line each, or one JSON
+    /// object per line with --output json.
+    Watch {
+        ids: Vec<String>,
+        /// Resume after this event (the `eventId` last printed).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -390,6 +399,18 @@ async fn instances(conn: &Conn, command: InstanceCommand) -> Result<()> {
         }
         InstanceCommand::Reprovision { id } => {
             answer(c.instances.reprovision_instance(act(id)).await)?
+        }
+        InstanceCommand::Watch { ids, after } => {
+            let req = pb::WatchInstancesRequest {
+                tenant: t,
+                instance_ids: ids,
+                after_event_id: after,
+            };
+            let mut events = answer(c.instances.watch_instances(req).await)?;
+            while let Some(e) = events.message().await.map_err(client::refused)? {
+                show::event(out, &e)?;
+            }
+            return Ok(());
         }
         InstanceCommand::Start { id } => answer(c.instances.start_instance(act(id)).await)?,
         InstanceCommand::Stop { id } => answer(c.instances.stop_instance(act(id)).await)?,

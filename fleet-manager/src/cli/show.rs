@@ -5,7 +5,8 @@
 use crate::error::{Error, Result};
 use crate::human::time;
 use fm_proto::fleet::{
-    Backup, CloudAccount, Image, Instance, InstanceTemplate, Operation, Snapshot, VirtualNetwork,
+    Backup, CloudAccount, Image, Instance, InstanceEvent, InstanceTemplate, Operation, Snapshot,
+    VirtualNetwork,
 };
 use serde_json::Value as Json;
 use std::io::Write;
@@ -201,6 +202,32 @@ fn write(text: &str) -> Result<()> {
 
 fn json_of(v: &impl serde::Serialize) -> Result<Json> {
     serde_json::to_value(v).map_err(Error::internal)
+}
+
+/// One event of a watch, as it comes: a line, or a JSON object per line.
+pub fn event(how: Output, e: &InstanceEvent) -> Result<()> {
+    match how {
+        Output::Json => {
+            let v = serde_json::to_string(e).map_err(Error::internal)?;
+            write(&format!("{v}\n"))
+        }
+        Output::Table => {
+            let error = if e.error.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", e.error)
+            };
+            write(&format!(
+                "{} {} {} {} {} {}{error}\n",
+                e.event_id,
+                when(e.at_ms),
+                e.instance_id,
+                e.kind,
+                e.operation,
+                e.state
+            ))
+        }
+    }
 }
 
 /// Rows under their header, each column as wide as its widest cell.

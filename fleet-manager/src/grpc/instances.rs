@@ -7,14 +7,17 @@ use crate::app::{Action, App, Change, StartedFuture, etag_of};
 use crate::error::{Error, Result as DomainResult};
 use crate::model::instance::Instance as Model;
 use fm_proto::fleet::{
-    CreateInstanceRequest, GetInstanceRequest, Instance, InstanceActionRequest,
+    CreateInstanceRequest, GetInstanceRequest, Instance, InstanceActionRequest, InstanceEvent,
     ListInstancesRequest, ListInstancesResponse, Operation, UpdateInstanceRequest,
+    WatchInstancesRequest,
 };
 use serde_json::{Map, Value as Json};
 use tonic::{Request, Response, Status};
 
 pub struct Service {
     pub app: App,
+    /// True once FM stops (streams end then).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The most instances one page holds, and a page's size when not asked.
@@ -130,6 +133,25 @@ impl Service {
 
 #[tonic::async_trait]
 impl fm_proto::fleet::instances_server::Instances for Service {
+    type WatchInstancesStream = super::watch::Stream<InstanceEvent>;
+
+    async fn watch_instances(
+        &self,
+        req: Request<WatchInstancesRequest>,
+    ) -> Result<Response<Self::WatchInstancesStream>, Status> {
+        let r = req.into_inner();
+        let t = tenant(&r.tenant).to_string();
+        // An unknown tenant is refused now, not in the stream.
+        self.app.events_after(&t, None).await.map_err(status)?;
+        Ok(Response::new(super::watch::instances(
+            self.app.clone(),
+            t,
+            r.instance_ids,
+            r.after_event_id.max(0),
+            self.stopping.clone(),
+        )))
+    }
+
     async fn get_instance(
         &self,
         req: Request<GetInstanceRequest>,

@@ -20,6 +20,7 @@ mod operations;
 mod rollouts;
 mod snapshots;
 pub(crate) mod templates;
+mod watch;
 
 use crate::api::access::Roles;
 use crate::app::App;
@@ -139,6 +140,14 @@ pub fn methods(rest: &Roles) -> HashMap<&'static str, Access> {
         (
             "/fm.fleet.v1.Backups/CloneBackup",
             same_as(Method::POST, &format!("{backup}/clone")),
+        ),
+        (
+            "/fm.fleet.v1.Instances/WatchInstances",
+            same_as(Method::GET, "/tenants/{tenantId}/instances"),
+        ),
+        (
+            "/fm.fleet.v1.Operations/WatchOperation",
+            same_as(Method::GET, future),
         ),
         (
             "/fm.fleet.v1.Operations/ListOperations",
@@ -553,6 +562,18 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(fm_proto::fleet::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(Error::internal)?;
+    // Streams end when FM stops, so they don't hold its graceful stop.
+    let (stop_tx, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    });
+    let stop = {
+        let mut s = stopping.clone();
+        async move {
+            let _ = s.wait_for(|v| *v).await;
+        }
+    };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .timeout(std::time::Duration::from_secs(120))
@@ -565,9 +586,11 @@ pub async fn serve(
         .add_service(reflection_alpha)
         .add_service(InstancesServer::new(instances::Service {
             app: app.clone(),
+            stopping: stopping.clone(),
         }))
         .add_service(OperationsServer::new(operations::Service {
             app: app.clone(),
+            stopping: stopping.clone(),
         }))
         .add_service(VirtualNetworksServer::new(networks::Service {
             app: app.clone(),
@@ -615,7 +638,7 @@ mod tests {
                 }
             }
         }
-        assert!(n >= 46, "only {n} methods");
+        assert!(n >= 48, "only {n} methods");
     }
 
     #[test]

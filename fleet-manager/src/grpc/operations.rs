@@ -6,13 +6,15 @@ use crate::app::App;
 use crate::model::operation::FutureState;
 use fm_proto::fleet::{
     CancelOperationRequest, GetOperationRequest, ListOperationsRequest, ListOperationsResponse,
-    Operation, WaitOperationRequest,
+    Operation, WaitOperationRequest, WatchOperationRequest,
 };
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 pub struct Service {
     pub app: App,
+    /// True once FM stops (streams end then).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The longest a `WaitOperation` waits, and how often it looks.
@@ -40,6 +42,27 @@ pub fn to_proto(f: FutureState) -> Operation {
 
 #[tonic::async_trait]
 impl fm_proto::fleet::operations_server::Operations for Service {
+    type WatchOperationStream = super::watch::Stream<Operation>;
+
+    async fn watch_operation(
+        &self,
+        req: Request<WatchOperationRequest>,
+    ) -> Result<Response<Self::WatchOperationStream>, Status> {
+        let r = req.into_inner();
+        let t = tenant(&r.tenant).to_string();
+        let first = self
+            .app
+            .future_get(&t, &r.name, true)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(super::watch::operation(
+            self.app.clone(),
+            t,
+            to_proto(first),
+            self.stopping.clone(),
+        )))
+    }
+
     async fn get_operation(
         &self,
         req: Request<GetOperationRequest>,

@@ -98,3 +98,19 @@ pub struct FutureState {
     /// schedules; null for operations older than users.
     pub initiated_by: Option<String>,
 }
+
+/// A change FM wrote to its outbox, in the transaction that made it: an
+/// operation that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetEvent {
+    /// Increasing: a watcher resumes after the last one it saw.
+    pub id: i64,
+    pub at: i64,
+    /// The operation's kind (`PROVISION_INSTANCE`, ...).
+    pub kind: String,
+    pub target_id: String,
+    pub operation_id: Option<String>,
+    /// How it ended: `done`, `failed` or `aborted`.
+    pub state: String,
+    pub error: Option<String>,
+}

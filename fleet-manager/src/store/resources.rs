@@ -549,6 +549,37 @@ pub async fn event_insert<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Up to `limit` of the tenant's events after the one with id `after`,
+/// oldest first.
+pub async fn events_after<C: ConnectionTrait>(
+    c: &C,
+    tenant: &str,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<event::Model>> {
+    Ok(event::Entity::find()
+        .filter(event::Column::TenantId.eq(tenant))
+        .filter(event::Column::Id.gt(after))
+        .order_by_asc(event::Column::Id)
+        .limit(limit)
+        .all(c)
+        .await?)
+}
+
+/// The id of the latest event of any tenant (0 when there is none): a
+/// cursor from which only new events follow.
+pub async fn event_latest<C: ConnectionTrait>(c: &C) -> Result<i64> {
+    let last: Option<i64> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Id)
+        .order_by_desc(event::Column::Id)
+        .limit(1)
+        .into_tuple()
+        .one(c)
+        .await?;
+    Ok(last.unwrap_or(0))
+}
+
 pub async fn events_for_operation<C: ConnectionTrait>(
     c: &C,
     operation_id: &str,
