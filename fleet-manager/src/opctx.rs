@@ -33,6 +33,10 @@ pub struct OpCtx {
     /// chose it beforehand (a rollout records it before it starts a
     /// target's operation); none: a new id.
     pub operation_id: Option<String>,
+    /// The client's id for this request (AIP-155): the operation it starts
+    /// is recorded under it, in the same transaction, so a retry answers
+    /// that operation instead of starting another.
+    pub client_request: Option<crate::app::ClientRequest>,
     /// The operation the request started, for the audit row.
     started: Arc<Mutex<Option<String>>>,
 }
@@ -47,6 +51,7 @@ impl OpCtx {
             request_id: crate::model::new_id("req"),
             wait: None,
             operation_id: None,
+            client_request: None,
             started: Default::default(),
         }
     }
@@ -60,6 +65,7 @@ impl OpCtx {
             request_id: crate::model::new_id("req"),
             wait: None,
             operation_id: None,
+            client_request: None,
             started: Default::default(),
         }
     }
@@ -68,6 +74,13 @@ impl OpCtx {
     /// starts (the console answers at once and shows the progress).
     pub fn waiting(mut self, wait: Duration) -> OpCtx {
         self.wait = Some(wait);
+        self
+    }
+
+    /// The same context, its operation recorded under the client's
+    /// request id.
+    pub fn with_client_request(mut self, r: Option<crate::app::ClientRequest>) -> OpCtx {
+        self.client_request = r;
         self
     }
 

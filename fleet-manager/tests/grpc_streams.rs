@@ -55,6 +55,7 @@ async fn watchers_follow_an_operation_to_its_end_and_do_not_hold_fms_stop() {
             InstanceActionRequest {
                 tenant: String::new(),
                 id: id.clone(),
+                request_id: String::new(),
             },
         ))
         .await

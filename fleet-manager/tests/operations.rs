@@ -649,3 +649,37 @@ async fn log_tails_of_many_operations_come_in_one_query_each_its_own() {
     }
     store.close().await;
 }
+
+#[tokio::test]
+async fn attempts_racing_with_one_request_id_make_one_operation_and_another_request_is_refused() {
+    let t = idle_app().await;
+    let request = |fingerprint: &str| fleet_manager::app::ClientRequest {
+        id: "retry-me".into(),
+        method: "Instances/ReprovisionInstance".into(),
+        fingerprint: fingerprint.into(),
+    };
+    let ctx = |fingerprint: &str| {
+        fleet_manager::opctx::OpCtx::system("test").with_client_request(Some(request(fingerprint)))
+    };
+    let (a, b) = (ctx("same"), ctx("same"));
+    let params = TestParams::default();
+    let (first, second) = tokio::join!(
+        t.app.engine.submit(&a, "main", "target-1", &params),
+        t.app.engine.submit(&b, "main", "target-1", &params),
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.id, second.id, "one operation for both attempts");
+    let (_, list) = t.api.get("/tenants/main/futures").await;
+    let ops = list.as_array().map_or(0, Vec::len);
+    assert_eq!(ops, 1, "{list}");
+    // The same id on a different request is the caller's error.
+    let e = t
+        .app
+        .engine
+        .submit(&ctx("other"), "main", "target-1", &params)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+    assert!(e.message().contains("retry-me"), "{}", e.message());
+    t.stop().await;
+}

@@ -458,9 +458,18 @@ def test_an_instances_snapshots_and_backups_are_taken_read_verified_and_deleted_
     code, _, details = error_type(lambda: snaps.CreateSnapshot(
         msgs.CreateSnapshotRequest(instance_id=inst.id), metadata=admin_md, timeout=10))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "provision" in details, details
+    rid = str(uuid.uuid4())
     op = wait_op(ops, msgs, admin_md, inst_stub.ReprovisionInstance(
-        msgs.InstanceActionRequest(id=inst.id), metadata=admin_md, timeout=10))
+        msgs.InstanceActionRequest(id=inst.id, request_id=rid), metadata=admin_md, timeout=10))
     assert op.state == "done", op
+    # A retried action answers the operation it started; the id given to
+    # another action is refused.
+    again = inst_stub.ReprovisionInstance(msgs.InstanceActionRequest(id=inst.id, request_id=rid),
+                                          metadata=admin_md, timeout=10)
+    assert again.name == op.name and again.done, again
+    code, _, details = error_type(lambda: inst_stub.StopInstance(
+        msgs.InstanceActionRequest(id=inst.id, request_id=rid), metadata=admin_md, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and rid in details, details
 
     op = wait_op(ops, msgs, admin_md, snaps.CreateSnapshot(
         msgs.CreateSnapshotRequest(instance_id=inst.id, reason="before the upgrade"),
@@ -478,8 +487,11 @@ def test_an_instances_snapshots_and_backups_are_taken_read_verified_and_deleted_
     assert not snaps.ListSnapshots(msgs.ListSnapshotsRequest(instance_id=inst.id), metadata=admin_md,
                                    timeout=5).snapshots
 
-    op = wait_op(ops, msgs, admin_md, bks.CreateBackup(
-        msgs.CreateBackupRequest(instance_id=inst.id, reason="grpc"), metadata=admin_md, timeout=10))
+    brid = str(uuid.uuid4())
+    take = msgs.CreateBackupRequest(instance_id=inst.id, reason="grpc", request_id=brid)
+    first = bks.CreateBackup(take, metadata=admin_md, timeout=10)
+    assert bks.CreateBackup(take, metadata=admin_md, timeout=10).name == first.name
+    op = wait_op(ops, msgs, admin_md, first)
     assert op.state == "done", op
     (b,) = bks.ListBackups(msgs.ListBackupsRequest(instance_id=inst.id), metadata=admin_md,
                            timeout=5).backups

@@ -86,6 +86,24 @@ impl App {
         self.future_view(op).await
     }
 
+    /// The operation an earlier request with the client's request id
+    /// started, if any (the same id given to a different request is
+    /// refused).
+    pub async fn operation_replayed(
+        &self,
+        tenant: &str,
+        request: &Option<super::ClientRequest>,
+    ) -> Result<Option<FutureState>> {
+        let change = super::Change {
+            request: request.clone(),
+            ..Default::default()
+        };
+        match self.replayed(tenant, &change).await? {
+            Some(op) => Ok(Some(self.future_get(tenant, &op, true).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// Persists an operation, wakes a worker and waits up to `wait` for it;
     /// returns the operation as it is then.
     pub(super) async fn run_operation<P: SagaParams>(

@@ -338,6 +338,7 @@ async fn instances(conn: &Conn, command: InstanceCommand) -> Result<()> {
     let act = |id: String| pb::InstanceActionRequest {
         tenant: t.clone(),
         id,
+        request_id: String::new(),
     };
     let op = match command {
         InstanceCommand::Crud(Crud::List) => {
@@ -674,6 +675,7 @@ async fn snapshots(conn: &Conn, command: SnapshotCommand) -> Result<()> {
                 tenant: t.clone(),
                 instance_id: instance.clone(),
                 reason: reason.unwrap_or_default(),
+                request_id: String::new(),
             };
             let op = answer(c.snapshots.create_snapshot(req).await)?;
             (op, Some(instance))
@@ -738,6 +740,7 @@ async fn backups(conn: &Conn, command: BackupCommand) -> Result<()> {
                 tenant: t.clone(),
                 instance_id: instance.clone(),
                 reason: reason.unwrap_or_default(),
+                request_id: String::new(),
             };
             (
                 answer(c.backups.create_backup(req).await)?,

@@ -115,9 +115,15 @@ impl Service {
     ) -> Result<Response<Operation>, Status> {
         let ctx = caller(&req)?;
         let from = source(&req);
-        let r = req.into_inner();
-        let t = tenant(&r.tenant);
+        let mut r = req.into_inner();
+        let t = tenant(&r.tenant).to_string();
+        let t = t.as_str();
         let app = &self.app;
+        let rid = std::mem::take(&mut r.request_id);
+        let (ctx, earlier) = super::replayed(app, ctx, t, act.method(), &rid, &r).await?;
+        if let Some(op) = earlier {
+            return Ok(Response::new(op));
+        }
         let started = async {
             match act {
                 Act::Reprovision => app.instance_reprovision(&ctx, t, &r.id, false, None).await,

@@ -372,6 +372,25 @@ async fn audited<T>(
     out.map_err(status)
 }
 
+/// An action's request id (AIP-155): the operation an earlier attempt with
+/// it started, if any, and the caller's context recording this attempt's
+/// operation under it (`without_id`: the request, its id taken out).
+async fn replayed<M: prost::Message>(
+    app: &App,
+    ctx: OpCtx,
+    tenant: &str,
+    method: &str,
+    request_id: &str,
+    without_id: &M,
+) -> std::result::Result<(OpCtx, Option<fm_proto::fleet::Operation>), Status> {
+    let r = fields::client_request(method, request_id, without_id).map_err(status)?;
+    let earlier = app.operation_replayed(tenant, &r).await.map_err(status)?;
+    Ok((
+        ctx.with_client_request(r),
+        earlier.map(operations::to_proto),
+    ))
+}
+
 /// Starts an operation under an audit row (see [`audited`]) and answers it.
 async fn started(
     app: &App,

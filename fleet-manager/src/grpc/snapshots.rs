@@ -1,7 +1,7 @@
 //! `fm.fleet.v1.Snapshots` and `fm.fleet.v1.Backups`: an instance's
 //! snapshots and backups, each method one `App` call.
 
-use super::{caller, page_of, source, started, status, tenant};
+use super::{caller, page_of, replayed, source, started, status, tenant};
 use crate::api::page::encode_token;
 use crate::app::App;
 use crate::app::backups::CloneRequest;
@@ -97,12 +97,17 @@ impl fm_proto::fleet::snapshots_server::Snapshots for Service {
         &self,
         req: Request<CreateSnapshotRequest>,
     ) -> Result<Response<Operation>, Status> {
+        const METHOD: &str = "Snapshots/CreateSnapshot";
         let (ctx, from) = (caller(&req)?, source(&req));
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        let rid = std::mem::take(&mut r.request_id);
         let (t, id) = (tenant(&r.tenant), r.instance_id.as_str());
+        let (ctx, earlier) = replayed(&self.app, ctx, t, METHOD, &rid, &r).await?;
+        if let Some(op) = earlier {
+            return Ok(Response::new(op));
+        }
         let op = self.app.snapshot_start(&ctx, t, id, given(&r.reason));
-        let about = (t, id, from);
-        started(&self.app, &ctx, "Snapshots/CreateSnapshot", about, op).await
+        started(&self.app, &ctx, METHOD, (t, id, from), op).await
     }
 
     async fn delete_snapshot(
@@ -210,11 +215,17 @@ impl fm_proto::fleet::backups_server::Backups for BackupsService {
         &self,
         req: Request<CreateBackupRequest>,
     ) -> Result<Response<Operation>, Status> {
+        const METHOD: &str = "Backups/CreateBackup";
         let (ctx, from) = (caller(&req)?, source(&req));
-        let r = req.into_inner();
+        let mut r = req.into_inner();
+        let rid = std::mem::take(&mut r.request_id);
         let (t, id) = (tenant(&r.tenant), r.instance_id.as_str());
+        let (ctx, earlier) = replayed(&self.app, ctx, t, METHOD, &rid, &r).await?;
+        if let Some(op) = earlier {
+            return Ok(Response::new(op));
+        }
         let op = self.app.backup_take(&ctx, t, id, given(&r.reason));
-        started(&self.app, &ctx, "Backups/CreateBackup", (t, id, from), op).await
+        started(&self.app, &ctx, METHOD, (t, id, from), op).await
     }
 
     async fn delete_backup(

@@ -20,6 +20,7 @@ use crate::model::operation::OpState;
 use crate::opctx::OpCtx;
 use crate::store::entities::operation;
 use crate::store::operations::{op_get, op_insert};
+use crate::store::requests as rq;
 use crate::store::{ClaimedOp, NewOperation, OpOutcome, Store};
 use sagas::{Saga, SagaParams, StepCtx};
 use serde_json::{Map, Value};
@@ -206,22 +207,49 @@ impl Engine {
         let saga = self
             .saga(kind)
             .ok_or_else(|| Error::internal(format!("no saga for operation kind {kind}")))?;
-        op_insert(
-            &self.inner.store.db,
-            NewOperation {
-                id: ctx
-                    .operation_id
-                    .clone()
-                    .unwrap_or_else(|| crate::model::new_id("op")),
-                tenant_id: tenant.to_string(),
-                kind: kind.to_string(),
-                target_id: target_id.to_string(),
-                params,
-                total_steps: saga.steps.len() as i32,
-                initiated_by: ctx.actor_name(),
-            },
-        )
-        .await
+        let new = NewOperation {
+            id: ctx
+                .operation_id
+                .clone()
+                .unwrap_or_else(|| crate::model::new_id("op")),
+            tenant_id: tenant.to_string(),
+            kind: kind.to_string(),
+            target_id: target_id.to_string(),
+            params,
+            total_steps: saga.steps.len() as i32,
+            initiated_by: ctx.actor_name(),
+        };
+        let db = &self.inner.store.db;
+        let Some(r) = &ctx.client_request else {
+            return op_insert(db, new).await;
+        };
+        // The request id is claimed with the operation, in one transaction:
+        // of two attempts with the same id, one operation is made.
+        use sea_orm::TransactionTrait;
+        let txn = db.begin().await?;
+        if rq::request_claim(&txn, tenant, &r.id, &r.method, &r.fingerprint, &new.id).await? {
+            let op = op_insert(&txn, new).await?;
+            txn.commit().await?;
+            return Ok(op);
+        }
+        txn.rollback().await?;
+        let earlier = rq::request_find(db, tenant, &r.id).await?;
+        match earlier {
+            Some(m) if m.method == r.method && m.fingerprint == r.fingerprint => {
+                op_get(db, tenant, &m.object_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("future", m.object_id))
+            }
+            Some(m) => Err(Error::invalid(format!(
+                "request_id '{}' was already used for another request ({}): give each new request a new id",
+                r.id.escape_debug(),
+                m.method
+            ))),
+            None => Err(Error::conflict(format!(
+                "request_id '{}' is being used by another request: retry",
+                r.id.escape_debug()
+            ))),
+        }
     }
 
     /// Injects faults into the run of operation `op_id` (tests).
