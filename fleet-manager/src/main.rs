@@ -29,19 +29,6 @@ enum Command {
     },
     #[command(flatten)]
     Fleet(fleet_manager::cli::Resource),
-    /// Rollouts: one action over a selection of instances, canaries first,
-    /// a few at a time, through a running FM's REST API. `create` follows
-    /// the rollout to its end (progress on stderr) unless --no-wait; a
-    /// rollout that ends failed or cancelled exits with status 1.
-    Rollouts {
-        #[command(flatten)]
-        remote: fleet_manager::remote::Remote,
-        /// Print the rollout at once instead of following it.
-        #[arg(long, global = true)]
-        no_wait: bool,
-        #[command(subcommand)]
-        command: RolloutCommand,
-    },
     /// Preview what makes the fleet as a fleet file (YAML) declares: one
     /// block per object (`+` create, `~` in place, `-/+` reprovision, `-`
     /// delete) and a summary line. Exit status 0: no changes; 2: changes;
@@ -80,75 +67,6 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum RolloutCommand {
-    /// Start a rollout, from a spec file (JSON, as the REST API takes it;
-    /// `-` for stdin) or from the flags.
-    Create(Box<RolloutCreate>),
-    /// The rollouts, newest first.
-    List,
-    /// One rollout with its targets.
-    Get {
-        id: String,
-    },
-    /// Follow a rollout to its end.
-    Wait {
-        id: String,
-    },
-    Pause {
-        id: String,
-    },
-    Resume {
-        id: String,
-    },
-    Cancel {
-        id: String,
-    },
-}
-
-/// What `rollouts create` takes.
-#[derive(clap::Args)]
-struct RolloutCreate {
-    /// The whole spec; the flags below are then not used.
-    #[arg(long, short = 'f')]
-    file: Option<std::path::PathBuf>,
-    /// REPROVISION, UPGRADE, RESTART_NODE, REPLAY_SETUP_ACTIONS,
-    /// SNAPSHOT, BACKUP, STOP or START.
-    #[arg(long)]
-    action: Option<String>,
-    /// The image an UPGRADE moves to.
-    #[arg(long)]
-    to_image: Option<String>,
-    /// Select these instances (repeat).
-    #[arg(long = "instance")]
-    instances: Vec<String>,
-    /// Select instances with every one of these FM tags (repeat).
-    #[arg(long = "tag")]
-    tags: Vec<String>,
-    #[arg(long)]
-    template: Option<String>,
-    #[arg(long)]
-    network: Option<String>,
-    /// Select instances on this image.
-    #[arg(long)]
-    image: Option<String>,
-    /// Select every instance of the tenant.
-    #[arg(long)]
-    all: bool,
-    #[arg(long)]
-    label: Option<String>,
-    #[arg(long)]
-    canaries: Option<u32>,
-    /// A count or a share ("25%").
-    #[arg(long)]
-    max_in_flight: Option<String>,
-    /// A count or a share.
-    #[arg(long)]
-    max_errors: Option<String>,
-    #[arg(long)]
-    health_seconds: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -389,96 +307,6 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
             Ok(())
         }
         Command::Fleet(r) => fleet_manager::cli::run(r).await,
-        Command::Rollouts {
-            remote,
-            no_wait,
-            command,
-        } => {
-            use reqwest::Method;
-            let (method, path, body, follow) = match command {
-                RolloutCommand::Create(c) => {
-                    let RolloutCreate {
-                        file,
-                        action,
-                        to_image,
-                        instances,
-                        tags,
-                        template,
-                        network,
-                        image,
-                        all,
-                        label,
-                        canaries,
-                        max_in_flight,
-                        max_errors,
-                        health_seconds,
-                    } = *c;
-                    let spec = match file {
-                        Some(f) => read_spec(&f)?,
-                        None => {
-                            let action = action.ok_or_else(|| {
-                                fleet_manager::error::Error::invalid(
-                                    "give --action (or the whole spec with --file)",
-                                )
-                            })?;
-                            let mut a = serde_json::json!({"type": action});
-                            if let Some(i) = to_image {
-                                a["imageId"] = i.into();
-                            }
-                            let mut spec = serde_json::json!({
-                                "selector": {
-                                    "instanceIds": instances, "fmTags": tags,
-                                    "instanceSettingsTemplateId": template,
-                                    "virtualNetworkId": network, "imageId": image, "all": all,
-                                },
-                                "action": a,
-                            });
-                            for (k, v) in [
-                                ("label", label.map(serde_json::Value::from)),
-                                ("canaries", canaries.map(Into::into)),
-                                ("maxInFlight", max_in_flight.map(limit_arg)),
-                                ("maxErrors", max_errors.map(limit_arg)),
-                                ("healthSeconds", health_seconds.map(Into::into)),
-                            ] {
-                                if let Some(v) = v {
-                                    spec[k] = v;
-                                }
-                            }
-                            spec
-                        }
-                    };
-                    (Method::POST, "/rollouts".to_string(), Some(spec), !no_wait)
-                }
-                RolloutCommand::List => (Method::GET, "/rollouts".into(), None, false),
-                RolloutCommand::Get { id } => (Method::GET, format!("/rollouts/{id}"), None, false),
-                RolloutCommand::Wait { id } => (Method::GET, format!("/rollouts/{id}"), None, true),
-                RolloutCommand::Pause { id } => (
-                    Method::POST,
-                    format!("/rollouts/{id}/actions/pause"),
-                    None,
-                    false,
-                ),
-                RolloutCommand::Resume { id } => (
-                    Method::POST,
-                    format!("/rollouts/{id}/actions/resume"),
-                    None,
-                    false,
-                ),
-                RolloutCommand::Cancel { id } => (
-                    Method::POST,
-                    format!("/rollouts/{id}/actions/cancel"),
-                    None,
-                    !no_wait,
-                ),
-            };
-            let v = remote.call(method, &path, body).await?;
-            let v = if follow {
-                remote.wait_rollout(v).await?
-            } else {
-                v
-            };
-            print_json(&v)
-        }
         Command::Plan { .. } | Command::Apply { .. } => Err(fleet_manager::error::Error::internal(
             "plan and apply are run by main",
         )),
@@ -607,24 +435,6 @@ async fn run(cmd: Command) -> fleet_manager::error::Result<()> {
             }
         },
     }
-}
-
-/// A rollout spec from a JSON file, `-` for standard input.
-fn read_spec(f: &std::path::Path) -> fleet_manager::error::Result<serde_json::Value> {
-    use fleet_manager::error::Error;
-    let text = if f == std::path::Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).map_err(Error::internal)?
-    } else {
-        std::fs::read_to_string(f)
-            .map_err(|e| Error::invalid(format!("can't read {}: {e}", f.display())))?
-    };
-    serde_json::from_str(&text)
-        .map_err(|e| Error::invalid(format!("{} is not a JSON spec: {e}", f.display())))
-}
-
-/// `5` as a number, `25%` as text: the REST API takes both.
-fn limit_arg(s: String) -> serde_json::Value {
-    s.parse::<u32>().map(Into::into).unwrap_or(s.into())
 }
 
 async fn shutdown_signal() {

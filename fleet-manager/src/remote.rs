@@ -1,6 +1,6 @@
-//! The CLI's client of a running FM's REST API (`fleet-manager backups|
-//! rollouts ...`): one call, then, for an action, its future (or rollout)
-//! followed to the end.
+//! The CLI's client of a running FM's REST API (`fleet-manager plan|apply`):
+//! one call, then, for an action, its future (or rollout) followed to the
+//! end.
 
 use crate::error::{Error, Result};
 use serde_json::Value;

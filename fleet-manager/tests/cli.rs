@@ -1,5 +1,5 @@
 //! The CLI over the gRPC API (`fleet-manager networks|templates|instances|
-//! accounts|images|operations ...`), the real binary against FM on the sim
+//! accounts|images|operations|rollouts ...`), the real binary against FM on the sim
 //! cloud: resources made from `--set` fields (once per request id),
 //! printed as tables for people and JSON for scripts, updated field by
 //! field with a stale etag refused, actions followed to their end and
@@ -220,6 +220,60 @@ async fn resources_are_made_listed_updated_and_acted_on_from_the_command_line() 
         .json(&["operations", "wait", started["name"].as_str().unwrap()])
         .await;
     assert_eq!(waited["state"], "done", "{waited}");
+
+    // A rollout over the stopped instance, followed to its end.
+    let r = cli
+        .json(&[
+            "rollouts",
+            "create",
+            "--action",
+            "START",
+            "--instance",
+            &id,
+            "--health-seconds",
+            "0",
+            "--label",
+            "cli-start",
+        ])
+        .await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["counts"]["done"], 1, "{r}");
+    assert_eq!(r["targets"][0]["instanceId"], id.as_str(), "{r}");
+    let rid = r["id"].as_str().unwrap();
+    let (code, table, _) = cli.run(&["rollouts", "get", rid]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("INSTANCE") && l.contains("CANARY")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("done")),
+        "{table}"
+    );
+    let (code, table, _) = cli.run(&["rollouts", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(rid) && l.contains("START")),
+        "{table}"
+    );
+    let (code, _, err) = cli
+        .run(&[
+            "rollouts",
+            "create",
+            "--action",
+            "UPGRADE",
+            "--instance",
+            &id,
+        ])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("imageId"), "{err}");
 
     // Refused before anything starts: the reason, exit status 1.
     let (code, _, err) = cli.run(&["networks", "delete", &vn_id]).await;

@@ -35,6 +35,7 @@ async fn an_upgrade_rollout_survives_fm_killed_mid_way_and_a_broken_image_stops_
     }
     let db = TestDb::new().await;
     let key = cli_create_key(&db);
+    let grpc = format!("127.0.0.1:{}", common::free_port());
     let env = lifecycle_env(
         29000,
         &[
@@ -42,6 +43,7 @@ async fn an_upgrade_rollout_survives_fm_killed_mid_way_and_a_broken_image_stops_
             ("FM_FUTURE_WAIT_MS", "0"),
             ("FM_OPS_WORKERS", "6"),
             ("FM_ROLLOUT_TICK_MS", "200"),
+            ("FM_GRPC_LISTEN", &grpc),
         ],
     );
     let mut fm = FmProcess::start(&db, &key, &env).await;
@@ -154,7 +156,7 @@ async fn an_upgrade_rollout_survives_fm_killed_mid_way_and_a_broken_image_stops_
     // A broken image, rolled out with the CLI: the canary fails, the others
     // stay as they are, and the CLI says so with its exit status.
     let mut cli = tokio::process::Command::new(common::bin());
-    cli.args(["rollouts", "--url", &fm.api.base])
+    cli.args(["rollouts", "--grpc-url", &format!("http://{grpc}")])
         .args(["--key-id", &key.0, "--key-secret", &key.1])
         .args([
             "create",

@@ -34,6 +34,7 @@ pub struct Clients {
     pub snapshots: fleet::snapshots_client::SnapshotsClient<Chan>,
     pub backups: fleet::backups_client::BackupsClient<Chan>,
     pub operations: fleet::operations_client::OperationsClient<Chan>,
+    pub rollouts: fleet::rollouts_client::RolloutsClient<Chan>,
 }
 
 /// Connects to `url` with the key `id:secret`.
@@ -64,7 +65,8 @@ pub async fn connect(url: &str, id: &str, secret: &str) -> Result<Clients> {
         images: fleet::images_client::ImagesClient::new(svc.clone()),
         snapshots: fleet::snapshots_client::SnapshotsClient::new(svc.clone()),
         backups: fleet::backups_client::BackupsClient::new(svc.clone()),
-        operations: fleet::operations_client::OperationsClient::new(svc),
+        operations: fleet::operations_client::OperationsClient::new(svc.clone()),
+        rollouts: fleet::rollouts_client::RolloutsClient::new(svc),
     })
 }
 

@@ -1,6 +1,6 @@
 //! `fleet-manager instances|templates|networks|accounts|images|snapshots|
-//! backups|operations ...`: the product from the command line, over a
-//! running FM's gRPC API.
+//! backups|operations|rollouts ...`: the product from the command line,
+//! over a running FM's gRPC API.
 //!
 //! Every command prints a table (`--output table`, the default) or JSON
 //! (`--output json`, for scripts). An action that starts an operation
@@ -10,6 +10,7 @@
 
 mod client;
 mod input;
+mod rollouts;
 mod show;
 mod wait;
 
@@ -109,6 +110,15 @@ pub enum Resource {
         conn: Conn,
         #[command(subcommand)]
         command: BackupCommand,
+    },
+    /// Rollouts: one action over a selection of instances, canaries first,
+    /// a few at a time; `create` follows the rollout to its end unless
+    /// --no-wait, and one that ends failed or cancelled exits with 1.
+    Rollouts {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        command: rollouts::RolloutCommand,
     },
     /// FM's long-running operations.
     Operations {
@@ -286,6 +296,7 @@ pub async fn run(r: Resource) -> Result<()> {
         Resource::Snapshots { conn, command } => snapshots(&conn, command).await,
         Resource::Backups { conn, command } => backups(&conn, command).await,
         Resource::Operations { conn, command } => operations(&conn, command).await,
+        Resource::Rollouts { conn, command } => rollouts::run(&conn, command).await,
     }
 }
 

@@ -5,8 +5,8 @@
 use crate::error::{Error, Result};
 use crate::human::time;
 use fm_proto::fleet::{
-    Backup, CloudAccount, Image, Instance, InstanceEvent, InstanceTemplate, Operation, Snapshot,
-    VirtualNetwork,
+    Backup, CloudAccount, Image, Instance, InstanceEvent, InstanceTemplate, Operation, Rollout,
+    Snapshot, VirtualNetwork,
 };
 use serde_json::Value as Json;
 use std::io::Write;
@@ -191,6 +191,75 @@ impl Row for Operation {
             error,
         ]
     }
+}
+
+impl Row for Rollout {
+    const COLUMNS: &'static [&'static str] = &[
+        "ID", "LABEL", "ACTION", "STATE", "TARGETS", "DONE", "RUNNING", "FAILED", "SKIPPED",
+    ];
+    fn cells(&self) -> Vec<String> {
+        let c = self.counts.unwrap_or_default();
+        let action = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.action.as_ref())
+            .map(|a| a.r#type.clone())
+            .unwrap_or_default();
+        vec![
+            self.id.clone(),
+            or_dash(&self.label),
+            action,
+            self.state.clone(),
+            c.targets.to_string(),
+            c.done.to_string(),
+            c.running.to_string(),
+            c.failed.to_string(),
+            c.skipped.to_string(),
+        ]
+    }
+}
+
+/// A rollout: its fields, then a table of its targets (or its JSON).
+pub fn rollout(how: Output, r: &Rollout) -> Result<()> {
+    if how == Output::Json {
+        return one(how, r);
+    }
+    let mut head = r.clone();
+    head.targets.clear();
+    let v = json_of(&head)?;
+    let mut lines = Vec::new();
+    flatten("", &v, &mut lines);
+    lines.retain(|(k, _)| k != "targets");
+    let w = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut text: String = lines
+        .iter()
+        .map(|(k, v)| format!("{k:<w$}  {v}\n"))
+        .collect();
+    if !r.targets.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .targets
+            .iter()
+            .map(|t| {
+                vec![
+                    t.instance_id.clone(),
+                    if t.canary {
+                        "canary".into()
+                    } else {
+                        "-".into()
+                    },
+                    t.state.clone(),
+                    or_dash(&t.operation_id),
+                    or_dash(&t.error),
+                ]
+            })
+            .collect();
+        text.push('\n');
+        text.push_str(&table(
+            &["INSTANCE", "CANARY", "STATE", "OPERATION", "ERROR"],
+            &rows,
+        ));
+    }
+    write(&text)
 }
 
 fn write(text: &str) -> Result<()> {

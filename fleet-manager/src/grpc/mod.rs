@@ -17,7 +17,7 @@ pub(crate) mod fields;
 pub(crate) mod instances;
 pub(crate) mod networks;
 mod operations;
-mod rollouts;
+pub(crate) mod rollouts;
 mod snapshots;
 pub(crate) mod templates;
 mod watch;

@@ -111,7 +111,7 @@ fn action_to_proto(a: &Act) -> RolloutAction {
     }
 }
 
-fn spec_to_proto(s: m::RolloutSpec) -> RolloutSpec {
+pub(crate) fn spec_to_proto(s: m::RolloutSpec) -> RolloutSpec {
     let sel = s.selector;
     RolloutSpec {
         label: s.label,
